@@ -1,0 +1,107 @@
+import { z } from "zod";
+import { InvalidInputError } from "./errors";
+import { parseHour } from "./hours";
+
+/**
+ * One schema per state boundary. Payloads carry keys and counts, never records: Step Functions caps a
+ * state's input/output at 256 KiB.
+ */
+const hourUtc = z.string().refine((text) => parseHour(text) !== undefined, {
+  message: 'must be a UTC hour like "2026-11-24T08:00:00Z"',
+});
+// Execution names are the run id in staging keys: Step Functions allows 1-80 of these characters.
+const runId = z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, "must be a Step Functions execution name");
+const entity = z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be an OData entity set name");
+const count = z.number().int().nonnegative();
+
+export const planInputSchema = z.object({
+  executionName: runId,
+  /** The execution input; scheduled runs pass {} and nothing in it is required. */
+  request: z.unknown().optional(),
+});
+export type PlanInput = z.infer<typeof planInputSchema>;
+
+export const watermarkSnapshotSchema = z.object({
+  hourUtc: hourUtc.nullable(),
+  /** ETag of the state object as Plan read it (null when absent): Commit writes it with If-Match. */
+  etag: z.string().nullable(),
+});
+export type WatermarkSnapshot = z.infer<typeof watermarkSnapshotSchema>;
+
+export const workItemSchema = z.object({ entity, hourUtc });
+
+export const planOutputSchema = z.object({
+  runId,
+  hours: z.array(hourUtc),
+  items: z.array(workItemSchema),
+  watermark: watermarkSnapshotSchema,
+  maxConcurrency: z.number().int().positive(),
+  lagHours: count,
+});
+export type PlanOutput = z.infer<typeof planOutputSchema>;
+
+/** Where the next invocation resumes paging: a $skip offset, or the nextLink the API handed out. */
+export const pageCursorSchema = z.union([
+  z.object({ skip: count }),
+  z.object({ nextLink: z.string().url() }),
+]);
+export type PageCursor = z.infer<typeof pageCursorSchema>;
+
+export const collectProgressSchema = z.object({
+  cursor: pageCursorSchema,
+  parts: count,
+  records: count,
+  pages: count,
+  invocations: count,
+});
+export type CollectProgress = z.infer<typeof collectProgressSchema>;
+
+export const collectInputSchema = z.object({
+  runId,
+  entity,
+  hourUtc,
+  progress: collectProgressSchema.optional(),
+});
+export type CollectInput = z.infer<typeof collectInputSchema>;
+
+export const collectOutputSchema = z.object({
+  runId,
+  entity,
+  hourUtc,
+  done: z.boolean(),
+  progress: collectProgressSchema,
+});
+export type CollectOutput = z.infer<typeof collectOutputSchema>;
+
+export const commitInputSchema = z.object({
+  runId,
+  hours: z.array(hourUtc).min(1),
+  watermark: watermarkSnapshotSchema,
+  collected: z.array(collectOutputSchema).min(1),
+});
+export type CommitInput = z.infer<typeof commitInputSchema>;
+
+export const publishedItemSchema = z.object({
+  entity,
+  hourUtc,
+  parts: count,
+  records: count,
+  outcome: z.enum(["published", "already-published-by-this-run"]),
+});
+export type PublishedItem = z.infer<typeof publishedItemSchema>;
+
+export interface CommitOutput {
+  runId: string;
+  published: PublishedItem[];
+  watermark: { before: string | null; after: string };
+}
+
+/** Parses a state's input; a mismatch is an InvalidInputError naming every bad field. */
+export function parseStateInput<T>(schema: z.ZodType<T>, input: unknown, state: string): T {
+  const parsed = schema.safeParse(input);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map(
+    (issue) => `${issue.path.join(".") || "(input)"} ${issue.message}`,
+  );
+  throw new InvalidInputError(`${state} received invalid input: ${problems.join("; ")}`);
+}

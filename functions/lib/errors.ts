@@ -1,0 +1,72 @@
+/**
+ * The collector's named errors. Step Functions matches Retry/Catch on `Error`, which is the thrown
+ * error's `name`; bundlers rename classes, so every class hard-codes its name instead of relying on
+ * `constructor.name`. `retryable` mirrors what the state machine does with it (see the ASL Retry blocks).
+ */
+export abstract class CollectorError extends Error {
+  abstract override readonly name: string;
+  abstract readonly retryable: boolean;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** Configuration is invalid: fix the Lambda environment, then redrive. */
+export class ConfigurationError extends CollectorError {
+  override readonly name = "ConfigurationError";
+  readonly retryable = false;
+}
+
+/** A state's input did not match its contract (a hand-started execution with a bad range, or a bug). */
+export class InvalidInputError extends CollectorError {
+  override readonly name = "InvalidInputError";
+  readonly retryable = false;
+}
+
+/** The Citrix API refused the credentials (token endpoint 400/401, or a second 401 in a row). */
+export class CitrixAuthError extends CollectorError {
+  override readonly name = "CitrixAuthError";
+  readonly retryable = false;
+}
+
+/** Throttling, 5xx, resets or timeouts outlasted this invocation's retry budget: the Task retries later. */
+export class CitrixUnavailableError extends CollectorError {
+  override readonly name = "CitrixUnavailableError";
+  readonly retryable = true;
+}
+
+/** The API answered something that is not an OData page (not JSON, no `value` list, or a non-retryable 4xx). */
+export class CitrixResponseError extends CollectorError {
+  override readonly name = "CitrixResponseError";
+  readonly retryable = false;
+}
+
+/** S3 failed in a way worth retrying (throttling, 5xx, network). */
+export class StorageUnavailableError extends CollectorError {
+  override readonly name = "StorageUnavailableError";
+  readonly retryable = true;
+}
+
+/** S3 refused the request for a reason retrying cannot fix (access denied, missing bucket). */
+export class StorageError extends CollectorError {
+  override readonly name = "StorageError";
+  readonly retryable = false;
+}
+
+/** Another execution published this hour or moved the watermark first: this one stands down. */
+export class ConcurrentExecutionError extends CollectorError {
+  override readonly name = "ConcurrentExecutionError";
+  readonly retryable = false;
+}
+
+/** Every error class the code throws; the definition test derives the names Retry/Catch may match. */
+export const COLLECTOR_ERRORS = [
+  ConfigurationError,
+  InvalidInputError,
+  CitrixAuthError,
+  CitrixUnavailableError,
+  CitrixResponseError,
+  StorageUnavailableError,
+  StorageError,
+  ConcurrentExecutionError,
+] as const;
