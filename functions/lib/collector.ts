@@ -31,10 +31,10 @@ export async function collectEntityHour(
   const log = deps.log.child({ entity: input.entity, hour: input.hourUtc });
   const deadlineMs = now() + remainingTimeMs() - config.invocationReserveMs;
   const progress: CollectProgress = {
-    ...(input.progress ?? { cursor: { skip: 0 }, parts: 0, records: 0, pages: 0 }),
+    ...(input.progress ?? { cursor: { skip: 0 }, parts: 0, records: 0, pages: 0, largestPage: 0 }),
     invocations: (input.progress?.invocations ?? 0) + 1,
   };
-  const pager = new PageWalker(config.pageSize, progress.cursor);
+  const pager = new PageWalker(config.pageSize, progress.cursor, progress.largestPage);
   let buffer: string[] = [];
   let pagesThisInvocation = 0;
 
@@ -79,6 +79,7 @@ export async function collectEntityHour(
   }
   await flush();
   progress.cursor = pager.cursor;
+  progress.largestPage = pager.largestPage;
   log.info(pager.done ? "entity-hour collected" : "time budget spent, continuing in the next invocation", {
     pages: progress.pages,
     records: progress.records,
@@ -95,11 +96,11 @@ export async function collectEntityHour(
  */
 export class PageWalker {
   done = false;
-  private largestPage = 0;
 
   constructor(
     private readonly pageSize: number,
     public cursor: PageCursor,
+    public largestPage = 0,
   ) {}
 
   nextUrl(citrix: CitrixClient, entity: string, hourUtc: string): string {

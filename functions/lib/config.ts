@@ -151,26 +151,15 @@ export function loadConfig(env: Env): CollectorConfig {
       const message = issue.code === "invalid_type" ? "is required" : issue.message;
       problems.push(`${variable} ${message}`);
     }
-    throw invalid(problems);
+  }
+  const feedPrefix = trimmedSlashes(nonBlank(env.S3_PREFIX) ?? "citrix_analytics");
+  const controlPrefix = trimmedSlashes(nonBlank(env.CONTROL_PREFIX) ?? `_citrix_collector/${feedPrefix}`);
+  const stateKey = nonBlank(env.STATE_KEY) ?? `${controlPrefix}/state.json`;
+  problems.push(...feedIsolationProblems(feedPrefix, controlPrefix, stateKey));
+  if (!parsed.success || problems.length > 0) {
+    throw new ConfigurationError(`Invalid configuration: ${problems.join("; ")}`);
   }
   const values = parsed.data;
-  const feedPrefix = values.S3_PREFIX;
-  const controlPrefix = trimmedSlashes(values.CONTROL_PREFIX ?? `_citrix_collector/${feedPrefix}`);
-  const stateKey = values.STATE_KEY ?? `${controlPrefix}/state.json`;
-  // SecOps ingests every object under the feed prefix, so control objects there would become log lines.
-  const insideFeed = (key: string) => feedPrefix === "" || `${key}/`.startsWith(`${feedPrefix}/`);
-  if (feedPrefix === "") problems.push("S3_PREFIX must not be empty: the feed needs a prefix of its own");
-  else {
-    if (insideFeed(controlPrefix))
-      problems.push(`CONTROL_PREFIX "${controlPrefix}" must be outside the feed prefix "${feedPrefix}/"`);
-    if (insideFeed(stateKey))
-      problems.push(
-        `STATE_KEY "${stateKey}" is inside the feed prefix "${feedPrefix}/", where SecOps would ingest it; ` +
-          "unset it (the default is outside the feed) and set SEED_STATE_KEY to the old key to migrate its watermark",
-      );
-  }
-  if (problems.length > 0) throw invalid(problems);
-
   const apiOrigin = new URL(values.API_BASE).origin;
   return {
     bucket: values.S3_BUCKET,
@@ -199,6 +188,25 @@ export function loadConfig(env: Env): CollectorConfig {
   };
 }
 
-function invalid(problems: string[]): ConfigurationError {
-  return new ConfigurationError(`Invalid configuration: ${problems.join("; ")}`);
+function nonBlank(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === "" ? undefined : value.trim();
+}
+
+/** SecOps ingests every object under the feed prefix, so control objects there would become log lines. */
+function feedIsolationProblems(feedPrefix: string, controlPrefix: string, stateKey: string): string[] {
+  if (feedPrefix === "") return ["S3_PREFIX must not be empty: the feed needs a prefix of its own"];
+  const within = (inner: string, outer: string) => `${inner}/`.startsWith(`${outer}/`);
+  const problems: string[] = [];
+  if (within(controlPrefix, feedPrefix) || within(feedPrefix, controlPrefix)) {
+    problems.push(
+      `CONTROL_PREFIX "${controlPrefix}" and S3_PREFIX "${feedPrefix}" must not contain one another`,
+    );
+  }
+  if (within(stateKey, feedPrefix)) {
+    problems.push(
+      `STATE_KEY "${stateKey}" is inside the feed prefix "${feedPrefix}/", where SecOps would ingest it; ` +
+        "unset it (the default is outside the feed) and set SEED_STATE_KEY to the old key to migrate its watermark",
+    );
+  }
+  return problems;
 }

@@ -9,7 +9,8 @@ import { parseHour } from "./hours";
 const hourUtc = z.string().refine((text) => parseHour(text) !== undefined, {
   message: 'must be a UTC hour like "2026-11-24T08:00:00Z"',
 });
-// Execution names are the run id in staging keys: Step Functions allows 1-80 of these characters.
+// Execution names become the run id in staging keys, so only characters safe in any S3 key are accepted
+// (a subset of what Step Functions allows; scheduler-started names always qualify).
 const runId = z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, "must be a Step Functions execution name");
 const entity = z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be an OData entity set name");
 const count = z.number().int().nonnegative();
@@ -53,6 +54,8 @@ export const collectProgressSchema = z.object({
   records: count,
   pages: count,
   invocations: count,
+  /** Longest page seen so far: a later shorter page ends $skip paging (see PageWalker). */
+  largestPage: count,
 });
 export type CollectProgress = z.infer<typeof collectProgressSchema>;
 

@@ -32,7 +32,9 @@ export function parseWatermarkHour(text: string): number | undefined {
   const normalised = text.trim().replace(/\+00:00$/, "Z");
   if (!/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$/.test(normalised)) return undefined;
   const ms = Date.parse(normalised);
-  if (Number.isNaN(ms) || ms % HOUR_MS !== 0) return undefined;
+  // Date.parse rolls impossible dates over (Feb 30 → Mar 2): only a round trip proves the date exists.
+  if (Number.isNaN(ms) || ms % HOUR_MS !== 0 || formatHour(ms).slice(0, 13) !== normalised.slice(0, 13))
+    return undefined;
   return ms;
 }
 

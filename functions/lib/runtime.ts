@@ -35,10 +35,14 @@ export function s3ClientFor(env: Env): S3Client {
  * A lazily built runtime: config errors surface as a ConfigurationError from the handler (a named error
  * the console shows) instead of a Lambda init crash, and a failed build is retried on the next call.
  */
-export function runtimeFromEnvironment(env: Env = process.env): () => Runtime {
+export function runtimeFromEnvironment(
+  env: Env = process.env,
+  s3: (env: Env) => S3Client = s3ClientFor,
+  log?: Logger,
+): () => Runtime {
   let runtime: Runtime | undefined;
   return () => {
-    runtime ??= createRuntime(loadConfig(env), s3ClientFor(env));
+    runtime ??= createRuntime(loadConfig(env), s3(env), log);
     return runtime;
   };
 }

@@ -1,0 +1,234 @@
+import { describe, expect, it } from "vitest";
+import { type Env, loadConfig } from "../../functions/lib/config";
+import { ConfigurationError } from "../../functions/lib/errors";
+
+const SECRET = "Sup3r-s3cret-VALUE";
+const base: Env = {
+  S3_BUCKET: "my-bucket",
+  CITRIX_CUSTOMER_ID: "acme123",
+  CITRIX_CLIENT_ID: "client-id",
+  CITRIX_CLIENT_SECRET: SECRET,
+};
+
+/** Runs loadConfig expecting it to throw, and returns the error. */
+function configError(env: Env): Error {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(Error);
+    return error as Error;
+  }
+  throw new Error("loadConfig did not throw");
+}
+
+describe("loadConfig defaults", () => {
+  const config = loadConfig(base);
+
+  it("keeps the required values", () => {
+    expect(config.bucket).toBe("my-bucket");
+    expect(config.citrix.customerId).toBe("acme123");
+    expect(config.citrix.clientId).toBe("client-id");
+    expect(config.citrix.clientSecret).toBe(SECRET);
+  });
+
+  it("uses the SPEC defaults", () => {
+    expect(config.feedPrefix).toBe("citrix_analytics");
+    expect(config.citrix.apiBase).toBe("https://api.cloud.com/casodata");
+    expect(config.citrix.tokenUrl).toBe("https://api.cloud.com/cctrustoauth2/acme123/tokens/clients");
+    expect(config.entities).toEqual(["sessions", "machines", "users"]);
+    expect(config.pageSize).toBe(1000);
+    expect(config.lookbackMinutes).toBe(75);
+    expect(config.firstHourUtc).toBeUndefined();
+    expect(config.seedStateKey).toBeUndefined();
+  });
+
+  it("puts the watermark and control objects outside the feed prefix", () => {
+    expect(config.stateKey.startsWith("citrix_analytics/")).toBe(false);
+    expect(config.stateKey).not.toBe("citrix_analytics/state.json");
+    expect(config.stateKey.endsWith(".json")).toBe(true);
+    expect(`${config.controlPrefix}/`.startsWith("citrix_analytics/")).toBe(false);
+  });
+
+  it("treats blank values as unset", () => {
+    const blank = loadConfig({ ...base, S3_PREFIX: "  ", TOP_N: "", API_BASE: "", ENTITIES: " " });
+    expect(blank.feedPrefix).toBe("citrix_analytics");
+    expect(blank.pageSize).toBe(1000);
+    expect(blank.citrix.apiBase).toBe("https://api.cloud.com/casodata");
+    expect(blank.entities).toEqual(["sessions", "machines", "users"]);
+  });
+});
+
+describe("loadConfig values", () => {
+  it("strips slashes around S3_PREFIX and a trailing slash from API_BASE", () => {
+    const config = loadConfig({
+      ...base,
+      S3_PREFIX: "/logs/citrix/",
+      API_BASE: "https://api.cloud.com/casodata/",
+    });
+    expect(config.feedPrefix).toBe("logs/citrix");
+    expect(config.citrix.apiBase).toBe("https://api.cloud.com/casodata");
+  });
+
+  it("parses ENTITIES, TOP_N, LOOKBACK_MINUTES and FIRST_HOUR_UTC", () => {
+    const config = loadConfig({
+      ...base,
+      ENTITIES: " sessions , machines ",
+      TOP_N: "500",
+      LOOKBACK_MINUTES: "90",
+      FIRST_HOUR_UTC: "2026-11-24T08:00:00Z",
+    });
+    expect(config.entities).toEqual(["sessions", "machines"]);
+    expect(config.pageSize).toBe(500);
+    expect(config.lookbackMinutes).toBe(90);
+    expect(config.firstHourUtc).toBe("2026-11-24T08:00:00Z");
+  });
+
+  it.each([
+    ["https://api-eu.cloud.com/casodata", "https://api-eu.cloud.com/cctrustoauth2/acme123/tokens/clients"],
+    [
+      "https://api-ap-s.cloud.com/casodata",
+      "https://api-ap-s.cloud.com/cctrustoauth2/acme123/tokens/clients",
+    ],
+    [
+      "https://api.citrixcloud.jp/casodata",
+      "https://api.citrixcloud.jp/cctrustoauth2/acme123/tokens/clients",
+    ],
+    ["http://127.0.0.1:8080/casodata", "http://127.0.0.1:8080/cctrustoauth2/acme123/tokens/clients"],
+  ])("derives TOKEN_URL from the origin of API_BASE %s", (apiBase, tokenUrl) => {
+    const config = loadConfig({ ...base, API_BASE: apiBase });
+    expect(config.citrix.apiBase).toBe(apiBase);
+    expect(config.citrix.tokenUrl).toBe(tokenUrl);
+  });
+
+  it("uses TOKEN_URL when it is set", () => {
+    const config = loadConfig({
+      ...base,
+      API_BASE: "https://api-eu.cloud.com/casodata",
+      TOKEN_URL: "https://trust.example.com/oauth/token",
+    });
+    expect(config.citrix.tokenUrl).toBe("https://trust.example.com/oauth/token");
+  });
+
+  it("accepts http:// only for 127.0.0.1 and localhost", () => {
+    expect(loadConfig({ ...base, API_BASE: "http://localhost:4010/casodata" }).citrix.apiBase).toBe(
+      "http://localhost:4010/casodata",
+    );
+    expect(loadConfig({ ...base, API_BASE: "http://127.0.0.1:4010/casodata" }).citrix.apiBase).toBe(
+      "http://127.0.0.1:4010/casodata",
+    );
+  });
+
+  it.each([
+    "http://api.cloud.com/casodata",
+    "http://localhost.example.com/casodata",
+    "http://127.0.0.1.nip.io/casodata",
+    "ftp://api.cloud.com/casodata",
+  ])("rejects the insecure or non-http API_BASE %s", (apiBase) => {
+    const error = configError({ ...base, API_BASE: apiBase });
+    expect(error.name).toBe("ConfigurationError");
+    expect(error.message).toContain("API_BASE");
+  });
+
+  it("rejects a plain-http TOKEN_URL to a remote host", () => {
+    const error = configError({ ...base, TOKEN_URL: "http://api.cloud.com/cctrustoauth2/x/tokens/clients" });
+    expect(error.message).toContain("TOKEN_URL");
+  });
+});
+
+describe("loadConfig errors", () => {
+  it("reports every bad variable in one ConfigurationError", () => {
+    const error = configError({
+      CITRIX_CUSTOMER_ID: "acme123",
+      CITRIX_CLIENT_ID: "client-id",
+      TOP_N: "abc",
+      LOOKBACK_MINUTES: "-5",
+      API_BASE: "not a url",
+      ENTITIES: "sessions,,bad name",
+    });
+    expect(error).toBeInstanceOf(ConfigurationError);
+    expect(error.name).toBe("ConfigurationError");
+    for (const variable of [
+      "S3_BUCKET",
+      "CITRIX_CLIENT_SECRET",
+      "TOP_N",
+      "LOOKBACK_MINUTES",
+      "API_BASE",
+      "ENTITIES",
+    ]) {
+      expect(error.message).toContain(variable);
+    }
+    for (const fine of ["CITRIX_CUSTOMER_ID", "CITRIX_CLIENT_ID", "S3_PREFIX", "STATE_KEY"]) {
+      expect(error.message).not.toContain(fine);
+    }
+  });
+
+  it("names a missing required variable as required", () => {
+    const { S3_BUCKET: _omit, ...withoutBucket } = base;
+    expect(configError(withoutBucket).message).toMatch(/S3_BUCKET is required/);
+    expect(configError({ ...base, CITRIX_CLIENT_ID: "   " }).message).toMatch(/CITRIX_CLIENT_ID is required/);
+  });
+
+  it.each([
+    ["TOP_N", "0"],
+    ["TOP_N", "2.5"],
+    ["LOOKBACK_MINUTES", "ten"],
+    ["MAX_HOURS_PER_RUN", "0"],
+    ["FIRST_HOUR_UTC", "2026-11-24T08:30:00Z"],
+    ["ENTITIES", "sessions,sessions"],
+    ["ENTITIES", "sessions;machines"],
+    ["S3_PREFIX", "/"],
+  ])("rejects %s=%j, naming it", (variable, value) => {
+    const error = configError({ ...base, [variable]: value });
+    expect(error.name).toBe("ConfigurationError");
+    expect(error.message).toContain(variable);
+  });
+
+  it("never puts the client secret value in the message", () => {
+    const error = configError({
+      ...base,
+      TOP_N: "abc",
+      API_BASE: "not a url",
+      STATE_KEY: "citrix_analytics/state.json",
+      ENTITIES: "bad name",
+    });
+    expect(error.message).not.toContain(SECRET);
+    const stateError = configError({ ...base, STATE_KEY: "citrix_analytics/state.json" });
+    expect(stateError.message).not.toContain(SECRET);
+  });
+
+  it("rejects a STATE_KEY inside the feed prefix, pointing to SEED_STATE_KEY", () => {
+    const error = configError({ ...base, STATE_KEY: "citrix_analytics/state.json" });
+    expect(error.name).toBe("ConfigurationError");
+    expect(error.message).toContain("STATE_KEY");
+    expect(error.message).toContain("SEED_STATE_KEY");
+  });
+
+  it("rejects a STATE_KEY inside a custom feed prefix", () => {
+    const error = configError({ ...base, S3_PREFIX: "logs/citrix", STATE_KEY: "logs/citrix/sub/state.json" });
+    expect(error.message).toContain("STATE_KEY");
+  });
+
+  it("accepts a STATE_KEY that merely shares the prefix's first characters", () => {
+    const config = loadConfig({ ...base, STATE_KEY: "citrix_analytics_state/state.json" });
+    expect(config.stateKey).toBe("citrix_analytics_state/state.json");
+  });
+
+  it("accepts SEED_STATE_KEY inside the feed prefix (it is only read, for migration)", () => {
+    const config = loadConfig({ ...base, SEED_STATE_KEY: "citrix_analytics/state.json" });
+    expect(config.seedStateKey).toBe("citrix_analytics/state.json");
+    expect(config.stateKey.startsWith("citrix_analytics/")).toBe(false);
+  });
+
+  it("rejects a CONTROL_PREFIX inside the feed prefix", () => {
+    const error = configError({ ...base, CONTROL_PREFIX: "citrix_analytics/_control" });
+    expect(error.message).toContain("CONTROL_PREFIX");
+  });
+
+  // The feed-isolation checks run alongside the schema, so every bad variable is named at once.
+  it("reports a STATE_KEY inside the feed prefix together with other bad variables", () => {
+    const { S3_BUCKET: _omit, ...withoutBucket } = base;
+    const error = configError({ ...withoutBucket, STATE_KEY: "citrix_analytics/state.json" });
+    expect(error.message).toContain("S3_BUCKET");
+    expect(error.message).toContain("STATE_KEY");
+  });
+});

@@ -1,0 +1,93 @@
+import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../functions/lib/config";
+import {
+  feedPartKey,
+  manifestKey,
+  partFileName,
+  stagingItemPrefix,
+  stagingPartKey,
+  stagingRunPrefix,
+} from "../../functions/lib/keys";
+
+const FEED = "citrix_analytics";
+const CONTROL = "_citrix_collector/citrix_analytics";
+const HOUR = "2026-11-24T08:00:00Z";
+
+describe("feedPartKey", () => {
+  it("follows the SPEC's Hive-style layout exactly", () => {
+    expect(feedPartKey(FEED, "sessions", HOUR, 0)).toBe(
+      "citrix_analytics/sessions/year=2026/month=11/day=24/hour=08/part-00000.ndjson",
+    );
+  });
+
+  it("zero-pads month, day and hour in the path", () => {
+    expect(feedPartKey(FEED, "machines", "2027-01-05T03:00:00Z", 12)).toBe(
+      "citrix_analytics/machines/year=2027/month=01/day=05/hour=03/part-00012.ndjson",
+    );
+  });
+
+  it("is deterministic for an (entity, hour, index) and distinct across indexes", () => {
+    expect(feedPartKey(FEED, "sessions", HOUR, 3)).toBe(feedPartKey(FEED, "sessions", HOUR, 3));
+    expect(feedPartKey(FEED, "sessions", HOUR, 3)).not.toBe(feedPartKey(FEED, "sessions", HOUR, 4));
+  });
+
+  it("refuses an hour that is not a whole UTC hour", () => {
+    expect(() => feedPartKey(FEED, "sessions", "2026-11-24T08:30:00Z", 0)).toThrow(RangeError);
+  });
+});
+
+describe("partFileName", () => {
+  it("pads the index to five digits so names sort in order", () => {
+    expect(partFileName(0)).toBe("part-00000.ndjson");
+    expect(partFileName(7)).toBe("part-00007.ndjson");
+    expect(partFileName(12345)).toBe("part-12345.ndjson");
+    const names = [0, 1, 2, 9, 10, 11, 99, 100, 1000].map(partFileName);
+    expect([...names].sort()).toEqual(names);
+  });
+});
+
+describe("control keys", () => {
+  it("put staging parts under the run's own staging prefix", () => {
+    expect(stagingRunPrefix(CONTROL, "run-1")).toBe("_citrix_collector/citrix_analytics/staging/run-1/");
+    expect(stagingItemPrefix(CONTROL, "run-1", "sessions", HOUR)).toBe(
+      "_citrix_collector/citrix_analytics/staging/run-1/sessions/year=2026/month=11/day=24/hour=08/",
+    );
+    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, 2)).toBe(
+      "_citrix_collector/citrix_analytics/staging/run-1/sessions/year=2026/month=11/day=24/hour=08/part-00002.ndjson",
+    );
+  });
+
+  it("keep different runs' staging apart and the same run's names stable", () => {
+    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, 0)).not.toBe(
+      stagingPartKey(CONTROL, "run-2", "sessions", HOUR, 0),
+    );
+    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, 0)).toBe(
+      stagingPartKey(CONTROL, "run-1", "sessions", HOUR, 0),
+    );
+  });
+
+  it("name one manifest per (entity, hour)", () => {
+    expect(manifestKey(CONTROL, "users", HOUR)).toBe(
+      "_citrix_collector/citrix_analytics/manifests/users/year=2026/month=11/day=24/hour=08.json",
+    );
+  });
+
+  it("with the default configuration, live outside the feed prefix", () => {
+    const config = loadConfig({
+      S3_BUCKET: "bucket",
+      CITRIX_CUSTOMER_ID: "cust",
+      CITRIX_CLIENT_ID: "id",
+      CITRIX_CLIENT_SECRET: "secret",
+    });
+    const feed = `${config.feedPrefix}/`;
+    expect(feed).toBe("citrix_analytics/");
+    const controlKeys = [
+      stagingRunPrefix(config.controlPrefix, "run-1"),
+      stagingPartKey(config.controlPrefix, "run-1", "sessions", HOUR, 0),
+      manifestKey(config.controlPrefix, "sessions", HOUR),
+      config.stateKey,
+    ];
+    for (const key of controlKeys) expect(key.startsWith(feed), key).toBe(false);
+    expect(feedPartKey(config.feedPrefix, "sessions", HOUR, 0).startsWith(feed)).toBe(true);
+  });
+});
