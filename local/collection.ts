@@ -7,7 +7,7 @@ import { createHandler as createCommitHandler } from "../functions/commit/handle
 import type { Env } from "../functions/lib/config";
 import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/contracts";
 import { createLogger, type LogSink } from "../functions/lib/log";
-import { runtimeFromEnvironment } from "../functions/lib/runtime";
+import { type Runtime, runtimeFromEnvironment } from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
 
@@ -41,6 +41,16 @@ export interface LocalCollectionOptions {
   retryPauseMs?: number;
   /** Wraps each handler, so tests can kill or slow an invocation. */
   wrap?: (functionKey: string, handler: LocalHandler) => LocalHandler;
+  /** Redrives a failed execution: starts at the state that failed, with the input it had (see startAt). */
+  redrive?: RedrivePoint;
+  /** Adjusts the per-container runtime once it is built (tests swap in a Citrix client with fast backoff). */
+  adaptRuntime?: (runtime: Runtime) => Runtime;
+}
+
+/** Where a failed execution stopped: the top-level state that failed and the input it was given. */
+export interface RedrivePoint {
+  state: string;
+  input: JsonValue;
 }
 
 export interface LocalCollectionResult {
@@ -49,10 +59,10 @@ export interface LocalCollectionResult {
   plan: PlanOutput | undefined;
   collected: CollectOutput[] | undefined;
   commit: CommitOutput | undefined;
-  /** Set when PublishAndAdvance stood down because another execution published first. */
-  supersededBy: { Error: string; Cause: string } | undefined;
   output: unknown;
   error: { name: string; cause: string } | undefined;
+  /** Set when the execution failed: what a Redrive would restart. */
+  redrive: RedrivePoint | undefined;
   /** Task invocations per state name, including retries (Step Functions history grows with these). */
   invocations: Record<string, number>;
   retries: number;
@@ -65,8 +75,10 @@ export interface LocalCollectionResult {
 export async function runLocalCollection(options: LocalCollectionOptions): Promise<LocalCollectionResult> {
   const functions = deployedFunctions();
   // Built on first use, as in a Lambda container, so a bad configuration fails the Plan state by name.
+  const built = runtimeFromEnvironment(options.env, () => options.s3, createLogger({}, options.logSink));
+  let adapted: Runtime | undefined;
   const deps = {
-    runtime: runtimeFromEnvironment(options.env, () => options.s3, createLogger({}, options.logSink)),
+    runtime: () => (adapted ??= options.adaptRuntime ? options.adaptRuntime(built()) : built()),
   };
   const handlers: Record<string, LocalHandler> = {
     plan: createPlanHandler({ ...deps, now: options.now ?? Date.now }),
@@ -88,7 +100,8 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   const execution = startLocalExecution({
     handlers: wrapped,
     executionName: options.executionName,
-    input: options.input ?? {},
+    input: options.redrive?.input ?? options.input ?? {},
+    startAt: options.redrive?.state,
     timeoutsMs: { ...timeoutsMs, ...options.timeoutsMs },
     retryPauseMs: options.retryPauseMs,
   });
@@ -96,11 +109,16 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   let retries = 0;
   let failure: LocalCollectionResult["error"];
   const outputs: Record<string, unknown> = {};
+  let lastEntered: RedrivePoint | undefined;
   const watching = (async () => {
     for await (const event of execution.eventLogs) {
       if (event.type === "StateRetried") retries++;
       if (event.type === "ExecutionFailed") failure = { name: event.Error, cause: String(event.Cause ?? "") };
       if (event.type === "StateExited") outputs[event.state.name] = event.state.output;
+      // States inside a Map iteration carry the iteration index; top-level states do not.
+      if (event.type === "StateEntered" && event.index === undefined) {
+        lastEntered = { state: event.state.name, input: event.state.input as JsonValue };
+      }
     }
   })();
   let output: unknown;
@@ -110,17 +128,14 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     failure ??= { name: error instanceof Error ? error.name : "Error", cause: String(error) };
   }
   await watching;
-  const superseded = outputs.SupersededByAnotherExecution as
-    | { supersededBy?: { Error: string; Cause: string } }
-    | undefined;
   return {
     status: failure ? "FAILED" : "SUCCEEDED",
     plan: outputs.PlanHours as PlanOutput | undefined,
     collected: (outputs.CollectEntityHours as { collected?: CollectOutput[] } | undefined)?.collected,
     commit: outputs.PublishAndAdvance as CommitOutput | undefined,
-    supersededBy: superseded?.supersededBy,
     output,
     error: failure,
+    redrive: failure ? lastEntered : undefined,
     invocations,
     retries,
   };

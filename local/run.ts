@@ -120,10 +120,12 @@ function printSummary(result: Awaited<ReturnType<typeof runLocalCollection>>): v
   if (result.status === "FAILED") {
     out(`FAILED: ${result.error?.name}: ${result.error?.cause}`);
     out(`watermark unchanged: ${result.plan?.watermark.hourUtc ?? "(not read)"}`);
-  } else if (result.supersededBy) {
-    out(`Another execution published these hours first: ${result.supersededBy.Cause}`);
+  } else if (result.commit?.status === "superseded") {
+    out(`Stopped early: ${result.commit.reason}`);
   } else if (result.commit) {
-    out(`watermark: ${result.commit.watermark.before ?? "(none)"} → ${result.commit.watermark.after}`);
+    out(
+      `watermark: ${result.commit.watermark.before ?? "(none)"} → ${result.commit.watermark.after ?? "(none)"}`,
+    );
   } else {
     out(
       `Nothing due: the watermark (${result.plan?.watermark.hourUtc ?? "none"}) is at the newest eligible hour.`,

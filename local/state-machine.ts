@@ -74,10 +74,17 @@ export interface LocalExecutionOptions {
   timeoutsMs: Record<string, number>;
   /** Pauses between Retry attempts are shortened to this, so tests do not wait real backoff. */
   retryPauseMs?: number;
+  /**
+   * Redrive emulation: start at this top-level state with `input` being the input it had in the failed
+   * execution. AWS Step Functions redrives a Map by re-running only its failed iterations; here the whole
+   * Map re-runs, which re-collects more than AWS would but exercises the same idempotence.
+   */
+  startAt?: string;
 }
 
 export function startLocalExecution(options: LocalExecutionOptions) {
-  const definition = options.definition ?? loadDefinition();
+  const loaded = options.definition ?? loadDefinition();
+  const definition = options.startAt ? { ...loaded, StartAt: options.startAt } : loaded;
   const tasks = taskStates(definition);
   const taskResourceLocalHandlers: Record<string, (input: JsonValue) => Promise<JsonValue>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
@@ -89,7 +96,10 @@ export function startLocalExecution(options: LocalExecutionOptions) {
     taskResourceLocalHandlers[state] = (input) => invokeLikeLambda(handler, input, timeoutMs);
     if (options.retryPauseMs !== undefined) retryIntervalOverrides[state] = options.retryPauseMs;
   }
-  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  // The file is validated as deployed; a redrive's copy starts elsewhere, which leaves PlanHours unreachable.
+  let machine = new StateMachine(loaded as never, { validationOptions: { checkArn: false } });
+  if (definition !== loaded)
+    machine = new StateMachine(definition as never, { validationOptions: { noValidate: true } });
   return machine.run(options.input ?? {}, {
     overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
     context: {

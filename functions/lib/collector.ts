@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { CitrixClient } from "./citrix-client";
 import type { CollectorConfig } from "./config";
 import type { CollectInput, CollectOutput, CollectProgress, PageCursor } from "./contracts";
@@ -18,8 +19,8 @@ export interface CollectDeps {
 /**
  * Pages one entity-hour into staging parts until it is done or this invocation's time budget is spent;
  * then returns a continuation that the state machine's Choice loop feeds to the next invocation.
- * A retried invocation restarts from its input cursor and rewrites the same part numbers, so staging
- * never holds two copies of a page under the names Commit will publish.
+ * A retried invocation restarts from its input cursor under a new attempt id, so staging never holds two
+ * versions of a part under a name Commit will publish.
  */
 export async function collectEntityHour(
   deps: CollectDeps,
@@ -31,9 +32,17 @@ export async function collectEntityHour(
   const log = deps.log.child({ entity: input.entity, hour: input.hourUtc });
   const deadlineMs = now() + remainingTimeMs() - config.invocationReserveMs;
   const progress: CollectProgress = {
-    ...(input.progress ?? { cursor: { skip: 0 }, parts: 0, records: 0, pages: 0, largestPage: 0 }),
+    ...(input.progress ?? {
+      cursor: { skip: 0 },
+      segments: [],
+      parts: 0,
+      records: 0,
+      pages: 0,
+      largestPage: 0,
+    }),
     invocations: (input.progress?.invocations ?? 0) + 1,
   };
+  const segment = { attempt: randomBytes(4).toString("hex"), firstPart: progress.parts, parts: 0 };
   const pager = new PageWalker(config.pageSize, progress.cursor, progress.largestPage);
   let buffer: string[] = [];
   let pagesThisInvocation = 0;
@@ -45,11 +54,13 @@ export async function collectEntityHour(
       input.runId,
       input.entity,
       input.hourUtc,
+      segment.attempt,
       progress.parts,
     );
     await store.put(key, buffer.join(""), "application/x-ndjson");
     log.info("wrote staging part", { part: progress.parts, records: buffer.length });
     progress.parts++;
+    segment.parts++;
     buffer = [];
   };
 
@@ -78,6 +89,7 @@ export async function collectEntityHour(
     pagesThisInvocation++;
   }
   await flush();
+  if (segment.parts > 0) progress.segments = [...progress.segments, segment];
   progress.cursor = pager.cursor;
   progress.largestPage = pager.largestPage;
   log.info(pager.done ? "entity-hour collected" : "time budget spent, continuing in the next invocation", {

@@ -15,9 +15,14 @@ const runId = z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, "must be a Step Function
 const entity = z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be an OData entity set name");
 const count = z.number().int().nonnegative();
 
+/** An operator's explicit hour range (execution input `{"backfill": {"from": …, "to": …}}`), inclusive. */
+export const backfillRequestSchema = z.object({
+  backfill: z.object({ from: hourUtc, to: hourUtc }),
+});
+
 export const planInputSchema = z.object({
   executionName: runId,
-  /** The execution input; scheduled runs pass {} and nothing in it is required. */
+  /** The execution input: scheduled runs pass {}; a backfill passes backfillRequestSchema. */
   request: z.unknown().optional(),
 });
 export type PlanInput = z.infer<typeof planInputSchema>;
@@ -31,8 +36,12 @@ export type WatermarkSnapshot = z.infer<typeof watermarkSnapshotSchema>;
 
 export const workItemSchema = z.object({ entity, hourUtc });
 
+export const runModeSchema = z.enum(["scheduled", "backfill"]);
+export type RunMode = z.infer<typeof runModeSchema>;
+
 export const planOutputSchema = z.object({
   runId,
+  mode: runModeSchema,
   hours: z.array(hourUtc),
   items: z.array(workItemSchema),
   watermark: watermarkSnapshotSchema,
@@ -48,8 +57,18 @@ export const pageCursorSchema = z.union([
 ]);
 export type PageCursor = z.infer<typeof pageCursorSchema>;
 
+/** The staging parts one invocation attempt wrote, numbered from `firstPart` (see stagingPartKey). */
+export const stagingSegmentSchema = z.object({
+  attempt: z.string().regex(/^[0-9a-f]{8}$/),
+  firstPart: count,
+  parts: count,
+});
+export type StagingSegment = z.infer<typeof stagingSegmentSchema>;
+
 export const collectProgressSchema = z.object({
   cursor: pageCursorSchema,
+  /** Only invocations that wrote parts appear here, oldest first. */
+  segments: z.array(stagingSegmentSchema),
   parts: count,
   records: count,
   pages: count,
@@ -78,25 +97,38 @@ export type CollectOutput = z.infer<typeof collectOutputSchema>;
 
 export const commitInputSchema = z.object({
   runId,
+  mode: runModeSchema,
   hours: z.array(hourUtc).min(1),
   watermark: watermarkSnapshotSchema,
   collected: z.array(collectOutputSchema).min(1),
 });
 export type CommitInput = z.infer<typeof commitInputSchema>;
 
-export const publishedItemSchema = z.object({
-  entity,
-  hourUtc,
-  parts: count,
-  records: count,
-  outcome: z.enum(["published", "already-published-by-this-run"]),
-});
-export type PublishedItem = z.infer<typeof publishedItemSchema>;
+export type HourOutcome =
+  /** This execution published the hour (or finished publishing it on a redrive). */
+  | "published"
+  /** Another execution had published it completely; nothing was written. */
+  | "already-published"
+  /** Another execution is publishing it right now (or failed half-way and awaits its redrive). */
+  | "being-published-elsewhere";
+
+export interface HourReport {
+  hourUtc: string;
+  outcome: HourOutcome;
+  /** The execution that published (or is publishing) the hour. */
+  publisher: string;
+  /** Records this execution collected per entity, and for hours published elsewhere what was published. */
+  records: Record<string, { collected: number; published: number }>;
+}
 
 export interface CommitOutput {
   runId: string;
-  published: PublishedItem[];
-  watermark: { before: string | null; after: string };
+  mode: RunMode;
+  /** "superseded" when another execution holds an hour this one needed: it published what it could and stopped. */
+  status: "committed" | "superseded";
+  reason: string | null;
+  hours: HourReport[];
+  watermark: { before: string | null; after: string | null };
 }
 
 /** Parses a state's input; a mismatch is an InvalidInputError naming every bad field. */

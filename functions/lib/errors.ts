@@ -53,12 +53,6 @@ export class StorageError extends CollectorError {
   readonly retryable = false;
 }
 
-/** Another execution published this hour or moved the watermark first: this one stands down. */
-export class ConcurrentExecutionError extends CollectorError {
-  override readonly name = "ConcurrentExecutionError";
-  readonly retryable = false;
-}
-
 /** Every error class the code throws; the definition test derives the names Retry/Catch may match. */
 export const COLLECTOR_ERRORS = [
   ConfigurationError,
@@ -68,5 +62,4 @@ export const COLLECTOR_ERRORS = [
   CitrixResponseError,
   StorageUnavailableError,
   StorageError,
-  ConcurrentExecutionError,
 ] as const;

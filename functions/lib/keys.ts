@@ -20,31 +20,27 @@ export function feedPartKey(feedPrefix: string, entity: string, hourUtc: string,
   return `${feedPrefix}/${entity}/${hourPath(hourUtc)}/${partFileName(index)}`;
 }
 
-/** Staging is keyed by execution, so a retried or redriven iteration only ever overwrites its own parts. */
-export function stagingItemPrefix(
-  controlPrefix: string,
-  runId: string,
-  entity: string,
-  hourUtc: string,
-): string {
-  return `${controlPrefix}/staging/${runId}/${entity}/${hourPath(hourUtc)}/`;
-}
-
+/**
+ * Staging is keyed by execution and by invocation attempt: a retried or redriven invocation writes new
+ * names, so an invocation that Step Functions gave up on but that still runs can never overwrite a part
+ * Commit publishes. Commit publishes only the attempts the successful chain reported.
+ */
 export function stagingPartKey(
   controlPrefix: string,
   runId: string,
   entity: string,
   hourUtc: string,
+  attempt: string,
   index: number,
 ): string {
-  return `${stagingItemPrefix(controlPrefix, runId, entity, hourUtc)}${partFileName(index)}`;
+  return `${stagingRunPrefix(controlPrefix, runId)}${entity}/${hourPath(hourUtc)}/${attempt}-${partFileName(index)}`;
 }
 
 export function stagingRunPrefix(controlPrefix: string, runId: string): string {
   return `${controlPrefix}/staging/${runId}/`;
 }
 
-/** One create-only manifest per published (entity, hour): whoever creates it is the hour's only publisher. */
-export function manifestKey(controlPrefix: string, entity: string, hourUtc: string): string {
-  return `${controlPrefix}/manifests/${entity}/${hourPath(hourUtc)}.json`;
+/** One create-only manifest per hour: whoever creates it is that hour's only publisher. */
+export function manifestKey(controlPrefix: string, hourUtc: string): string {
+  return `${controlPrefix}/manifests/${hourPath(hourUtc)}.json`;
 }

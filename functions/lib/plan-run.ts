@@ -1,7 +1,7 @@
 import type { CollectorConfig } from "./config";
-import type { PlanInput, PlanOutput } from "./contracts";
+import { backfillRequestSchema, type PlanInput, type PlanOutput, parseStateInput } from "./contracts";
 import type { Logger } from "./log";
-import { lagHours, planHours, planWorkItems } from "./planner";
+import { lagHours, planBackfillHours, planHours, planWorkItems } from "./planner";
 import type { S3Store } from "./s3-store";
 import { readWatermark } from "./watermark";
 
@@ -26,15 +26,21 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
   const { config } = deps;
   const watermark = await readWatermark(deps.store, config.stateKey, config.seedStateKey);
   const nowMs = deps.now();
-  const hours = planHours({
-    nowMs,
-    lookbackMinutes: config.lookbackMinutes,
-    maxHoursPerRun: config.maxHoursPerRun,
-    watermarkHourUtc: watermark.hourUtc ?? undefined,
-    firstHourUtc: config.firstHourUtc,
-  });
+  const backfill = isBackfill(input.request)
+    ? parseStateInput(backfillRequestSchema, input.request, "PlanHours (backfill request)").backfill
+    : undefined;
+  const hours = backfill
+    ? planBackfillHours(backfill.from, backfill.to, nowMs, config.lookbackMinutes, config.maxHoursPerRun)
+    : planHours({
+        nowMs,
+        lookbackMinutes: config.lookbackMinutes,
+        maxHoursPerRun: config.maxHoursPerRun,
+        watermarkHourUtc: watermark.hourUtc ?? undefined,
+        firstHourUtc: config.firstHourUtc,
+      });
   const output: PlanOutput = {
     runId: input.executionName,
+    mode: backfill ? "backfill" : "scheduled",
     hours,
     items: planWorkItems(hours, config.entities),
     watermark,
@@ -42,6 +48,7 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     lagHours: lagHours(nowMs, config.lookbackMinutes, watermark.hourUtc ?? undefined),
   };
   deps.log.info("planned collection", {
+    mode: output.mode,
     watermark: watermark.hourUtc,
     firstHour: hours[0] ?? null,
     lastHour: hours[hours.length - 1] ?? null,
@@ -49,4 +56,9 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     lagHours: output.lagHours,
   });
   return output;
+}
+
+/** Scheduled runs pass {} (the console's default input has a "Comment"); only a "backfill" key asks for one. */
+function isBackfill(request: unknown): boolean {
+  return typeof request === "object" && request !== null && "backfill" in request;
 }

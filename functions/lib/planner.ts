@@ -1,4 +1,5 @@
-import { floorHour, HOUR_MS, hourRange, parseHour } from "./hours";
+import { InvalidInputError } from "./errors";
+import { floorHour, formatHour, HOUR_MS, hourRange, parseHour } from "./hours";
 
 export interface PlanWindow {
   /** When Plan runs; a redrive never re-runs a Plan that succeeded, so an execution plans once. */
@@ -49,4 +50,37 @@ export function lagHours(
   const watermark = watermarkHourUtc === undefined ? undefined : parseHour(watermarkHourUtc);
   if (watermark === undefined) return 0;
   return Math.max(0, Math.round((bound - watermark) / HOUR_MS));
+}
+
+/**
+ * The hours of an operator's backfill, from..to inclusive. Only settled hours can be collected, and one
+ * execution takes at most maxHoursPerRun of them (longer ranges are split into several executions).
+ */
+export function planBackfillHours(
+  fromUtc: string,
+  toUtc: string,
+  nowMs: number,
+  lookbackMinutes: number,
+  maxHoursPerRun: number,
+): string[] {
+  const from = parseHour(fromUtc);
+  const to = parseHour(toUtc);
+  const bound = newestEligibleHour(nowMs, lookbackMinutes);
+  if (from === undefined || to === undefined || from > to) {
+    throw new InvalidInputError(
+      `backfill.from (${fromUtc}) must be a UTC hour not after backfill.to (${toUtc})`,
+    );
+  }
+  if (to > bound) {
+    throw new InvalidInputError(
+      `backfill.to (${toUtc}) is not settled yet: the newest hour that can be collected now is ${formatHour(bound)}`,
+    );
+  }
+  const hours = hourRange(from, to);
+  if (hours.length > maxHoursPerRun) {
+    throw new InvalidInputError(
+      `a backfill covers at most MAX_HOURS_PER_RUN (${maxHoursPerRun}) hours; ${fromUtc}..${toUtc} has ${hours.length}: split it into several executions`,
+    );
+  }
+  return hours;
 }

@@ -1,6 +1,6 @@
 import type { CollectorConfig } from "./config";
-import type { CollectOutput, CommitInput, CommitOutput, PublishedItem } from "./contracts";
-import { ConcurrentExecutionError, InvalidInputError } from "./errors";
+import type { CollectOutput, CommitInput, CommitOutput, HourReport, StagingSegment } from "./contracts";
+import { InvalidInputError } from "./errors";
 import { feedPartKey, manifestKey, stagingPartKey, stagingRunPrefix } from "./keys";
 import type { Logger } from "./log";
 import type { S3Store } from "./s3-store";
@@ -12,93 +12,168 @@ export interface PublishDeps {
   log: Logger;
 }
 
-interface Manifest {
+/** The commit record of one hour: created once (If-None-Match: *), completed once every part is copied. */
+export interface HourManifest {
   runId: string;
-  entity: string;
   hourUtc: string;
-  parts: number;
-  records: number;
-  createdAt: string;
+  claimedAt: string;
+  completedAt: string | null;
+  entities: Record<string, { records: number; parts: number; segments: StagingSegment[] }>;
 }
 
 /**
- * Commit: publish every collected (entity, hour) from staging into the feed prefix, then advance the
- * watermark, then clear staging. Each step is idempotent for this run, so a Commit that dies half-way
- * finishes correctly when the execution is redriven.
+ * Commit. For each planned hour, in order: claim it with a create-only manifest, copy its staged parts to
+ * their deterministic feed keys (skipping parts already there), mark it complete. An hour another execution
+ * completed is skipped; an hour another execution holds but has not completed stops this one ("superseded"):
+ * copying it here could race that execution's own copies and show SecOps an object twice. Then the
+ * watermark moves forward over the published prefix of hours (scheduled runs only), and staging is cleared.
+ * Every step is idempotent for this run, so a Commit that dies half-way finishes when redriven.
  */
 export async function publishRun(deps: PublishDeps, input: CommitInput): Promise<CommitOutput> {
-  const unfinished = input.collected.filter((item) => !item.done);
-  if (unfinished.length > 0) {
-    throw new InvalidInputError(
-      `Commit received ${unfinished.length} unfinished item(s), first ${unfinished[0]?.entity} ${unfinished[0]?.hourUtc}`,
-    );
+  const byHour = groupByHour(input);
+  const reports: HourReport[] = [];
+  let reason: string | null = null;
+  for (const hourUtc of [...input.hours].sort()) {
+    const report = await publishHour(deps, input.runId, hourUtc, byHour.get(hourUtc) ?? []);
+    reports.push(report);
+    if (report.outcome === "being-published-elsewhere") {
+      reason = `hour ${hourUtc} is held by execution ${report.publisher}, which has not finished publishing it; this execution stopped there (if ${report.publisher} failed, redrive it)`;
+      deps.log.warn("standing down: another execution holds an hour", {
+        hour: hourUtc,
+        publisher: report.publisher,
+      });
+      break;
+    }
   }
-  const ordered = [...input.collected].sort(
-    (a, b) => a.hourUtc.localeCompare(b.hourUtc) || a.entity.localeCompare(b.entity),
-  );
-  const published: PublishedItem[] = [];
-  for (const item of ordered) published.push(await publishEntityHour(deps, input.runId, item));
 
-  const target = input.hours[input.hours.length - 1] as string;
   const before = input.watermark.hourUtc;
-  // Hours are planned after the watermark, so this only ever moves it forward.
-  const advance = before === null || target > before;
-  if (advance) {
-    await advanceWatermark(deps.store, deps.config.stateKey, target, input.watermark, input.runId);
-    deps.log.info("watermark advanced", { from: before, to: target });
+  let after = before;
+  const publishedPrefix = reports.filter((report) => report.outcome !== "being-published-elsewhere");
+  const newest = publishedPrefix[publishedPrefix.length - 1]?.hourUtc;
+  // A backfill never moves the watermark: its hours may lie anywhere, before it or after it.
+  if (input.mode === "scheduled" && newest !== undefined) {
+    after = await advanceWatermark(deps.store, deps.config.stateKey, newest, input.watermark, input.runId);
+    deps.log.info("watermark checked", { from: before, to: after });
   }
   const staging = await deps.store.listKeys(stagingRunPrefix(deps.config.controlPrefix, input.runId));
   await deps.store.deleteKeys(staging);
   return {
     runId: input.runId,
-    published,
-    watermark: { before, after: advance ? target : (before as string) },
+    mode: input.mode,
+    status: reason === null ? "committed" : "superseded",
+    reason,
+    hours: reports,
+    watermark: { before, after },
   };
 }
 
-async function publishEntityHour(
-  deps: PublishDeps,
-  runId: string,
-  item: CollectOutput,
-): Promise<PublishedItem> {
-  const { store, config } = deps;
-  const log = deps.log.child({ entity: item.entity, hour: item.hourUtc });
-  const manifest: Manifest = {
-    runId,
-    entity: item.entity,
-    hourUtc: item.hourUtc,
-    parts: item.progress.parts,
-    records: item.progress.records,
-    createdAt: new Date().toISOString(),
-  };
-  const key = manifestKey(config.controlPrefix, item.entity, item.hourUtc);
-  const claim = await store.put(key, JSON.stringify(manifest), "application/json", { ifNoneMatch: "*" });
-  let outcome: PublishedItem["outcome"] = "published";
-  if (!claim.written) {
-    const existing = await store.getText(key);
-    const owner = existing ? (JSON.parse(existing.body) as Partial<Manifest>).runId : undefined;
-    if (owner !== runId) {
-      throw new ConcurrentExecutionError(
-        `${item.entity} ${item.hourUtc} was already published by execution ${owner}; this execution publishes nothing twice`,
-      );
-    }
-    outcome = "already-published-by-this-run";
-  }
-  // Copy only parts not yet in the feed: a feed object is written once, never overwritten.
-  for (let index = 0; index < item.progress.parts; index++) {
-    const destination = feedPartKey(config.feedPrefix, item.entity, item.hourUtc, index);
-    if (await store.exists(destination)) continue;
-    await store.copy(
-      stagingPartKey(config.controlPrefix, runId, item.entity, item.hourUtc, index),
-      destination,
+function groupByHour(input: CommitInput): Map<string, CollectOutput[]> {
+  const unfinished = input.collected.filter((item) => !item.done);
+  if (unfinished.length > 0) {
+    throw new InvalidInputError(
+      `PublishAndAdvance received ${unfinished.length} unfinished item(s), first ${unfinished[0]?.entity} ${unfinished[0]?.hourUtc}`,
     );
   }
-  log.info("published entity-hour", { parts: item.progress.parts, records: item.progress.records, outcome });
-  return {
-    entity: item.entity,
-    hourUtc: item.hourUtc,
-    parts: item.progress.parts,
-    records: item.progress.records,
-    outcome,
+  const byHour = new Map<string, CollectOutput[]>();
+  for (const item of input.collected) byHour.set(item.hourUtc, [...(byHour.get(item.hourUtc) ?? []), item]);
+  const missing = input.hours.filter((hourUtc) => !byHour.has(hourUtc));
+  if (missing.length > 0)
+    throw new InvalidInputError(`PublishAndAdvance received no items for ${missing.join(", ")}`);
+  return byHour;
+}
+
+async function publishHour(
+  deps: PublishDeps,
+  runId: string,
+  hourUtc: string,
+  items: CollectOutput[],
+): Promise<HourReport> {
+  const { store, config } = deps;
+  const log = deps.log.child({ hour: hourUtc });
+  const key = manifestKey(config.controlPrefix, hourUtc);
+  const proposed: HourManifest = {
+    runId,
+    hourUtc,
+    claimedAt: new Date().toISOString(),
+    completedAt: null,
+    entities: Object.fromEntries(
+      [...items]
+        .sort((a, b) => a.entity.localeCompare(b.entity))
+        .map((item) => [
+          item.entity,
+          { records: item.progress.records, parts: item.progress.parts, segments: item.progress.segments },
+        ]),
+    ),
   };
+  const claimed = await store.put(key, JSON.stringify(proposed), "application/json", { ifNoneMatch: "*" });
+  const manifest = claimed.written ? proposed : await readManifest(store, key);
+  const collected = Object.fromEntries(items.map((item) => [item.entity, item.progress.records]));
+  const report = (outcome: HourReport["outcome"]): HourReport => ({
+    hourUtc,
+    outcome,
+    publisher: manifest.runId,
+    records: Object.fromEntries(
+      [...new Set([...Object.keys(collected), ...Object.keys(manifest.entities)])]
+        .sort()
+        .map((entity) => [
+          entity,
+          { collected: collected[entity] ?? 0, published: manifest.entities[entity]?.records ?? 0 },
+        ]),
+    ),
+  });
+  if (manifest.runId !== runId) {
+    log.info("hour claimed by another execution", {
+      publisher: manifest.runId,
+      complete: manifest.completedAt !== null,
+    });
+    return report(manifest.completedAt === null ? "being-published-elsewhere" : "already-published");
+  }
+  // Ours: claimed now, or on an earlier attempt of this Commit (a retry or a redrive finishing the job).
+  if (manifest.completedAt === null) {
+    await copyHour(deps, manifest);
+    await store.put(
+      key,
+      JSON.stringify({ ...manifest, completedAt: new Date().toISOString() }),
+      "application/json",
+    );
+  }
+  log.info("published hour", { entities: Object.keys(manifest.entities).length });
+  return report("published");
+}
+
+/** Copies every part the manifest names, skipping feed keys already written: a feed object is written once. */
+async function copyHour(deps: PublishDeps, manifest: HourManifest): Promise<void> {
+  const { store, config } = deps;
+  for (const [entity, published] of Object.entries(manifest.entities)) {
+    for (const segment of published.segments) {
+      for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
+        const destination = feedPartKey(config.feedPrefix, entity, manifest.hourUtc, part);
+        if (await store.exists(destination)) continue;
+        const source = stagingPartKey(
+          config.controlPrefix,
+          manifest.runId,
+          entity,
+          manifest.hourUtc,
+          segment.attempt,
+          part,
+        );
+        await store.copy(source, destination);
+      }
+    }
+  }
+}
+
+async function readManifest(store: S3Store, key: string): Promise<HourManifest> {
+  const stored = await store.getText(key);
+  if (!stored) {
+    // Create-only failed, so it existed a moment ago: only a manual delete in between gets here.
+    throw new InvalidInputError(`manifest s3://${store.bucket}/${key} vanished while this execution read it`);
+  }
+  try {
+    return JSON.parse(stored.body) as HourManifest;
+  } catch {
+    throw new InvalidInputError(
+      `manifest s3://${store.bucket}/${key} is not JSON; inspect it before redriving`,
+    );
+  }
 }

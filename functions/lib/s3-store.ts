@@ -25,7 +25,7 @@ export type WriteResult = { written: true; etag: string } | { written: false };
  */
 export class S3Store {
   constructor(
-    private readonly client: S3Client,
+    readonly client: S3Client,
     readonly bucket: string,
   ) {}
 

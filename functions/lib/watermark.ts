@@ -1,4 +1,4 @@
-import { ConcurrentExecutionError, InvalidInputError } from "./errors";
+import { InvalidInputError, StorageUnavailableError } from "./errors";
 import { formatHour, parseWatermarkHour } from "./hours";
 import type { S3Store } from "./s3-store";
 
@@ -50,43 +50,31 @@ function parseStateFile(body: string, bucket: string, key: string): string | nul
 }
 
 /**
- * Moves the watermark to `hourUtc` only if the state object is still the one Plan read (If-Match on its
- * ETag, or create-only when there was none), so two executions can never both move it.
+ * Moves the watermark forward to `hourUtc`, never backwards. Writes only over the state object it last
+ * read (If-Match on its ETag, or create-only when there was none); when another execution moved it in
+ * between, re-reads and tries again unless that execution already went as far. Returns the watermark after.
+ * The caller guarantees every hour from the watermark it planned from up to `hourUtc` is published.
  */
 export async function advanceWatermark(
   store: S3Store,
   stateKey: string,
   hourUtc: string,
-  expected: Watermark,
+  planned: Watermark,
   runId: string,
-): Promise<void> {
-  const body = JSON.stringify({
-    last_hour_utc: hourUtc,
-    updated_at: new Date().toISOString(),
-    execution: runId,
-  });
-  const result = await store.put(
-    stateKey,
-    body,
-    "application/json",
-    expected.etag === null ? { ifNoneMatch: "*" } : { ifMatch: expected.etag },
+): Promise<string> {
+  let current = planned;
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    if (current.hourUtc !== null && current.hourUtc >= hourUtc) return current.hourUtc;
+    const body = JSON.stringify({
+      last_hour_utc: hourUtc,
+      updated_at: new Date().toISOString(),
+      execution: runId,
+    });
+    const condition = current.etag === null ? { ifNoneMatch: "*" as const } : { ifMatch: current.etag };
+    if ((await store.put(stateKey, body, "application/json", condition)).written) return hourUtc;
+    current = await readWatermark(store, stateKey);
+  }
+  throw new StorageUnavailableError(
+    `the watermark at s3://${store.bucket}/${stateKey} kept changing under this execution; retrying the state`,
   );
-  if (result.written) return;
-  // A redriven Commit may already have moved it on its first attempt: that is success, not a conflict.
-  const now = await store.getText(stateKey);
-  const stored = now ? safeJson(now.body) : undefined;
-  if (stored?.execution !== runId || stored?.last_hour_utc !== hourUtc) {
-    throw new ConcurrentExecutionError(
-      `the watermark at s3://${store.bucket}/${stateKey} changed since this execution planned (another execution committed); nothing was moved`,
-    );
-  }
-}
-
-function safeJson(body: string): Record<string, unknown> | undefined {
-  try {
-    const parsed: unknown = JSON.parse(body);
-    return typeof parsed === "object" && parsed !== null ? (parsed as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
-  }
 }

@@ -44,9 +44,22 @@ describe("a scheduled collection, end to end through the deployed definition", (
       );
     }
     expect(await stand.keys("_citrix_collector/citrix_analytics/staging/")).toEqual([]);
-    expect(result.commit?.published.map((item) => item.records)).toEqual(
-      HOURS.flatMap(() => [40, 2500, 300]), // ordered by hour, then entity name: machines, sessions, users
+    expect(result.commit?.hours).toEqual(
+      HOURS.map((hourUtc) => ({
+        hourUtc,
+        outcome: "published",
+        publisher: "scheduled-1",
+        records: {
+          machines: { collected: 40, published: 40 },
+          sessions: { collected: 2500, published: 2500 },
+          users: { collected: 300, published: 300 },
+        },
+      })),
     );
+    expect(result.commit).toMatchObject({
+      status: "committed",
+      watermark: { before: null, after: HOURS[2] },
+    });
   });
 
   it("logs JSON lines carrying the execution, and never the client secret or a token", () => {

@@ -28,6 +28,7 @@ describe("parseStateInput(collectInputSchema)", () => {
       ...valid,
       progress: {
         cursor: { skip: 2000 },
+        segments: [{ attempt: "0a1b2c3d", firstPart: 0, parts: 1 }],
         parts: 1,
         records: 2000,
         pages: 2,
@@ -43,6 +44,7 @@ describe("parseStateInput(collectInputSchema)", () => {
       ...valid,
       progress: {
         cursor: { nextLink: "https://api.cloud.com/casodata/sessions?$skiptoken=x" },
+        segments: [],
         parts: 0,
         records: 0,
         pages: 0,
@@ -69,21 +71,51 @@ describe("parseStateInput(collectInputSchema)", () => {
       "progress.records",
       {
         ...valid,
-        progress: { cursor: { skip: 0 }, parts: 0, records: -1, pages: 0, invocations: 0, largestPage: 0 },
+        progress: {
+          cursor: { skip: 0 },
+          segments: [],
+          parts: 0,
+          records: -1,
+          pages: 0,
+          invocations: 0,
+          largestPage: 0,
+        },
       },
     ],
     [
       "progress.parts",
       {
         ...valid,
-        progress: { cursor: { skip: 0 }, parts: 1.5, records: 0, pages: 0, invocations: 0, largestPage: 0 },
+        progress: {
+          cursor: { skip: 0 },
+          segments: [],
+          parts: 1.5,
+          records: 0,
+          pages: 0,
+          invocations: 0,
+          largestPage: 0,
+        },
       },
     ],
     [
       "progress.cursor",
-      { ...valid, progress: { cursor: {}, parts: 0, records: 0, pages: 0, invocations: 0, largestPage: 0 } },
+      {
+        ...valid,
+        progress: {
+          cursor: {},
+          segments: [],
+          parts: 0,
+          records: 0,
+          pages: 0,
+          invocations: 0,
+          largestPage: 0,
+        },
+      },
     ],
-    ["progress.invocations", { ...valid, progress: { cursor: { skip: 0 }, parts: 0, records: 0, pages: 0 } }],
+    [
+      "progress.invocations",
+      { ...valid, progress: { cursor: { skip: 0 }, segments: [], parts: 0, records: 0, pages: 0 } },
+    ],
   ])("names the bad field %s", (path, input) => {
     expect(rejection(input).message).toMatch(new RegExp(`(^|[ ;:])${path.replace(".", "\\.")}\\b`));
   });

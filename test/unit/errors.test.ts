@@ -9,7 +9,6 @@ const EXPECTED_NAMES = [
   "CitrixResponseError",
   "StorageUnavailableError",
   "StorageError",
-  "ConcurrentExecutionError",
 ];
 
 describe("COLLECTOR_ERRORS", () => {

@@ -4,7 +4,6 @@ import {
   feedPartKey,
   manifestKey,
   partFileName,
-  stagingItemPrefix,
   stagingPartKey,
   stagingRunPrefix,
 } from "../../functions/lib/keys";
@@ -47,28 +46,30 @@ describe("partFileName", () => {
 });
 
 describe("control keys", () => {
-  it("put staging parts under the run's own staging prefix", () => {
+  it("put staging parts under the run's own staging prefix, named by invocation attempt", () => {
     expect(stagingRunPrefix(CONTROL, "run-1")).toBe("_citrix_collector/citrix_analytics/staging/run-1/");
-    expect(stagingItemPrefix(CONTROL, "run-1", "sessions", HOUR)).toBe(
-      "_citrix_collector/citrix_analytics/staging/run-1/sessions/year=2026/month=11/day=24/hour=08/",
+    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, "0a1b2c3d", 2)).toBe(
+      "_citrix_collector/citrix_analytics/staging/run-1/sessions/year=2026/month=11/day=24/hour=08/0a1b2c3d-part-00002.ndjson",
     );
-    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, 2)).toBe(
-      "_citrix_collector/citrix_analytics/staging/run-1/sessions/year=2026/month=11/day=24/hour=08/part-00002.ndjson",
+    expect(
+      stagingPartKey(CONTROL, "run-1", "sessions", HOUR, "0a1b2c3d", 2).startsWith(
+        stagingRunPrefix(CONTROL, "run-1"),
+      ),
+    ).toBe(true);
+  });
+
+  it("keep different runs' and different attempts' staging apart", () => {
+    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, "aaaaaaaa", 0)).not.toBe(
+      stagingPartKey(CONTROL, "run-2", "sessions", HOUR, "aaaaaaaa", 0),
+    );
+    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, "aaaaaaaa", 0)).not.toBe(
+      stagingPartKey(CONTROL, "run-1", "sessions", HOUR, "bbbbbbbb", 0),
     );
   });
 
-  it("keep different runs' staging apart and the same run's names stable", () => {
-    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, 0)).not.toBe(
-      stagingPartKey(CONTROL, "run-2", "sessions", HOUR, 0),
-    );
-    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, 0)).toBe(
-      stagingPartKey(CONTROL, "run-1", "sessions", HOUR, 0),
-    );
-  });
-
-  it("name one manifest per (entity, hour)", () => {
-    expect(manifestKey(CONTROL, "users", HOUR)).toBe(
-      "_citrix_collector/citrix_analytics/manifests/users/year=2026/month=11/day=24/hour=08.json",
+  it("name one manifest per hour", () => {
+    expect(manifestKey(CONTROL, HOUR)).toBe(
+      "_citrix_collector/citrix_analytics/manifests/year=2026/month=11/day=24/hour=08.json",
     );
   });
 
@@ -83,8 +84,8 @@ describe("control keys", () => {
     expect(feed).toBe("citrix_analytics/");
     const controlKeys = [
       stagingRunPrefix(config.controlPrefix, "run-1"),
-      stagingPartKey(config.controlPrefix, "run-1", "sessions", HOUR, 0),
-      manifestKey(config.controlPrefix, "sessions", HOUR),
+      stagingPartKey(config.controlPrefix, "run-1", "sessions", HOUR, "aaaaaaaa", 0),
+      manifestKey(config.controlPrefix, HOUR),
       config.stateKey,
     ];
     for (const key of controlKeys) expect(key.startsWith(feed), key).toBe(false);

@@ -1,0 +1,45 @@
+import { S3Store, type WriteResult } from "../../functions/lib/s3-store";
+
+type Condition = Parameters<S3Store["put"]>[3];
+
+/**
+ * The real S3Store with hooks a test uses to kill an invocation at a chosen write, and a record of every
+ * object written under the feed prefix: SecOps may ingest each write, so each feed key must appear once.
+ */
+export class InstrumentedStore extends S3Store {
+  readonly feedWrites: string[] = [];
+  beforePut: (key: string) => void = () => undefined;
+  beforeCopy: (destination: string) => void = () => undefined;
+
+  constructor(
+    base: S3Store,
+    private readonly feedPrefix: string,
+  ) {
+    super(base.client, base.bucket);
+  }
+
+  override async put(
+    key: string,
+    body: string | Uint8Array,
+    contentType: string,
+    condition?: Condition,
+  ): Promise<WriteResult> {
+    this.beforePut(key);
+    const result = await super.put(key, body, contentType, condition);
+    if (result.written && key.startsWith(`${this.feedPrefix}/`)) this.feedWrites.push(key);
+    return result;
+  }
+
+  override async copy(sourceKey: string, destinationKey: string): Promise<void> {
+    this.beforeCopy(destinationKey);
+    await super.copy(sourceKey, destinationKey);
+    if (destinationKey.startsWith(`${this.feedPrefix}/`)) this.feedWrites.push(destinationKey);
+  }
+}
+
+/** An error named as the Lambda service names a killed or lost invocation. */
+export function lambdaDied(name = "Sandbox.Timedout"): Error {
+  const error = new Error("the invocation was killed by the test");
+  error.name = name;
+  return error;
+}
