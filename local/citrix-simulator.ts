@@ -21,14 +21,18 @@ export interface SimulatorOptions {
   seed?: string;
 }
 
-export type Fault =
+export type Fault = (
   | { kind: "status"; status: number; times: number; retryAfter?: string; entity?: string }
   | { kind: "expireTokens" }
   | { kind: "malformedJson"; times: number; entity?: string }
   | { kind: "wrongEnvelope"; times: number; entity?: string }
   | { kind: "dropConnection"; times: number; entity?: string }
   | { kind: "slow"; delayMs: number; times: number; entity?: string }
-  | { kind: "tokenStatus"; status: number; times: number };
+  | { kind: "tokenStatus"; status: number; times: number }
+) & {
+  /** Lets this many requests it would match through first (counted from injection), e.g. to fault mid-paging. */
+  after?: number;
+};
 
 export interface RequestLogEntry {
   at: number;
@@ -312,6 +316,8 @@ interface QueuedFault {
   fault: Fault;
   remaining: number;
   fired: number;
+  /** Matching requests still to let through before it fires. */
+  waiting: number;
 }
 
 interface PageQuery {
@@ -339,6 +345,9 @@ function validateFault(fault: Fault): number {
     throw new RangeError(`fault ${fault.kind}: status must be 400..599`);
   }
   if (fault.kind === "slow" && !(fault.delayMs >= 0)) throw new RangeError("fault slow: delayMs must be ≥ 0");
+  if (fault.after !== undefined && !(Number.isInteger(fault.after) && fault.after >= 0)) {
+    throw new RangeError(`fault ${fault.kind}: after must be an integer ≥ 0`);
+  }
   return times;
 }
 
@@ -441,8 +450,14 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
 
   // Faults are matched against a request only once it would otherwise have succeeded, so a test that
   // injects N faults sees exactly N faulty answers regardless of client mistakes.
+  // A request counts towards the `after` of every fault waiting for it, and gets the first one not waiting.
   function takeFault(match: (f: Fault) => boolean): QueuedFault | undefined {
-    const slot = faults.find((q) => match(q.fault));
+    let slot: QueuedFault | undefined;
+    for (const queued of faults) {
+      if (!match(queued.fault)) continue;
+      if (queued.waiting > 0) queued.waiting -= 1;
+      else slot ??= queued;
+    }
     if (!slot) return undefined;
     slot.remaining -= 1;
     slot.fired += 1;
@@ -694,7 +709,12 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     requests,
     issuedTokens,
     inject(fault: Fault): void {
-      faults.push({ fault: { ...fault }, remaining: validateFault(fault), fired: 0 });
+      faults.push({
+        fault: { ...fault },
+        remaining: validateFault(fault),
+        fired: 0,
+        waiting: fault.after ?? 0,
+      });
     },
     clearFaults(): void {
       faults = [];

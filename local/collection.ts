@@ -7,7 +7,7 @@ import { createHandler as createCommitHandler } from "../functions/commit/handle
 import type { Env } from "../functions/lib/config";
 import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/contracts";
 import { createLogger, type LogSink } from "../functions/lib/log";
-import { type Runtime, runtimeFromEnvironment } from "../functions/lib/runtime";
+import { type CitrixDeps, type Runtime, runtimeFromEnvironment } from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
 
@@ -45,6 +45,8 @@ export interface LocalCollectionOptions {
   redrive?: RedrivePoint;
   /** Adjusts the per-container runtime once it is built (tests swap in a Citrix client with fast backoff). */
   adaptRuntime?: (runtime: Runtime) => Runtime;
+  /** The Secrets Manager client and the Citrix client's backoff the collect function is built over. */
+  citrix?: CitrixDeps;
 }
 
 /** Where a failed execution stopped: the top-level state that failed and the input it was given. */
@@ -63,6 +65,8 @@ export interface LocalCollectionResult {
   error: { name: string; cause: string } | undefined;
   /** Set when the execution failed: what a Redrive would restart. */
   redrive: RedrivePoint | undefined;
+  /** Events per Map iteration, by index: what each item adds to the execution's history. */
+  iterationEvents: Record<number, number>;
   /** Task invocations per state name, including retries (Step Functions history grows with these). */
   invocations: Record<string, number>;
   retries: number;
@@ -75,7 +79,12 @@ export interface LocalCollectionResult {
 export async function runLocalCollection(options: LocalCollectionOptions): Promise<LocalCollectionResult> {
   const functions = deployedFunctions();
   // Built on first use, as in a Lambda container, so a bad configuration fails the Plan state by name.
-  const built = runtimeFromEnvironment(options.env, () => options.s3, createLogger({}, options.logSink));
+  const built = runtimeFromEnvironment(
+    options.env,
+    () => options.s3,
+    createLogger({}, options.logSink),
+    options.citrix,
+  );
   let adapted: Runtime | undefined;
   const deps = {
     runtime: () => (adapted ??= options.adaptRuntime ? options.adaptRuntime(built()) : built()),
@@ -110,9 +119,13 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   let failure: LocalCollectionResult["error"];
   const outputs: Record<string, unknown> = {};
   let lastEntered: RedrivePoint | undefined;
+  const iterationEvents: Record<number, number> = {};
   const watching = (async () => {
     for await (const event of execution.eventLogs) {
       if (event.type === "StateRetried") retries++;
+      if ("index" in event && event.index !== undefined) {
+        iterationEvents[event.index] = (iterationEvents[event.index] ?? 0) + 1;
+      }
       if (event.type === "ExecutionFailed") failure = { name: event.Error, cause: String(event.Cause ?? "") };
       if (event.type === "StateExited") outputs[event.state.name] = event.state.output;
       // States inside a Map iteration carry the iteration index; top-level states do not.
@@ -136,6 +149,7 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     output,
     error: failure,
     redrive: failure ? lastEntered : undefined,
+    iterationEvents,
     invocations,
     retries,
   };

@@ -54,6 +54,8 @@ async function main(): Promise<number> {
         CITRIX_CUSTOMER_ID: simulator.customerId,
         CITRIX_CLIENT_ID: simulator.clientId,
         CITRIX_CLIENT_SECRET: simulator.clientSecret,
+        // The simulator's credentials replace a secret this shell may name for a real tenant.
+        CITRIX_SECRET_ARN: undefined,
       });
     }
     if (values.s3 === "local") {

@@ -1,19 +1,12 @@
+import type { CitrixCredentialsSource } from "./citrix-credentials";
+import { citrixTokenUrl } from "./config";
 import type { ODataRecord } from "./envelope";
-import { CitrixAuthError, CitrixResponseError, CitrixUnavailableError } from "./errors";
+import { CitrixAuthError, CitrixResponseError, CitrixUnavailableError, ConfigurationError } from "./errors";
 import { hourParts } from "./hours";
 import type { Logger } from "./log";
 
-export interface CitrixCredentials {
-  customerId: string;
-  clientId: string;
-  clientSecret: string;
-}
-
-export interface CitrixClientOptions {
-  credentials: CitrixCredentials;
-  apiBase: string;
-  tokenUrl: string;
-  timeoutMs: number;
+/** The client's clock, transport and backoff; only tests change them (to script failures and skip waits). */
+export interface CitrixClientTuning {
   /** Attempts per request before giving up with a retryable error the state machine retries later. */
   maxAttempts?: number;
   /** Upper bound of one backoff pause, before Retry-After is considered. */
@@ -24,6 +17,14 @@ export interface CitrixClientOptions {
   now?: () => number;
 }
 
+export interface CitrixClientOptions extends CitrixClientTuning {
+  credentials: CitrixCredentialsSource;
+  apiBase: string;
+  /** TOKEN_URL; when undefined it is derived from API_BASE and the customer id (citrixTokenUrl). */
+  tokenUrl: string | undefined;
+  timeoutMs: number;
+}
+
 export interface ODataPage {
   records: ODataRecord[];
   nextLink: string | undefined;
@@ -31,29 +32,41 @@ export interface ODataPage {
 
 interface CachedToken {
   value: string;
+  customerId: string;
   refreshAtMs: number;
 }
+
+/** The setting an operator fixes when a URL is wrong. */
+type UrlSetting = "API_BASE" | "TOKEN_URL";
 
 const DEFAULT_TOKEN_TTL_SECONDS = 3600;
 // Refresh well before expiry so a token never lapses between the check and a slow page.
 const TOKEN_REFRESH_MARGIN_MS = 5 * 60_000;
+const FIRST_BACKOFF_MS = 500;
 const SNIPPET_LENGTH = 200;
 
-class RetryableHttpError extends Error {
+/** Throttling, 5xx, a reset connection or a timeout: worth another attempt. Never leaves the client. */
+class TransientHttpError extends Error {
+  override readonly name = "TransientHttpError";
   constructor(
     message: string,
     readonly retryAfterMs: number | undefined,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 
 /**
- * Talks to the Citrix Cloud OData API: client-credentials token (cached per container, refreshed before
- * expiry and once on a 401), data pages with timeouts and bounded retries, and strict response checks.
+ * Talks to the Citrix Cloud OData API: a client-credentials token (one per container, shared by concurrent
+ * callers, refreshed before expiry and once on a 401), data pages with timeouts and bounded retries, and
+ * strict response checks. Messages carry URLs and redacted snippets, never the client secret or a token.
  */
 export class CitrixClient {
   private token: CachedToken | undefined;
+  private tokenRequest: Promise<CachedToken> | undefined;
+  /** Values no message may carry: the client secret and the current token, once known. */
+  private readonly secrets = new Set<string>();
   private readonly fetch: typeof fetch;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
@@ -61,6 +74,7 @@ export class CitrixClient {
   private readonly maxAttempts: number;
   private readonly maxBackoffMs: number;
   private readonly apiOrigin: string;
+  private readonly tokenUrlSetting: UrlSetting;
 
   constructor(private readonly options: CitrixClientOptions) {
     this.fetch = options.fetch ?? globalThis.fetch;
@@ -70,6 +84,7 @@ export class CitrixClient {
     this.maxAttempts = options.maxAttempts ?? 8;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
     this.apiOrigin = new URL(options.apiBase).origin;
+    this.tokenUrlSetting = options.tokenUrl === undefined ? "API_BASE" : "TOKEN_URL";
   }
 
   /** The first page URL of an entity-hour, as the SPEC writes it. */
@@ -93,21 +108,22 @@ export class CitrixClient {
     for (let attempt = 1; ; attempt++) {
       try {
         const token = await this.accessToken(deadlineMs, log);
-        const response = await this.request(url, {
+        const response = await this.request(url, "API_BASE", {
           method: "GET",
           headers: {
-            Authorization: `CwsAuth bearer=${token}`,
-            "Citrix-CustomerId": this.options.credentials.customerId,
+            Authorization: `CwsAuth bearer=${token.value}`,
+            "Citrix-CustomerId": token.customerId,
             Accept: "application/json",
           },
         });
         if (response.status === 401) {
+          await discard(response);
           unauthorizedInARow++;
-          this.token = undefined;
-          await response.body?.cancel().catch(() => undefined);
+          // Only drop the token this request used: a concurrent caller may already have a fresh one.
+          if (this.token?.value === token.value) this.token = undefined;
           if (unauthorizedInARow >= 2) {
             throw new CitrixAuthError(
-              `the API rejected a freshly issued token twice (HTTP 401 from ${url}): check that the API client has access to Citrix Analytics for this CITRIX_CUSTOMER_ID`,
+              `the API answered HTTP 401 to a freshly issued token (${url}): the API client is not allowed to read Citrix Analytics for this customer; check its access in Citrix Cloud and ${this.options.credentials.origin}`,
             );
           }
           log.warn("token rejected mid-paging, fetching a new one", { url });
@@ -115,117 +131,174 @@ export class CitrixClient {
           continue;
         }
         unauthorizedInARow = 0;
-        const body = await this.readBody(response, url);
-        return parsePage(body, url);
+        const body = await readBody(response);
+        if (response.status === 403) {
+          throw new CitrixAuthError(
+            `the API refused access (HTTP 403 from ${url}: ${this.snippet(body)}): check that the API client may read Citrix Analytics for this customer, and ${this.options.credentials.origin}`,
+          );
+        }
+        if (response.status === 404) {
+          throw new ConfigurationError(
+            `HTTP 404 from ${url}: ${this.snippet(body)}: there is no OData entity set there; check API_BASE (${this.options.apiBase}) and ENTITIES`,
+          );
+        }
+        if (!response.ok) {
+          throw new CitrixResponseError(
+            `HTTP ${response.status} from ${url}: ${this.snippet(body)} (check API_BASE, ENTITIES and the API client's permissions)`,
+          );
+        }
+        return parsePage(body, url, (text) => this.snippet(text));
       } catch (error) {
-        if (!(error instanceof RetryableHttpError)) throw error;
+        if (!(error instanceof TransientHttpError)) throw error;
         await this.backoff(error, attempt, deadlineMs, url, log);
       }
     }
   }
 
-  private async accessToken(deadlineMs: number, log: Logger): Promise<string> {
-    if (this.token && this.now() < this.token.refreshAtMs) return this.token.value;
-    const { clientId, clientSecret } = this.options.credentials;
+  private accessToken(deadlineMs: number, log: Logger): Promise<CachedToken> {
+    if (this.token && this.now() < this.token.refreshAtMs) return Promise.resolve(this.token);
+    // Callers that need a token at the same time (a page fetched ahead, Map iterations sharing a local
+    // runtime) share one request.
+    this.tokenRequest ??= this.requestToken(deadlineMs, log).finally(() => {
+      this.tokenRequest = undefined;
+    });
+    return this.tokenRequest;
+  }
+
+  private async requestToken(deadlineMs: number, log: Logger): Promise<CachedToken> {
+    const credentials = await this.options.credentials.get(log);
+    this.secrets.add(credentials.clientSecret);
+    const setting = this.tokenUrlSetting;
+    const tokenUrl = this.options.tokenUrl ?? citrixTokenUrl(this.options.apiBase, credentials.customerId);
     const form = new URLSearchParams({
       grant_type: "client_credentials",
-      client_id: clientId,
-      client_secret: clientSecret,
+      client_id: credentials.clientId,
+      client_secret: credentials.clientSecret,
     });
     for (let attempt = 1; ; attempt++) {
       try {
-        const response = await this.request(this.options.tokenUrl, {
+        const response = await this.request(tokenUrl, setting, {
           method: "POST",
           headers: { Accept: "application/json", "Content-Type": "application/x-www-form-urlencoded" },
           body: form.toString(),
         });
+        const body = await readBody(response);
         if (response.status === 400 || response.status === 401 || response.status === 403) {
+          // Read the credentials afresh next time: the operator may fix the secret and redrive.
+          this.options.credentials.forget();
           throw new CitrixAuthError(
-            `the token endpoint refused the credentials (HTTP ${response.status} from ${this.options.tokenUrl}): check CITRIX_CLIENT_ID, CITRIX_CLIENT_SECRET and CITRIX_CUSTOMER_ID`,
+            `the token endpoint refused the Citrix API credentials (HTTP ${response.status} from ${tokenUrl}: ${this.snippet(body)}): check ${this.options.credentials.origin}`,
           );
         }
-        const body = await this.readBody(response, this.options.tokenUrl);
-        const parsed = parseJson(body, this.options.tokenUrl);
+        if (!response.ok) {
+          throw new ConfigurationError(
+            `${setting} leads to no Citrix Cloud token endpoint: HTTP ${response.status} from ${tokenUrl}: ${this.snippet(body)}; ${fixTokenUrl(setting)}`,
+          );
+        }
+        const parsed = parseJsonOrUndefined(body);
         const accessToken = isObject(parsed) ? parsed.access_token : undefined;
         if (typeof accessToken !== "string" || accessToken === "") {
-          throw new CitrixResponseError(
-            `the token endpoint answered without an access_token (${this.options.tokenUrl})`,
+          // No snippet: a body that is almost a token answer may hold a token under another name.
+          throw new ConfigurationError(
+            `${setting} leads to no Citrix Cloud token endpoint: ${tokenUrl} answered HTTP ${response.status} without an access_token; ${fixTokenUrl(setting)}`,
           );
         }
-        const expiresIn =
-          isObject(parsed) && typeof parsed.expires_in === "number" && parsed.expires_in > 0
-            ? parsed.expires_in
-            : DEFAULT_TOKEN_TTL_SECONDS;
+        this.secrets.add(accessToken);
+        const expiresIn = expiresInSeconds(isObject(parsed) ? parsed.expires_in : undefined);
         const lifetimeMs = expiresIn * 1000;
         // Short-lived tokens (tests, odd tenants) still get reused for most of their life.
         const margin = Math.min(TOKEN_REFRESH_MARGIN_MS, lifetimeMs / 10);
-        this.token = { value: accessToken, refreshAtMs: this.now() + lifetimeMs - margin };
+        this.token = {
+          value: accessToken,
+          customerId: credentials.customerId,
+          refreshAtMs: this.now() + lifetimeMs - margin,
+        };
         log.info("obtained Citrix API token", { expiresInSeconds: expiresIn });
-        return accessToken;
+        return this.token;
       } catch (error) {
-        if (!(error instanceof RetryableHttpError)) throw error;
-        await this.backoff(error, attempt, deadlineMs, this.options.tokenUrl, log);
+        if (!(error instanceof TransientHttpError)) throw error;
+        await this.backoff(error, attempt, deadlineMs, tokenUrl, log);
       }
     }
   }
 
-  /** Sends one request; network failures, timeouts, 429 and 5xx become RetryableHttpError. */
-  private async request(url: string, init: RequestInit): Promise<Response> {
+  /**
+   * Sends one request with a timeout. Network failures, timeouts, 408, 429 and 5xx become
+   * TransientHttpError; a host that does not exist or a redirect is a wrong setting, named.
+   */
+  private async request(url: string, setting: UrlSetting, init: RequestInit): Promise<Response> {
     let response: Response;
     try {
-      response = await this.fetch(url, { ...init, signal: AbortSignal.timeout(this.options.timeoutMs) });
+      response = await this.fetch(url, {
+        ...init,
+        redirect: "manual",
+        signal: AbortSignal.timeout(this.options.timeoutMs),
+      });
     } catch (error) {
-      throw new RetryableHttpError(`request failed: ${describe(error)}`, undefined);
+      if (hasErrorCode(error, "ENOTFOUND")) {
+        throw new ConfigurationError(
+          `${setting} names a host that does not exist: ${new URL(url).hostname} (DNS lookup failed with ENOTFOUND); check ${setting}`,
+          { cause: error },
+        );
+      }
+      throw new TransientHttpError(`request failed: ${describe(error)}`, undefined, { cause: error });
     }
-    if (response.status === 429 || response.status >= 500) {
-      await response.body?.cancel().catch(() => undefined);
-      throw new RetryableHttpError(
+    if (response.status === 408 || response.status === 429 || response.status >= 500) {
+      await discard(response);
+      throw new TransientHttpError(
         `HTTP ${response.status}`,
         parseRetryAfter(response.headers.get("retry-after"), this.now()),
+      );
+    }
+    if (response.status >= 300 && response.status < 400) {
+      await discard(response);
+      throw new ConfigurationError(
+        `${url} answered a redirect (HTTP ${response.status} to ${response.headers.get("location") ?? "nowhere"}): set ${setting} to the address the API really has`,
       );
     }
     return response;
   }
 
-  private async readBody(response: Response, url: string): Promise<string> {
-    let body: string;
-    try {
-      body = await response.text();
-    } catch (error) {
-      // A connection dropped or timed out mid-body: nothing from this page was used, so retry it.
-      throw new RetryableHttpError(`response body interrupted: ${describe(error)}`, undefined);
-    }
-    if (response.status < 200 || response.status >= 300) {
-      throw new CitrixResponseError(
-        `HTTP ${response.status} from ${url}: ${snippet(body)} (check API_BASE, ENTITIES and the API client's permissions)`,
-      );
-    }
-    return body;
-  }
-
   private async backoff(
-    error: RetryableHttpError,
+    error: TransientHttpError,
     attempt: number,
     deadlineMs: number,
     url: string,
     log: Logger,
   ): Promise<void> {
-    const exponential = Math.min(this.maxBackoffMs, 500 * 2 ** (attempt - 1));
+    const exponential = Math.min(this.maxBackoffMs, FIRST_BACKOFF_MS * 2 ** (attempt - 1));
     const jittered = Math.round(this.random() * exponential);
     const waitMs = Math.max(jittered, error.retryAfterMs ?? 0);
     if (attempt >= this.maxAttempts || this.now() + waitMs >= deadlineMs) {
       throw new CitrixUnavailableError(
-        `Citrix API still failing after ${attempt} attempt(s) (${error.message} from ${url}); the state machine retries this page later`,
+        `Citrix API still failing after ${attempt} attempt(s) (${error.message} from ${url}); the state machine retries this page later; if this persists, check the Citrix Cloud status page and the API client's rate limits`,
         { cause: error },
       );
     }
     log.warn("transient Citrix API failure, retrying", { url, attempt, waitMs, reason: error.message });
     await this.sleep(waitMs);
   }
+
+  /** A short, one-line excerpt of a body for an error message, with every known secret blanked out. */
+  private snippet(body: string): string {
+    let text = body;
+    for (const secret of this.secrets) text = text.replaceAll(secret, "[redacted]");
+    const flat = text.replace(/\s+/g, " ").trim();
+    return JSON.stringify(flat.length > SNIPPET_LENGTH ? `${flat.slice(0, SNIPPET_LENGTH)}…` : flat);
+  }
 }
 
-function parsePage(body: string, url: string): ODataPage {
-  const parsed = parseJson(body, url);
+function fixTokenUrl(setting: UrlSetting): string {
+  return setting === "TOKEN_URL"
+    ? "check TOKEN_URL"
+    : "check API_BASE, from whose host TOKEN_URL is derived as {origin}/cctrustoauth2/{customerId}/tokens/clients (or set TOKEN_URL)";
+}
+
+function parsePage(body: string, url: string, snippet: (text: string) => string): ODataPage {
+  const parsed = parseJsonOrUndefined(body);
+  if (parsed === undefined) {
+    throw new CitrixResponseError(`response from ${url} is not JSON: ${snippet(body)}`);
+  }
   if (!isObject(parsed) || !Array.isArray(parsed.value)) {
     throw new CitrixResponseError(`response from ${url} has no "value" array: ${snippet(body)}`);
   }
@@ -242,21 +315,48 @@ function parsePage(body: string, url: string): ODataPage {
   return { records, nextLink: nextLink ? new URL(nextLink, url).toString() : undefined };
 }
 
-function parseJson(body: string, url: string): unknown {
+/** Reads a whole body; a connection dropped or timed out mid-body is worth another attempt. */
+async function readBody(response: Response): Promise<string> {
+  try {
+    return await response.text();
+  } catch (error) {
+    throw new TransientHttpError(`response body interrupted: ${describe(error)}`, undefined, {
+      cause: error,
+    });
+  }
+}
+
+async function discard(response: Response): Promise<void> {
+  await response.body?.cancel().catch(() => undefined);
+}
+
+function parseJsonOrUndefined(body: string): unknown {
   try {
     return JSON.parse(body);
   } catch {
-    throw new CitrixResponseError(`response from ${url} is not JSON: ${snippet(body)}`);
+    return undefined;
   }
+}
+
+/** Citrix Cloud sends expires_in as a string ("3600"); RFC 6749 as a number. */
+function expiresInSeconds(value: unknown): number {
+  const seconds = typeof value === "string" && /^\d+$/.test(value.trim()) ? Number(value) : value;
+  return typeof seconds === "number" && Number.isFinite(seconds) && seconds > 0
+    ? seconds
+    : DEFAULT_TOKEN_TTL_SECONDS;
 }
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-function snippet(body: string): string {
-  const flat = body.replace(/\s+/g, " ").trim();
-  return JSON.stringify(flat.length > SNIPPET_LENGTH ? `${flat.slice(0, SNIPPET_LENGTH)}…` : flat);
+/** Whether a system error code (ENOTFOUND, ECONNRESET, …) is in the `cause` chain fetch wraps it in. */
+function hasErrorCode(error: unknown, code: string): boolean {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    if ((current as Error & { code?: unknown }).code === code) return true;
+    current = current.cause;
+  }
+  return false;
 }
 
 function describe(error: unknown): string {

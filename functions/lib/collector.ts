@@ -1,17 +1,21 @@
 import { randomBytes } from "node:crypto";
-import type { CitrixClient } from "./citrix-client";
+import type { CitrixClient, ODataPage } from "./citrix-client";
 import type { CollectorConfig } from "./config";
 import type { CollectInput, CollectOutput, CollectProgress, PageCursor } from "./contracts";
-import { envelopeLine } from "./envelope";
+import { envelopeWriter } from "./envelope";
 import { CitrixUnavailableError } from "./errors";
 import { stagingPartKey } from "./keys";
 import type { Logger } from "./log";
+import { NdjsonPartWriter } from "./part-writer";
 import type { S3Store } from "./s3-store";
 
 export interface CollectDeps {
   store: S3Store;
   citrix: CitrixClient;
-  config: Pick<CollectorConfig, "controlPrefix" | "pageSize" | "partMaxRecords" | "invocationReserveMs">;
+  config: Pick<
+    CollectorConfig,
+    "controlPrefix" | "pageSize" | "partMaxRecords" | "partMaxBytes" | "gzip" | "invocationReserveMs"
+  >;
   log: Logger;
   now?: () => number;
 }
@@ -42,34 +46,41 @@ export async function collectEntityHour(
     }),
     invocations: (input.progress?.invocations ?? 0) + 1,
   };
-  const segment = { attempt: randomBytes(4).toString("hex"), firstPart: progress.parts, parts: 0 };
+  const segment = {
+    attempt: randomBytes(4).toString("hex"),
+    firstPart: progress.parts,
+    parts: 0,
+    compressed: config.gzip,
+  };
   const pager = new PageWalker(config.pageSize, progress.cursor, progress.largestPage);
-  let buffer: string[] = [];
-  let pagesThisInvocation = 0;
-
-  const flush = async () => {
-    if (buffer.length === 0) return;
-    const key = stagingPartKey(
-      config.controlPrefix,
-      input.runId,
-      input.entity,
-      input.hourUtc,
-      segment.attempt,
-      progress.parts,
-    );
-    await store.put(key, buffer.join(""), "application/x-ndjson");
-    log.info("wrote staging part", { part: progress.parts, records: buffer.length });
-    progress.parts++;
-    segment.parts++;
-    buffer = [];
+  const writer = new NdjsonPartWriter(
+    store,
+    { maxRecords: config.partMaxRecords, maxBytes: config.partMaxBytes, gzip: config.gzip },
+    (part) =>
+      stagingPartKey(
+        config.controlPrefix,
+        input.runId,
+        input.entity,
+        input.hourUtc,
+        segment.attempt,
+        segment.firstPart + part,
+        segment.compressed,
+      ),
+    log,
+  );
+  const fetchPage = (url: string) => {
+    const request = citrix.getPage(url, deadlineMs, log);
+    // A page fetched ahead may be abandoned when the budget runs out; its failure must not go unhandled.
+    request.catch(() => undefined);
+    return request;
   };
 
-  while (!pager.done) {
-    if (pagesThisInvocation > 0 && now() >= deadlineMs) break;
-    const url = pager.nextUrl(citrix, input.entity, input.hourUtc);
-    let page: Awaited<ReturnType<CitrixClient["getPage"]>>;
+  let pagesThisInvocation = 0;
+  let next: Promise<ODataPage> | undefined = fetchPage(pager.nextUrl(citrix, input.entity, input.hourUtc));
+  while (next) {
+    let page: ODataPage;
     try {
-      page = await citrix.getPage(url, deadlineMs, log);
+      page = await next;
     } catch (error) {
       // Keep what this invocation already paged; the next invocation retries the failing page.
       if (error instanceof CitrixUnavailableError && pagesThisInvocation > 0) {
@@ -78,18 +89,22 @@ export async function collectEntityHour(
       }
       throw error;
     }
-    const collectedAt = new Date(now()).toISOString();
-    for (const record of page.records) {
-      buffer.push(envelopeLine(input.entity, input.hourUtc, collectedAt, record));
-      if (buffer.length >= config.partMaxRecords) await flush();
-    }
     pager.advance(page.records.length, page.nextLink);
     progress.records += page.records.length;
     progress.pages++;
     pagesThisInvocation++;
+    // Fetch the next page while this one is turned into NDJSON and uploaded.
+    next =
+      pager.done || now() >= deadlineMs
+        ? undefined
+        : fetchPage(pager.nextUrl(citrix, input.entity, input.hourUtc));
+    const line = envelopeWriter(input.entity, input.hourUtc, new Date(now()).toISOString());
+    await writer.add(page.records.map(line));
   }
-  await flush();
+  await writer.finish();
+  segment.parts = writer.sealed;
   if (segment.parts > 0) progress.segments = [...progress.segments, segment];
+  progress.parts += segment.parts;
   progress.cursor = pager.cursor;
   progress.largestPage = pager.largestPage;
   log.info(pager.done ? "entity-hour collected" : "time budget spent, continuing in the next invocation", {
@@ -97,6 +112,7 @@ export async function collectEntityHour(
     records: progress.records,
     parts: progress.parts,
     invocation: progress.invocations,
+    storedBytes: writer.storedBytes,
   });
   return { runId: input.runId, entity: input.entity, hourUtc: input.hourUtc, done: pager.done, progress };
 }

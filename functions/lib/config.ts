@@ -14,11 +14,10 @@ export interface CollectorConfig {
   stateKey: string;
   seedStateKey: string | undefined;
   citrix: {
-    customerId: string;
-    clientId: string;
-    clientSecret: string;
+    credentials: CitrixCredentialsConfig;
     apiBase: string;
-    tokenUrl: string;
+    /** TOKEN_URL when set; otherwise derived from API_BASE once the customer id is known (citrixTokenUrl). */
+    tokenUrl: string | undefined;
   };
   entities: string[];
   pageSize: number;
@@ -26,12 +25,31 @@ export interface CollectorConfig {
   maxHoursPerRun: number;
   firstHourUtc: string | undefined;
   partMaxRecords: number;
+  partMaxBytes: number;
+  gzip: boolean;
   mapMaxConcurrency: number;
   httpTimeoutMs: number;
   invocationReserveMs: number;
 }
 
+/** Where the Citrix API client's credentials come from: plain variables (local runs) or a secret (AWS). */
+export type CitrixCredentialsConfig =
+  | { source: "environment"; customerId: string; clientId: string; clientSecret: string }
+  | { source: "secretsManager"; secretArn: string; region: string };
+
 export type Env = Record<string, string | undefined>;
+
+/** The variables a secret in CITRIX_SECRET_ARN replaces; its JSON SecretString uses the same names as keys. */
+export const CITRIX_CREDENTIAL_VARIABLES = [
+  "CITRIX_CUSTOMER_ID",
+  "CITRIX_CLIENT_ID",
+  "CITRIX_CLIENT_SECRET",
+] as const;
+
+/** The SPEC's client-credentials endpoint for a customer, on the host (region) API_BASE names. */
+export function citrixTokenUrl(apiBase: string, customerId: string): string {
+  return `${new URL(apiBase).origin}/cctrustoauth2/${encodeURIComponent(customerId)}/tokens/clients`;
+}
 
 const trimmedSlashes = (value: string) => value.replace(/^\/+|\/+$/g, "");
 const blankToUndefined = (value: unknown) =>
@@ -85,15 +103,34 @@ const httpUrl = z.string().transform((raw, ctx) => {
 
 const ENTITY_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
 
+// The full ARN ends in "-" and six random characters; IAM matches the grant on exactly this ARN, which a
+// partial ARN (without the suffix) would never equal.
+const SECRET_ARN =
+  /^arn:aws[a-z-]*:secretsmanager:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$/;
+
+const secretArn = z.string().transform((raw, ctx) => {
+  const region = SECRET_ARN.exec(raw)?.[1];
+  if (region === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      message: `must be the full ARN of a Secrets Manager secret as create-secret prints it, arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX (got "${raw}")`,
+    });
+    return z.NEVER;
+  }
+  return { secretArn: raw, region };
+});
+
 const envSchema = z.object({
   S3_BUCKET: required("the destination bucket"),
   S3_PREFIX: z.preprocess(blankToUndefined, z.string().default("citrix_analytics").transform(trimmedSlashes)),
   CONTROL_PREFIX: optional(),
   STATE_KEY: optional(),
   SEED_STATE_KEY: optional(),
-  CITRIX_CUSTOMER_ID: required("Citrix Cloud customer id"),
-  CITRIX_CLIENT_ID: required("Citrix Cloud API client id"),
-  CITRIX_CLIENT_SECRET: required("Citrix Cloud API client secret"),
+  // Required unless CITRIX_SECRET_ARN is set; citrixCredentialProblems checks the combination.
+  CITRIX_CUSTOMER_ID: optional(),
+  CITRIX_CLIENT_ID: optional(),
+  CITRIX_CLIENT_SECRET: optional(),
+  CITRIX_SECRET_ARN: z.preprocess(blankToUndefined, secretArn.optional()),
   API_BASE: z.preprocess(
     blankToUndefined,
     z.string().default("https://api.cloud.com/casodata").pipe(httpUrl),
@@ -133,6 +170,15 @@ const envSchema = z.object({
       }),
   ),
   PART_MAX_RECORDS: integer(50_000, 1, 1_000_000),
+  // Uncompressed bytes per part; with one upload in flight the collect Lambda holds about two parts.
+  PART_MAX_BYTES: integer(16 * 2 ** 20, 1024, 256 * 2 ** 20),
+  GZIP: z.preprocess(
+    blankToUndefined,
+    z
+      .enum(["true", "false"], { error: 'must be "true" or "false"' })
+      .default("false")
+      .transform((value) => value === "true"),
+  ),
   MAP_MAX_CONCURRENCY: integer(4, 1, 40),
   HTTP_TIMEOUT_MS: integer(30_000, 100, 300_000),
   INVOCATION_RESERVE_MS: integer(30_000, 0, 600_000),
@@ -156,11 +202,11 @@ export function loadConfig(env: Env): CollectorConfig {
   const controlPrefix = trimmedSlashes(nonBlank(env.CONTROL_PREFIX) ?? `_citrix_collector/${feedPrefix}`);
   const stateKey = nonBlank(env.STATE_KEY) ?? `${controlPrefix}/state.json`;
   problems.push(...feedIsolationProblems(feedPrefix, controlPrefix, stateKey));
+  problems.push(...citrixCredentialProblems(env));
   if (!parsed.success || problems.length > 0) {
     throw new ConfigurationError(`Invalid configuration: ${problems.join("; ")}`);
   }
   const values = parsed.data;
-  const apiOrigin = new URL(values.API_BASE).origin;
   return {
     bucket: values.S3_BUCKET,
     feedPrefix,
@@ -168,13 +214,16 @@ export function loadConfig(env: Env): CollectorConfig {
     stateKey,
     seedStateKey: values.SEED_STATE_KEY,
     citrix: {
-      customerId: values.CITRIX_CUSTOMER_ID,
-      clientId: values.CITRIX_CLIENT_ID,
-      clientSecret: values.CITRIX_CLIENT_SECRET,
+      credentials: values.CITRIX_SECRET_ARN
+        ? { source: "secretsManager", ...values.CITRIX_SECRET_ARN }
+        : {
+            source: "environment",
+            customerId: values.CITRIX_CUSTOMER_ID ?? "",
+            clientId: values.CITRIX_CLIENT_ID ?? "",
+            clientSecret: values.CITRIX_CLIENT_SECRET ?? "",
+          },
       apiBase: values.API_BASE,
-      tokenUrl:
-        values.TOKEN_URL ??
-        `${apiOrigin}/cctrustoauth2/${encodeURIComponent(values.CITRIX_CUSTOMER_ID)}/tokens/clients`,
+      tokenUrl: values.TOKEN_URL,
     },
     entities: values.ENTITIES,
     pageSize: values.TOP_N,
@@ -182,6 +231,8 @@ export function loadConfig(env: Env): CollectorConfig {
     maxHoursPerRun: values.MAX_HOURS_PER_RUN,
     firstHourUtc: values.FIRST_HOUR_UTC,
     partMaxRecords: values.PART_MAX_RECORDS,
+    partMaxBytes: values.PART_MAX_BYTES,
+    gzip: values.GZIP,
     mapMaxConcurrency: values.MAP_MAX_CONCURRENCY,
     httpTimeoutMs: values.HTTP_TIMEOUT_MS,
     invocationReserveMs: values.INVOCATION_RESERVE_MS,
@@ -190,6 +241,32 @@ export function loadConfig(env: Env): CollectorConfig {
 
 function nonBlank(value: string | undefined): string | undefined {
   return value === undefined || value.trim() === "" ? undefined : value.trim();
+}
+
+/**
+ * The credentials come from exactly one place: all three variables, or a secret holding them. A plain-text
+ * copy left beside a secret is rejected, so moving to Secrets Manager really takes the secret out of the
+ * Lambda environment.
+ */
+function citrixCredentialProblems(env: Env): string[] {
+  const secretSet = nonBlank(env.CITRIX_SECRET_ARN) !== undefined;
+  const meaning: Record<(typeof CITRIX_CREDENTIAL_VARIABLES)[number], string> = {
+    CITRIX_CUSTOMER_ID: "Citrix Cloud customer id",
+    CITRIX_CLIENT_ID: "Citrix Cloud API client id",
+    CITRIX_CLIENT_SECRET: "Citrix Cloud API client secret",
+  };
+  return CITRIX_CREDENTIAL_VARIABLES.flatMap((variable) => {
+    const set = nonBlank(env[variable]) !== undefined;
+    if (secretSet && set) {
+      return [`${variable} must be unset when CITRIX_SECRET_ARN is set: the secret holds it`];
+    }
+    if (!secretSet && !set) {
+      return [
+        `${variable} is required (${meaning[variable]}), unless CITRIX_SECRET_ARN names a secret holding it`,
+      ];
+    }
+    return [];
+  });
 }
 
 /** SecOps ingests every object under the feed prefix, so control objects there would become log lines. */

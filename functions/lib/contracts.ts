@@ -62,6 +62,8 @@ export const stagingSegmentSchema = z.object({
   attempt: z.string().regex(/^[0-9a-f]{8}$/),
   firstPart: count,
   parts: count,
+  /** Gzip was on when this attempt wrote: its staging and feed keys end in .ndjson.gz. */
+  compressed: z.boolean(),
 });
 export type StagingSegment = z.infer<typeof stagingSegmentSchema>;
 

@@ -11,7 +11,10 @@ export abstract class CollectorError extends Error {
   }
 }
 
-/** Configuration is invalid: fix the Lambda environment, then redrive. */
+/**
+ * Configuration is invalid, or points nowhere (an unknown host, no token endpoint at TOKEN_URL, an unreadable
+ * CITRIX_SECRET_ARN): fix the Lambda environment or the secret, then redrive.
+ */
 export class ConfigurationError extends CollectorError {
   override readonly name = "ConfigurationError";
   readonly retryable = false;
@@ -23,7 +26,7 @@ export class InvalidInputError extends CollectorError {
   readonly retryable = false;
 }
 
-/** The Citrix API refused the credentials (token endpoint 400/401, or a second 401 in a row). */
+/** The Citrix API refused the credentials (token endpoint 400/401/403, a 403, or a second 401 in a row). */
 export class CitrixAuthError extends CollectorError {
   override readonly name = "CitrixAuthError";
   readonly retryable = false;
@@ -53,6 +56,12 @@ export class StorageError extends CollectorError {
   readonly retryable = false;
 }
 
+/** Secrets Manager failed in a way worth retrying (throttling, 5xx, network) while reading CITRIX_SECRET_ARN. */
+export class SecretsManagerUnavailableError extends CollectorError {
+  override readonly name = "SecretsManagerUnavailableError";
+  readonly retryable = true;
+}
+
 /** Every error class the code throws; the definition test derives the names Retry/Catch may match. */
 export const COLLECTOR_ERRORS = [
   ConfigurationError,
@@ -62,4 +71,5 @@ export const COLLECTOR_ERRORS = [
   CitrixResponseError,
   StorageUnavailableError,
   StorageError,
+  SecretsManagerUnavailableError,
 ] as const;

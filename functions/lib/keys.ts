@@ -5,10 +5,8 @@ import { hourParts } from "./hours";
  * keys (staging, manifests, watermark) live under the control prefix, outside the feed.
  * Part names are deterministic for an (entity, hour) so a re-run writes the same keys, never new ones.
  */
-export const PART_EXTENSION = ".ndjson";
-
-export function partFileName(index: number): string {
-  return `part-${String(index).padStart(5, "0")}${PART_EXTENSION}`;
+export function partFileName(index: number, compressed = false): string {
+  return `part-${String(index).padStart(5, "0")}${compressed ? ".ndjson.gz" : ".ndjson"}`;
 }
 
 function hourPath(hourUtc: string): string {
@@ -16,8 +14,14 @@ function hourPath(hourUtc: string): string {
   return `year=${year}/month=${month}/day=${day}/hour=${hour}`;
 }
 
-export function feedPartKey(feedPrefix: string, entity: string, hourUtc: string, index: number): string {
-  return `${feedPrefix}/${entity}/${hourPath(hourUtc)}/${partFileName(index)}`;
+export function feedPartKey(
+  feedPrefix: string,
+  entity: string,
+  hourUtc: string,
+  index: number,
+  compressed = false,
+): string {
+  return `${feedPrefix}/${entity}/${hourPath(hourUtc)}/${partFileName(index, compressed)}`;
 }
 
 /**
@@ -32,8 +36,9 @@ export function stagingPartKey(
   hourUtc: string,
   attempt: string,
   index: number,
+  compressed = false,
 ): string {
-  return `${stagingRunPrefix(controlPrefix, runId)}${entity}/${hourPath(hourUtc)}/${attempt}-${partFileName(index)}`;
+  return `${stagingRunPrefix(controlPrefix, runId)}${entity}/${hourPath(hourUtc)}/${attempt}-${partFileName(index, compressed)}`;
 }
 
 export function stagingRunPrefix(controlPrefix: string, runId: string): string {

@@ -147,7 +147,13 @@ async function copyHour(deps: PublishDeps, manifest: HourManifest): Promise<void
   for (const [entity, published] of Object.entries(manifest.entities)) {
     for (const segment of published.segments) {
       for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
-        const destination = feedPartKey(config.feedPrefix, entity, manifest.hourUtc, part);
+        const destination = feedPartKey(
+          config.feedPrefix,
+          entity,
+          manifest.hourUtc,
+          part,
+          segment.compressed,
+        );
         if (await store.exists(destination)) continue;
         const source = stagingPartKey(
           config.controlPrefix,
@@ -156,6 +162,7 @@ async function copyHour(deps: PublishDeps, manifest: HourManifest): Promise<void
           manifest.hourUtc,
           segment.attempt,
           part,
+          segment.compressed,
         );
         await store.copy(source, destination);
       }

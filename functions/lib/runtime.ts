@@ -1,5 +1,7 @@
 import { S3Client } from "@aws-sdk/client-s3";
-import { CitrixClient } from "./citrix-client";
+import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import { CitrixClient, type CitrixClientTuning } from "./citrix-client";
+import { citrixCredentialsSource, type SecretsManagerFactory } from "./citrix-credentials";
 import { type CollectorConfig, type Env, loadConfig } from "./config";
 import { createLogger, type Logger } from "./log";
 import { S3Store } from "./s3-store";
@@ -12,12 +14,29 @@ export interface Runtime {
   log: Logger;
 }
 
-export function createRuntime(config: CollectorConfig, s3: S3Client, log: Logger = createLogger()): Runtime {
+/** What the Citrix client is built over besides the configuration; tests point these at local stand-ins. */
+export interface CitrixDeps {
+  /** Builds the client that reads CITRIX_SECRET_ARN; only called when the collect function needs a token. */
+  secretsManager?: SecretsManagerFactory;
+  /** Clock, transport and backoff of the Citrix client (tests skip real waits). */
+  client?: CitrixClientTuning;
+}
+
+export function createRuntime(
+  config: CollectorConfig,
+  s3: S3Client,
+  log: Logger = createLogger(),
+  citrix: CitrixDeps = {},
+): Runtime {
   return {
     config,
     store: new S3Store(s3, config.bucket),
     citrix: new CitrixClient({
-      credentials: config.citrix,
+      ...citrix.client,
+      credentials: citrixCredentialsSource(
+        config.citrix.credentials,
+        citrix.secretsManager ?? secretsManagerClientFor,
+      ),
       apiBase: config.citrix.apiBase,
       tokenUrl: config.citrix.tokenUrl,
       timeoutMs: config.httpTimeoutMs,
@@ -32,6 +51,17 @@ export function s3ClientFor(env: Env): S3Client {
 }
 
 /**
+ * The secret is read in its own region (from its ARN), which may differ from the Lambda's. The SDK reads
+ * AWS_ENDPOINT_URL_SECRETS_MANAGER itself; the timeouts keep a hung connection from eating the invocation.
+ */
+export function secretsManagerClientFor(region: string): SecretsManagerClient {
+  return new SecretsManagerClient({
+    region,
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 10_000 },
+  });
+}
+
+/**
  * A lazily built runtime: config errors surface as a ConfigurationError from the handler (a named error
  * the console shows) instead of a Lambda init crash, and a failed build is retried on the next call.
  */
@@ -39,10 +69,11 @@ export function runtimeFromEnvironment(
   env: Env = process.env,
   s3: (env: Env) => S3Client = s3ClientFor,
   log?: Logger,
+  citrix?: CitrixDeps,
 ): () => Runtime {
   let runtime: Runtime | undefined;
   return () => {
-    runtime ??= createRuntime(loadConfig(env), s3(env), log);
+    runtime ??= createRuntime(loadConfig(env), s3(env), log, citrix);
     return runtime;
   };
 }

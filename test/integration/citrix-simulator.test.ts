@@ -296,6 +296,16 @@ describe("faults", () => {
     expect(await statuses(4)).toEqual([500, 502, 502, 200]);
   });
 
+  it("`after` lets that many matching requests through first; the others still count and fire in order", async () => {
+    sim.inject({ kind: "status", status: 503, times: 1, after: 2 });
+    sim.inject({ kind: "status", status: 500, times: 1, entity: "machines", after: 1 });
+    expect(await statuses(1, "machines")).toEqual([200]);
+    expect(await statuses(1, "sessions")).toEqual([200]);
+    expect(await statuses(2, "machines")).toEqual([503, 500]);
+    expect(await statuses(1, "machines")).toEqual([200]);
+    expect(() => sim.inject({ kind: "expireTokens", after: -1 })).toThrow(RangeError);
+  });
+
   it("expireTokens revokes issued tokens until a fresh one is fetched", async () => {
     sim.inject({ kind: "expireTokens" });
     expect(await statuses(2)).toEqual([401, 401]);

@@ -1,22 +1,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { STATE_KEY, type Stand, startStand } from "../support/stand";
+import { expectFeedMatchesSimulator, STATE_KEY, type Stand, startStand } from "../support/stand";
 
 // 11:20 UTC with LOOKBACK_MINUTES 75: the newest eligible hour is 10:00, so a first run from 08:00
 // collects 08, 09 and 10.
 const NOW = Date.parse("2026-11-24T11:20:00Z");
 const HOURS = ["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z", "2026-11-24T10:00:00Z"];
 const ENTITIES = ["sessions", "machines", "users"];
-
-async function expectFeedMatchesSimulator(stand: Stand, entity: string, hourUtc: string): Promise<void> {
-  const envelopes = await stand.feed(entity, hourUtc);
-  expect(envelopes.map((line) => line.raw)).toEqual(stand.simulator.records(entity, hourUtc));
-  for (const line of envelopes) {
-    expect(Object.keys(line)).toEqual(["citrix_entity", "citrix_hour_utc", "collection_timestamp", "raw"]);
-    expect(line.citrix_entity).toBe(entity);
-    expect(line.citrix_hour_utc).toBe(hourUtc);
-    expect(line.collection_timestamp).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
-  }
-}
 
 describe("a scheduled collection, end to end through the deployed definition", () => {
   let stand: Stand;

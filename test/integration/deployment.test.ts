@@ -70,12 +70,41 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
     "cloudformation-template-update-stack.json",
   );
   type Resource = { Type: string; Properties: Record<string, unknown> };
-  const template = JSON.parse(readFileSync(templatePath, "utf8")) as { Resources: Record<string, Resource> };
+  type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
+  type Policy = { PolicyName: string; PolicyDocument: { Statement: Statement[] } };
+  const template = JSON.parse(readFileSync(templatePath, "utf8")) as {
+    Resources: Record<string, Resource>;
+    Conditions?: Record<string, unknown>;
+  };
   const resource = (id: string): Resource => {
     const found = template.Resources[id];
     if (!found) throw new Error(`the template has no resource ${id}`);
     return found;
   };
+  /** Evaluates the condition functions the template uses, as CloudFormation does at deploy time. */
+  const holds = (condition: unknown): boolean => {
+    const { "Fn::Not": not, "Fn::Equals": equals } = condition as {
+      "Fn::Not"?: [unknown];
+      "Fn::Equals"?: [unknown, unknown];
+    };
+    if (not) return !holds(not[0]);
+    if (equals) return equals[0] === equals[1];
+    throw new Error(`unsupported condition ${JSON.stringify(condition)}`);
+  };
+  /** A role's policies as deployed: an Fn::If entry resolves to its branch, AWS::NoValue to nothing. */
+  const policies = (roleId: string): Policy[] =>
+    (resource(roleId).Properties.Policies as (Policy | { "Fn::If": [string, unknown, unknown] })[]).flatMap(
+      (entry) => {
+        if (!("Fn::If" in entry)) return [entry];
+        const [name, whenTrue, whenFalse] = entry["Fn::If"];
+        const chosen = holds(template.Conditions?.[name]) ? whenTrue : whenFalse;
+        return JSON.stringify(chosen) === '{"Ref":"AWS::NoValue"}' ? [] : [chosen as Policy];
+      },
+    );
+  const statements = (roleId: string) =>
+    policies(roleId).flatMap((policy) => policy.PolicyDocument.Statement);
+  const allows = (statement: Statement, prefix: string) =>
+    [statement.Action].flat().some((action) => action.startsWith(prefix));
   const ofType = (type: string) =>
     Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
 
@@ -125,6 +154,7 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
         "ENTITIES",
         "TOP_N",
         "LOOKBACK_MINUTES",
+        "CITRIX_SECRET_ARN",
       ]) {
         expect(Object.keys(variables)).toContain(name);
       }
@@ -132,13 +162,7 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
   });
 
   it("scopes each function's S3 access to the keys it touches", () => {
-    const statements = (roleId: string) =>
-      (
-        resource(roleId).Properties.Policies as {
-          PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] };
-        }[]
-      ).flatMap((policy) => policy.PolicyDocument.Statement);
-    const collect = statements("CollectRole");
+    const collect = statements("CollectRole").filter((statement) => allows(statement, "s3:"));
     expect(collect).toEqual([
       {
         Effect: "Allow",
@@ -159,6 +183,43 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
       ),
     );
     expect(feedWriters).toEqual(["CommitRole"]);
+  });
+
+  it("lets only the collect function read CITRIX_SECRET_ARN, and only when one was set at deploy time", () => {
+    const variables = resource("CollectLambdaFunction").Properties.Environment as {
+      Variables: Record<string, unknown>;
+    };
+    const arn = variables.Variables.CITRIX_SECRET_ARN;
+    // Empty unless CITRIX_SECRET_ARN was set where `serverless package` ran.
+    expect(arn === "" || /^arn:aws[a-z-]*:secretsmanager:/.test(String(arn))).toBe(true);
+    // The grant exists exactly when that ARN is not empty...
+    expect(template.Conditions?.HasCitrixSecret).toEqual({ "Fn::Not": [{ "Fn::Equals": [arn, ""] }] });
+    const readers = ["PlanRole", "CollectRole", "CommitRole"].filter((role) =>
+      statements(role).some((statement) => allows(statement, "secretsmanager:")),
+    );
+    expect(readers).toEqual(arn === "" ? [] : ["CollectRole"]);
+    // ...and names that one secret, for reading only, whichever way the condition goes.
+    const conditional = (resource("CollectRole").Properties.Policies as Record<string, unknown>[]).filter(
+      (entry) => "Fn::If" in entry,
+    );
+    expect(conditional).toEqual([
+      {
+        "Fn::If": [
+          "HasCitrixSecret",
+          {
+            PolicyName: "read-citrix-secret",
+            PolicyDocument: {
+              Version: "2012-10-17",
+              Statement: [{ Effect: "Allow", Action: "secretsmanager:GetSecretValue", Resource: arn }],
+            },
+          },
+          { Ref: "AWS::NoValue" },
+        ],
+      },
+    ]);
+    for (const role of ["PlanRole", "CommitRole"]) {
+      expect(JSON.stringify(resource(role).Properties.Policies)).not.toContain("secretsmanager");
+    }
   });
 });
 

@@ -1,4 +1,5 @@
 import type { S3Client } from "@aws-sdk/client-s3";
+import { expect } from "vitest";
 import type { Env } from "../../functions/lib/config";
 import { S3Store } from "../../functions/lib/s3-store";
 import {
@@ -8,6 +9,7 @@ import {
 } from "../../local/citrix-simulator";
 import { type LocalCollectionOptions, runLocalCollection } from "../../local/collection";
 import { type LocalS3, startLocalS3 } from "../../local/s3-server";
+import { type LocalSecretsManager, startLocalSecretsManager } from "../../local/secrets-manager-server";
 
 export const BUCKET = "collector-test";
 export const FEED_PREFIX = "citrix_analytics";
@@ -20,14 +22,19 @@ export interface Envelope {
   raw: Record<string, unknown>;
 }
 
-/** The real stand-ins a test runs against: the Citrix simulator and an S3 server on 127.0.0.1. */
+/**
+ * The real stand-ins a test runs against: the Citrix simulator, an S3 server and a Secrets Manager server on
+ * 127.0.0.1. The Citrix client's backoff pauses are recorded in `sleeps` instead of waited out.
+ */
 export interface Stand {
   simulator: CitrixSimulator;
   s3: LocalS3;
+  secrets: LocalSecretsManager;
   client: S3Client;
   store: S3Store;
   env: Env;
   logs: string[];
+  sleeps: number[];
   run(
     executionName: string,
     options?: Partial<LocalCollectionOptions>,
@@ -43,19 +50,38 @@ export async function startStand(options: {
   simulator?: SimulatorOptions;
   env?: Env;
   now: number;
+  /** Where the collector reads the simulator's credentials: CITRIX_* variables, or a secret (CITRIX_SECRET_ARN). */
+  credentials?: "environment" | "secretsManager";
 }): Promise<Stand> {
   const simulator = await startCitrixSimulator(options.simulator);
   const s3 = await startLocalS3({ buckets: [BUCKET] });
+  const secrets = await startLocalSecretsManager();
   const client = s3.client();
   const store = new S3Store(client, BUCKET);
   const logs: string[] = [];
+  const sleeps: number[] = [];
+  const credentials: Env =
+    options.credentials === "secretsManager"
+      ? {
+          CITRIX_SECRET_ARN: secrets.putSecret(
+            "citrix-analytics-collector",
+            JSON.stringify({
+              CITRIX_CUSTOMER_ID: simulator.customerId,
+              CITRIX_CLIENT_ID: simulator.clientId,
+              CITRIX_CLIENT_SECRET: simulator.clientSecret,
+            }),
+          ),
+        }
+      : {
+          CITRIX_CUSTOMER_ID: simulator.customerId,
+          CITRIX_CLIENT_ID: simulator.clientId,
+          CITRIX_CLIENT_SECRET: simulator.clientSecret,
+        };
   const env: Env = {
     S3_BUCKET: BUCKET,
     S3_PREFIX: FEED_PREFIX,
     API_BASE: simulator.apiBase,
-    CITRIX_CUSTOMER_ID: simulator.customerId,
-    CITRIX_CLIENT_ID: simulator.clientId,
-    CITRIX_CLIENT_SECRET: simulator.clientSecret,
+    ...credentials,
     TOKEN_URL: simulator.tokenUrl,
     HTTP_TIMEOUT_MS: "5000",
     ...options.env,
@@ -63,10 +89,12 @@ export async function startStand(options: {
   return {
     simulator,
     s3,
+    secrets,
     client,
     store,
     env,
     logs,
+    sleeps,
     run: (executionName, overrides = {}) =>
       runLocalCollection({
         env,
@@ -76,6 +104,16 @@ export async function startStand(options: {
         retryPauseMs: 5,
         logSink: (line) => logs.push(line),
         ...overrides,
+        citrix: {
+          secretsManager: () => secrets.client(),
+          ...overrides.citrix,
+          client: {
+            sleep: async (ms) => {
+              sleeps.push(ms);
+            },
+            ...overrides.citrix?.client,
+          },
+        },
       }),
     async feed(entity, hourUtc) {
       const [date, time] = hourUtc.split("T") as [string, string];
@@ -98,6 +136,23 @@ export async function startStand(options: {
     async close() {
       await simulator.close();
       await s3.close();
+      await secrets.close();
     },
   };
+}
+
+/** The feed holds exactly the records the simulator serves for an entity-hour, in order, each once. */
+export async function expectFeedMatchesSimulator(
+  stand: Stand,
+  entity: string,
+  hourUtc: string,
+): Promise<void> {
+  const envelopes = await stand.feed(entity, hourUtc);
+  expect(envelopes.map((line) => line.raw)).toEqual(stand.simulator.records(entity, hourUtc));
+  for (const line of envelopes) {
+    expect(Object.keys(line)).toEqual(["citrix_entity", "citrix_hour_utc", "collection_timestamp", "raw"]);
+    expect(line.citrix_entity).toBe(entity);
+    expect(line.citrix_hour_utc).toBe(hourUtc);
+    expect(line.collection_timestamp).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+  }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { type Env, loadConfig } from "../../functions/lib/config";
+import { citrixTokenUrl, type Env, loadConfig } from "../../functions/lib/config";
 import { ConfigurationError } from "../../functions/lib/errors";
 
 const SECRET = "Sup3r-s3cret-VALUE";
@@ -26,15 +26,22 @@ describe("loadConfig defaults", () => {
 
   it("keeps the required values", () => {
     expect(config.bucket).toBe("my-bucket");
-    expect(config.citrix.customerId).toBe("acme123");
-    expect(config.citrix.clientId).toBe("client-id");
-    expect(config.citrix.clientSecret).toBe(SECRET);
+    expect(config.citrix.credentials).toEqual({
+      source: "environment",
+      customerId: "acme123",
+      clientId: "client-id",
+      clientSecret: SECRET,
+    });
   });
 
   it("uses the SPEC defaults", () => {
     expect(config.feedPrefix).toBe("citrix_analytics");
     expect(config.citrix.apiBase).toBe("https://api.cloud.com/casodata");
-    expect(config.citrix.tokenUrl).toBe("https://api.cloud.com/cctrustoauth2/acme123/tokens/clients");
+    // Derived by the client once it knows the customer id (which may come from a secret).
+    expect(config.citrix.tokenUrl).toBeUndefined();
+    expect(citrixTokenUrl(config.citrix.apiBase, "acme123")).toBe(
+      "https://api.cloud.com/cctrustoauth2/acme123/tokens/clients",
+    );
     expect(config.entities).toEqual(["sessions", "machines", "users"]);
     expect(config.pageSize).toBe(1000);
     expect(config.lookbackMinutes).toBe(75);
@@ -97,7 +104,7 @@ describe("loadConfig values", () => {
   ])("derives TOKEN_URL from the origin of API_BASE %s", (apiBase, tokenUrl) => {
     const config = loadConfig({ ...base, API_BASE: apiBase });
     expect(config.citrix.apiBase).toBe(apiBase);
-    expect(config.citrix.tokenUrl).toBe(tokenUrl);
+    expect(citrixTokenUrl(config.citrix.apiBase, "acme123")).toBe(tokenUrl);
   });
 
   it("uses TOKEN_URL when it is set", () => {
@@ -230,5 +237,73 @@ describe("loadConfig errors", () => {
     const error = configError({ ...withoutBucket, STATE_KEY: "citrix_analytics/state.json" });
     expect(error.message).toContain("S3_BUCKET");
     expect(error.message).toContain("STATE_KEY");
+  });
+});
+
+describe("loadConfig with CITRIX_SECRET_ARN", () => {
+  const ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:citrix/analytics-collector-a1B2c3";
+  const {
+    CITRIX_CUSTOMER_ID: _c,
+    CITRIX_CLIENT_ID: _i,
+    CITRIX_CLIENT_SECRET: _s,
+    ...withoutCredentials
+  } = base;
+
+  it("takes the credentials from the secret, in the secret's region, and needs none of the three variables", () => {
+    const config = loadConfig({ ...withoutCredentials, CITRIX_SECRET_ARN: ARN });
+    expect(config.citrix.credentials).toEqual({
+      source: "secretsManager",
+      secretArn: ARN,
+      region: "eu-west-1",
+    });
+    expect(config.citrix.tokenUrl).toBeUndefined();
+  });
+
+  it("accepts the ARNs of other partitions and blank credential variables (serverless.yml's defaults)", () => {
+    const govArn = "arn:aws-us-gov:secretsmanager:us-gov-west-1:123456789012:secret:citrix-Zz9Yy8";
+    const config = loadConfig({
+      ...base,
+      CITRIX_CUSTOMER_ID: "",
+      CITRIX_CLIENT_ID: " ",
+      CITRIX_CLIENT_SECRET: "",
+      CITRIX_SECRET_ARN: govArn,
+    });
+    expect(config.citrix.credentials).toEqual({
+      source: "secretsManager",
+      secretArn: govArn,
+      region: "us-gov-west-1",
+    });
+  });
+
+  it("rejects plain-text credentials left beside the secret, naming each", () => {
+    const error = configError({ ...base, CITRIX_SECRET_ARN: ARN });
+    expect(error.name).toBe("ConfigurationError");
+    for (const variable of ["CITRIX_CUSTOMER_ID", "CITRIX_CLIENT_ID", "CITRIX_CLIENT_SECRET"]) {
+      expect(error.message).toContain(`${variable} must be unset when CITRIX_SECRET_ARN is set`);
+    }
+    expect(error.message).not.toContain(SECRET);
+  });
+
+  it.each([
+    ["a secret name", "citrix/analytics-collector"],
+    [
+      "a partial ARN without the random suffix",
+      "arn:aws:secretsmanager:eu-west-1:123456789012:secret:citrix",
+    ],
+    ["an SSM parameter ARN", "arn:aws:ssm:eu-west-1:123456789012:parameter/citrix-a1B2c3"],
+    ["an ARN without an account", "arn:aws:secretsmanager:eu-west-1::secret:citrix-a1B2c3"],
+  ])("rejects %s as CITRIX_SECRET_ARN, alongside every other bad variable", (_what, value) => {
+    const error = configError({ ...withoutCredentials, CITRIX_SECRET_ARN: value, TOP_N: "0" });
+    expect(error.message).toContain(`CITRIX_SECRET_ARN must be the full ARN of a Secrets Manager secret`);
+    expect(error.message).toContain("TOP_N");
+  });
+
+  it("without a secret, names each missing credential variable and the secret alternative", () => {
+    const error = configError(withoutCredentials);
+    for (const variable of ["CITRIX_CUSTOMER_ID", "CITRIX_CLIENT_ID", "CITRIX_CLIENT_SECRET"]) {
+      expect(error.message).toContain(
+        `${variable} is required (${variable === "CITRIX_CUSTOMER_ID" ? "Citrix Cloud customer id" : variable === "CITRIX_CLIENT_ID" ? "Citrix Cloud API client id" : "Citrix Cloud API client secret"}), unless CITRIX_SECRET_ARN names a secret holding it`,
+      );
+    }
   });
 });

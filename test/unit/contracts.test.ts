@@ -28,7 +28,7 @@ describe("parseStateInput(collectInputSchema)", () => {
       ...valid,
       progress: {
         cursor: { skip: 2000 },
-        segments: [{ attempt: "0a1b2c3d", firstPart: 0, parts: 1 }],
+        segments: [{ attempt: "0a1b2c3d", firstPart: 0, parts: 1, compressed: false }],
         parts: 1,
         records: 2000,
         pages: 2,

@@ -1,10 +1,26 @@
 import { describe, expect, it } from "vitest";
-import { envelopeLine } from "../../functions/lib/envelope";
+import { envelopeWriter, type ODataRecord } from "../../functions/lib/envelope";
 
 const HOUR = "2026-11-24T08:00:00Z";
 const COLLECTED = "2026-11-24T09:16:03.123Z";
 
-describe("envelopeLine", () => {
+function envelopeLine(entity: string, hourUtc: string, collectedAt: string, record: ODataRecord): string {
+  return envelopeWriter(entity, hourUtc, collectedAt)(record);
+}
+
+describe("envelopeWriter", () => {
+  it("writes byte for byte what JSON.stringify of the envelope object gives", () => {
+    const records: ODataRecord[] = [
+      {},
+      { a: null, b: [1, "x"], c: { d: 'é\n"' } },
+      { 'quote"key': "\u2028", n: 1e21 },
+    ];
+    for (const record of records) {
+      const expected = `${JSON.stringify({ citrix_entity: "sessions", citrix_hour_utc: HOUR, collection_timestamp: COLLECTED, raw: record })}\n`;
+      expect(envelopeWriter("sessions", HOUR, COLLECTED)(record)).toBe(expected);
+    }
+  });
+
   it("is exactly the SPEC's envelope, fields in order, ending with a newline", () => {
     expect(envelopeLine("sessions", HOUR, COLLECTED, { SessionKey: "abc", Count: 3 })).toBe(
       '{"citrix_entity":"sessions","citrix_hour_utc":"2026-11-24T08:00:00Z",' +

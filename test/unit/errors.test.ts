@@ -9,6 +9,7 @@ const EXPECTED_NAMES = [
   "CitrixResponseError",
   "StorageUnavailableError",
   "StorageError",
+  "SecretsManagerUnavailableError",
 ];
 
 describe("COLLECTOR_ERRORS", () => {
@@ -58,12 +59,16 @@ describe("COLLECTOR_ERRORS", () => {
     expect(new Set(names).size).toBe(names.length);
   });
 
-  it("marks exactly CitrixUnavailableError and StorageUnavailableError as retryable", () => {
+  it("marks exactly the errors of a service that may recover as retryable", () => {
     const retryable = COLLECTOR_ERRORS.map((C) => new C("m"))
       .filter((e) => e.retryable)
       .map((e) => e.name)
       .sort();
-    expect(retryable).toEqual(["CitrixUnavailableError", "StorageUnavailableError"]);
+    expect(retryable).toEqual([
+      "CitrixUnavailableError",
+      "SecretsManagerUnavailableError",
+      "StorageUnavailableError",
+    ]);
     for (const C of COLLECTOR_ERRORS) expect(typeof new C("m").retryable).toBe("boolean");
   });
 });

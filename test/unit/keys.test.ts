@@ -40,8 +40,18 @@ describe("partFileName", () => {
     expect(partFileName(0)).toBe("part-00000.ndjson");
     expect(partFileName(7)).toBe("part-00007.ndjson");
     expect(partFileName(12345)).toBe("part-12345.ndjson");
-    const names = [0, 1, 2, 9, 10, 11, 99, 100, 1000].map(partFileName);
+    const names = [0, 1, 2, 9, 10, 11, 99, 100, 1000].map((index) => partFileName(index));
     expect([...names].sort()).toEqual(names);
+  });
+
+  it("ends in .ndjson.gz for gzip-compressed parts, in staging and in the feed", () => {
+    expect(partFileName(3, true)).toBe("part-00003.ndjson.gz");
+    expect(feedPartKey("citrix_analytics", "sessions", HOUR, 3, true)).toBe(
+      "citrix_analytics/sessions/year=2026/month=11/day=24/hour=08/part-00003.ndjson.gz",
+    );
+    expect(stagingPartKey(CONTROL, "run-1", "sessions", HOUR, "0a1b2c3d", 3, true)).toMatch(
+      /0a1b2c3d-part-00003\.ndjson\.gz$/,
+    );
   });
 });
 

@@ -5,9 +5,13 @@ import type { PageCursor } from "../../functions/lib/contracts";
 
 const HOUR = "2026-11-24T08:00:00Z";
 const client = new CitrixClient({
-  credentials: { customerId: "c", clientId: "i", clientSecret: "s" },
+  credentials: {
+    origin: "test credentials",
+    get: async () => ({ customerId: "c", clientId: "i", clientSecret: "s" }),
+    forget: () => undefined,
+  },
   apiBase: "https://api.cloud.com/casodata",
-  tokenUrl: "https://api.cloud.com/x",
+  tokenUrl: undefined,
   timeoutMs: 1000,
 });
 const url = (skip: number, top = 100) =>

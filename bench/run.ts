@@ -1,0 +1,131 @@
+/**
+ * `npm run bench`: collects one sessions entity-hour of each volume through the deployed definition and
+ * prints records/s, MB/s written, wall time, peak RSS and invocations per item. Each scenario runs in
+ * fresh processes: the Citrix simulator, the S3 server and the collection each in its own.
+ *   --scenarios 10000:0,100000:0,1000000:0,100000:200   records:pageLatencyMs, comma-separated
+ *   --top 1000          TOP_N (page size)
+ *   --gzip              GZIP=true
+ *   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
+import { createInterface } from "node:readline";
+import { parseArgs } from "node:util";
+import { build } from "esbuild";
+
+interface Figures {
+  records: number;
+  pages: number;
+  objects: number;
+  storedBytes: number;
+  wallMs: number;
+  peakRssMb: number;
+  invocations: number;
+  longestInvocationMs: number;
+  lambdaTimeoutMs: number;
+  iterationEvents: number;
+}
+
+const BIN = path.join(__dirname, "..", "node_modules", ".bin");
+const BUILD = path.join(__dirname, "..", ".bench-build");
+
+function firstLine(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    if (!child.stdout) return reject(new Error("no stdout"));
+    const lines = createInterface({ input: child.stdout });
+    lines.once("line", resolve);
+    child.once("exit", (code) => reject(new Error(`${child.spawnargs.join(" ")} exited with ${code}`)));
+  });
+}
+
+async function runScenario(records: number, latencyMs: number, env: NodeJS.ProcessEnv): Promise<Figures> {
+  const standIns = [["simulator", String(records), String(latencyMs)], ["s3"]].map((args) =>
+    spawn(path.join(BIN, "tsx"), [path.join(__dirname, "stand-ins.ts"), ...args], {
+      stdio: ["ignore", "pipe", "inherit"],
+    }),
+  );
+  try {
+    const addresses = Object.assign(
+      {},
+      ...(await Promise.all(
+        standIns.map(async (child) => JSON.parse(await firstLine(child)) as Record<string, string>),
+      )),
+    );
+    const collector = spawn(path.join(BIN, "node"), [path.join(BUILD, "collect-once.js")], {
+      stdio: ["ignore", "pipe", "inherit"],
+      env: { ...env, ...addresses },
+    });
+    return JSON.parse(await firstLine(collector)) as Figures;
+  } finally {
+    for (const child of standIns) child.kill("SIGTERM");
+  }
+}
+
+async function main(): Promise<void> {
+  // The collection runs bundled, as the Lambda does, so its RSS and start-up are not tsx's.
+  await build({
+    entryPoints: [path.join(__dirname, "collect-once.ts")],
+    bundle: true,
+    platform: "node",
+    target: "node22",
+    format: "cjs",
+    outdir: BUILD,
+    logLevel: "warning",
+  });
+  const { values } = parseArgs({
+    options: {
+      scenarios: { type: "string", default: "10000:0,100000:0,1000000:0,100000:200" },
+      top: { type: "string", default: "1000" },
+      gzip: { type: "boolean", default: false },
+      "lambda-timeout": { type: "string" },
+    },
+  });
+  const top = Number(values.top);
+  const env: NodeJS.ProcessEnv = { ...process.env, TOP_N: String(top), GZIP: String(values.gzip) };
+  if (values["lambda-timeout"]) env.BENCH_LAMBDA_TIMEOUT_MS = String(Number(values["lambda-timeout"]) * 1000);
+  const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+  process.stdout.write(
+    `machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; TOP_N ${top}, gzip ${values.gzip ? "on" : "off"}\n\n`,
+  );
+  const header = [
+    "records",
+    "latency",
+    "wall s",
+    "records/s",
+    "MB/s written",
+    "peak RSS MB",
+    "objects",
+    "invocations",
+    "longest inv. s",
+    "events/item",
+    "latency bound/s",
+  ];
+  process.stdout.write(`${header.join(" | ")}\n`);
+  for (const scenario of values.scenarios.split(",")) {
+    const [records, latency] = scenario.split(":").map(Number) as [number, number];
+    const figures = await runScenario(records, latency ?? 0, env);
+    const seconds = figures.wallMs / 1000;
+    // With page latency L each page costs at least L: the bound is TOP_N records per L.
+    const bound = latency > 0 ? Math.round((top * 1000) / latency) : undefined;
+    const row = [
+      figures.records,
+      `${latency} ms`,
+      seconds.toFixed(1),
+      Math.round(figures.records / seconds),
+      (figures.storedBytes / 2 ** 20 / seconds).toFixed(1),
+      figures.peakRssMb.toFixed(0),
+      figures.objects,
+      figures.invocations,
+      (figures.longestInvocationMs / 1000).toFixed(1),
+      figures.iterationEvents,
+      bound === undefined ? "-" : `${bound} (${Math.round(((figures.records / seconds) * 100) / bound)}%)`,
+    ];
+    process.stdout.write(`${row.join(" | ")}\n`);
+  }
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});
