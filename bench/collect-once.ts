@@ -73,6 +73,7 @@ async function main(): Promise<void> {
       storedBytes,
       wallMs,
       peakRssMb: process.resourceUsage().maxRSS / 1024,
+      cpuMs: (process.cpuUsage().user + process.cpuUsage().system) / 1000,
       invocations: item?.progress.invocations ?? 0,
       longestInvocationMs: Math.max(...invocationsMs),
       lambdaTimeoutMs,

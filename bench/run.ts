@@ -1,11 +1,7 @@
 /**
  * `npm run bench`: collects one sessions entity-hour of each volume through the deployed definition and
  * prints records/s, MB/s written, wall time, peak RSS and invocations per item. Each scenario runs in
- * fresh processes: the Citrix simulator, the S3 server and the collection each in its own.
- *   --scenarios 10000:0,100000:0,1000000:0,100000:200   records:pageLatencyMs, comma-separated
- *   --top 1000          TOP_N (page size)
- *   --gzip              GZIP=true
- *   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
+ * fresh processes: the Citrix simulator, the S3 server and the collection each in its own (see USAGE).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import os from "node:os";
@@ -21,12 +17,20 @@ interface Figures {
   storedBytes: number;
   wallMs: number;
   peakRssMb: number;
+  cpuMs: number;
   invocations: number;
   longestInvocationMs: number;
   lambdaTimeoutMs: number;
   iterationEvents: number;
 }
 
+const USAGE = `npm run bench -- [options]
+  --scenarios 10000:0,100000:0,1000000:0,100000:200   records:pageLatencyMs, comma-separated
+  --top 1000          TOP_N (page size)
+  --in-flight N       MAX_PAGES_IN_FLIGHT (default 1)
+  --gzip              GZIP=true
+  --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
+`;
 const BIN = path.join(__dirname, "..", "node_modules", ".bin");
 const BUILD = path.join(__dirname, "..", ".bench-build");
 
@@ -78,15 +82,26 @@ async function main(): Promise<void> {
       scenarios: { type: "string", default: "10000:0,100000:0,1000000:0,100000:200" },
       top: { type: "string", default: "1000" },
       gzip: { type: "boolean", default: false },
+      "in-flight": { type: "string", default: "1" },
       "lambda-timeout": { type: "string" },
+      help: { type: "boolean", default: false },
     },
   });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
   const top = Number(values.top);
-  const env: NodeJS.ProcessEnv = { ...process.env, TOP_N: String(top), GZIP: String(values.gzip) };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    TOP_N: String(top),
+    GZIP: String(values.gzip),
+    MAX_PAGES_IN_FLIGHT: values["in-flight"],
+  };
   if (values["lambda-timeout"]) env.BENCH_LAMBDA_TIMEOUT_MS = String(Number(values["lambda-timeout"]) * 1000);
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   process.stdout.write(
-    `machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; TOP_N ${top}, gzip ${values.gzip ? "on" : "off"}\n\n`,
+    `machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; TOP_N ${top}, MAX_PAGES_IN_FLIGHT ${values["in-flight"]}, gzip ${values.gzip ? "on" : "off"}\n\n`,
   );
   const header = [
     "records",
@@ -95,6 +110,7 @@ async function main(): Promise<void> {
     "records/s",
     "MB/s written",
     "peak RSS MB",
+    "collector CPU s (records/CPU-s)",
     "objects",
     "invocations",
     "longest inv. s",
@@ -115,6 +131,7 @@ async function main(): Promise<void> {
       Math.round(figures.records / seconds),
       (figures.storedBytes / 2 ** 20 / seconds).toFixed(1),
       figures.peakRssMb.toFixed(0),
+      `${(figures.cpuMs / 1000).toFixed(1)} (${Math.round(figures.records / (figures.cpuMs / 1000))})`,
       figures.objects,
       figures.invocations,
       (figures.longestInvocationMs / 1000).toFixed(1),

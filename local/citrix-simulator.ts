@@ -14,6 +14,7 @@ export interface SimulatorOptions {
   clientId?: string;
   clientSecret?: string;
   volume?: Record<string, number> | ((entity: string, hourUtc: string) => number);
+  /** Time to answer each data page, building it included (as a client sees a real API). */
   pageLatencyMs?: number;
   paging?: PagingMode;
   maxPageSize?: number;
@@ -599,6 +600,7 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
       return fail(fault.status, odataError(`Http${fault.status}`, "simulated failure"), headers);
     }
 
+    const startedAt = performance.now();
     const count = recordCount(entity, query.hourUtc);
     const ctx = context(entity, query.hourUtc);
     const pageSize = Math.min(query.top ?? maxPageSize, maxPageSize);
@@ -615,7 +617,10 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     }
     const body = JSON.stringify(page);
     const headers = { "content-type": ODATA_JSON, "odata-version": "4.0" };
-    const delay = pageLatencyMs + (fault?.kind === "slow" ? fault.delayMs : 0);
+    // Page latency is the whole time to answer, as a client sees a real API: building the page counts.
+    const delay =
+      Math.max(0, pageLatencyMs - (performance.now() - startedAt)) +
+      (fault?.kind === "slow" ? fault.delayMs : 0);
     entry.status = 200;
     const garbled =
       fault?.kind === "malformedJson" || fault?.kind === "wrongEnvelope" || fault?.kind === "dropConnection";

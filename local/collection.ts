@@ -6,7 +6,8 @@ import { createHandler as createCollectHandler } from "../functions/collect/hand
 import { createHandler as createCommitHandler } from "../functions/commit/handler";
 import type { Env } from "../functions/lib/config";
 import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/contracts";
-import { createLogger, type LogSink } from "../functions/lib/log";
+import { createLogger, type LogSink, serviceName } from "../functions/lib/log";
+import { createMetricsFactory, type MetricsSink } from "../functions/lib/metrics";
 import { type CitrixDeps, type Runtime, runtimeFromEnvironment } from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
@@ -36,6 +37,8 @@ export interface LocalCollectionOptions {
   input?: JsonValue;
   now?: () => number;
   logSink?: LogSink;
+  /** Where the functions' EMF metric lines go; by default with the log lines, as in a Lambda log stream. */
+  metricsSink?: MetricsSink;
   /** Overrides the deployed timeouts, e.g. to force the collect loop to continue across invocations. */
   timeoutsMs?: Record<string, number>;
   retryPauseMs?: number;
@@ -79,15 +82,17 @@ export interface LocalCollectionResult {
 export async function runLocalCollection(options: LocalCollectionOptions): Promise<LocalCollectionResult> {
   const functions = deployedFunctions();
   // Built on first use, as in a Lambda container, so a bad configuration fails the Plan state by name.
+  const service = serviceName(options.env);
   const built = runtimeFromEnvironment(
     options.env,
     () => options.s3,
-    createLogger({}, options.logSink),
+    createLogger({}, options.logSink, service),
     options.citrix,
   );
   let adapted: Runtime | undefined;
   const deps = {
     runtime: () => (adapted ??= options.adaptRuntime ? options.adaptRuntime(built()) : built()),
+    metrics: createMetricsFactory(service, options.metricsSink ?? options.logSink),
   };
   const handlers: Record<string, LocalHandler> = {
     plan: createPlanHandler({ ...deps, now: options.now ?? Date.now }),

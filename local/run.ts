@@ -1,52 +1,63 @@
 /**
- * `npm start`: one collection, run locally through the deployed state machine definition.
+ * One collection, run locally through the deployed state machine definition: `npm start` and
+ * `citrix-collector run` (both parse their flags in cli/main.ts and land here).
  * Defaults: the built-in Citrix simulator and a local S3 server on 127.0.0.1, so it works offline.
- *   --citrix env   use the CITRIX_* / API_BASE environment (a real tenant) instead of the simulator
- *   --s3 env       use S3_BUCKET and the AWS SDK's own settings (AWS_ENDPOINT_URL_S3, credentials)
- *   --hours N      on a first run, collect the last N eligible hours (default 3)
- * The functions' JSON log lines go to .local-data/run-<time>/collector.log (--verbose: to stderr).
+ *   citrix "env"   use the CITRIX_* / API_BASE environment (a real tenant) instead of the simulator
+ *   s3 "env"       use S3_BUCKET and the AWS SDK's own settings (AWS_ENDPOINT_URL_S3, credentials)
+ *   hours N        on a first run, collect the last N eligible hours
+ * The functions' JSON log and EMF metric lines go to .local-data/run-<time>/collector.log (verbose: stderr).
  */
 import { appendFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { parseArgs } from "node:util";
 import type { Env } from "../functions/lib/config";
+import {
+  type CollectOutput,
+  type CommitOutput,
+  collectInputSchema,
+  type PlanOutput,
+} from "../functions/lib/contracts";
 import { formatHour, HOUR_MS } from "../functions/lib/hours";
 import { newestEligibleHour } from "../functions/lib/planner";
 import { s3ClientFor } from "../functions/lib/runtime";
 import { type CitrixSimulator, startCitrixSimulator } from "./citrix-simulator";
-import { runLocalCollection } from "./collection";
+import { type LocalCollectionResult, runLocalCollection } from "./collection";
+import { CollectionProgress, type Output } from "./progress";
 import { type LocalS3, startLocalS3 } from "./s3-server";
+import type { LocalHandler } from "./state-machine";
 
 const LOCAL_BUCKET = "citrix-analytics-local";
 
-async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      citrix: { type: "string", default: "simulator" },
-      s3: { type: "string", default: "local" },
-      hours: { type: "string", default: "3" },
-      verbose: { type: "boolean", default: false },
-    },
-  });
-  const hours = Number(values.hours);
-  if (
-    !["simulator", "env"].includes(values.citrix) ||
-    !["local", "env"].includes(values.s3) ||
-    !(hours >= 1)
-  ) {
-    process.stderr.write(
-      "usage: npm start -- [--citrix simulator|env] [--s3 local|env] [--hours N] [--verbose]\n",
-    );
-    return 2;
-  }
-  const env: Env = { ...process.env };
-  const runDirectory = path.resolve(".local-data", `run-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+export interface LocalRunOptions {
+  citrix: "simulator" | "env";
+  s3: "local" | "env";
+  /** On a first run, how many of the newest eligible hours to collect. */
+  hours: number;
+  /** Log lines to stderr instead of the run's log file. */
+  verbose: boolean;
+}
+
+export interface LocalRunIo {
+  env: Env;
+  stdout: Output;
+  stderr: Output;
+  now: () => number;
+}
+
+/** Runs one execution locally; resolves to the process exit code (0 when it succeeded). */
+export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Promise<number> {
+  const env: Env = { ...io.env };
+  const now = io.now();
+  const runDirectory = path.resolve(
+    ".local-data",
+    `run-${new Date(now).toISOString().replace(/[:.]/g, "-")}`,
+  );
   mkdirSync(runDirectory, { recursive: true });
   const logFile = path.join(runDirectory, "collector.log");
+  const out = (line = "") => io.stdout.write(`${line}\n`);
   let simulator: CitrixSimulator | undefined;
   let s3Server: LocalS3 | undefined;
   try {
-    if (values.citrix === "simulator") {
+    if (options.citrix === "simulator") {
       simulator = await startCitrixSimulator();
       Object.assign(env, {
         API_BASE: simulator.apiBase,
@@ -58,7 +69,7 @@ async function main(): Promise<number> {
         CITRIX_SECRET_ARN: undefined,
       });
     }
-    if (values.s3 === "local") {
+    if (options.s3 === "local") {
       const directory = path.join(runDirectory, "s3");
       mkdirSync(directory, { recursive: true });
       s3Server = await startLocalS3({ directory, buckets: [LOCAL_BUCKET] });
@@ -70,18 +81,18 @@ async function main(): Promise<number> {
         AWS_SECRET_ACCESS_KEY: "S3RVER",
       });
     }
-    const now = Date.now();
     const lookback = Number(env.LOOKBACK_MINUTES ?? 75);
     env.FIRST_HOUR_UTC ??= formatHour(
-      newestEligibleHour(now, Number.isFinite(lookback) ? lookback : 75) - (hours - 1) * HOUR_MS,
+      newestEligibleHour(now, Number.isFinite(lookback) ? lookback : 75) - (options.hours - 1) * HOUR_MS,
     );
 
     const s3 = s3Server ? s3Server.client() : s3ClientFor(env);
-    process.stdout.write(
+    out(
       `Collecting from ${simulator ? `the built-in Citrix simulator (${simulator.apiBase})` : env.API_BASE} into ${
         s3Server ? `local S3 ${s3Server.endpoint} (files in ${s3Server.directory})` : `s3://${env.S3_BUCKET}`
-      }\n`,
+      }`,
     );
+    const progress = new CollectionProgress(io.stdout);
     const result = await runLocalCollection({
       env,
       s3,
@@ -90,12 +101,12 @@ async function main(): Promise<number> {
         .replace(/[^0-9]/g, "")
         .slice(0, 14)}`,
       retryPauseMs: 1000,
-      logSink: values.verbose
-        ? (line) => process.stderr.write(line)
-        : (line) => appendFileSync(logFile, line),
+      logSink: options.verbose ? (line) => io.stderr.write(line) : (line) => appendFileSync(logFile, line),
+      wrap: (key, handler) => reportingTo(progress, key, handler),
     });
-    if (!values.verbose) process.stdout.write(`\nLog lines: ${logFile}\n`);
-    printSummary(result);
+    progress.finish();
+    if (!options.verbose) out(`\nLog lines: ${logFile}`);
+    printSummary(result, out);
     return result.status === "SUCCEEDED" ? 0 : 1;
   } finally {
     await simulator?.close();
@@ -103,11 +114,29 @@ async function main(): Promise<number> {
   }
 }
 
-function printSummary(result: Awaited<ReturnType<typeof runLocalCollection>>): void {
-  const out = (line: string) => process.stdout.write(`${line}\n`);
+/** Tells the progress display what each invocation was given and what it returned. */
+function reportingTo(progress: CollectionProgress, key: string, handler: LocalHandler): LocalHandler {
+  return async (event, context) => {
+    const item = key === "collect" ? collectInputSchema.safeParse(event).data : undefined;
+    if (item) progress.invoking(item.entity, item.hourUtc);
+    try {
+      const result = await handler(event, context);
+      // The handlers' own outputs, as their contracts declare them.
+      if (key === "plan") progress.planned(result as PlanOutput);
+      if (key === "collect") progress.invoked(result as CollectOutput);
+      if (key === "commit") progress.committed(result as CommitOutput);
+      return result;
+    } catch (error) {
+      if (item) progress.failed(item.entity, item.hourUtc, error);
+      throw error;
+    }
+  };
+}
+
+function printSummary(result: LocalCollectionResult, out: (line?: string) => void): void {
   const collected = result.collected ?? [];
   if (collected.length > 0) {
-    out("");
+    out();
     out(
       `${"entity".padEnd(12)} ${"hour (UTC)".padEnd(21)} ${"pages".padStart(6)} ${"records".padStart(9)} ${"objects".padStart(8)} ${"invocations".padStart(12)}`,
     );
@@ -118,7 +147,7 @@ function printSummary(result: Awaited<ReturnType<typeof runLocalCollection>>): v
       );
     }
   }
-  out("");
+  out();
   if (result.status === "FAILED") {
     out(`FAILED: ${result.error?.name}: ${result.error?.cause}`);
     out(`watermark unchanged: ${result.plan?.watermark.hourUtc ?? "(not read)"}`);
@@ -134,11 +163,3 @@ function printSummary(result: Awaited<ReturnType<typeof runLocalCollection>>): v
     );
   }
 }
-
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(`${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}\n`);
-    process.exit(1);
-  },
-);

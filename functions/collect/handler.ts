@@ -1,9 +1,11 @@
 import { collectEntityHour } from "../lib/collector";
 import { collectInputSchema, parseStateInput } from "../lib/contracts";
+import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
 
 export interface CollectHandlerDeps {
   runtime: () => Runtime;
+  metrics: MetricsFactory;
 }
 
 /** The part of the Lambda context this handler uses. */
@@ -16,12 +18,34 @@ export function createHandler(deps: CollectHandlerDeps) {
   return async (event: unknown, context: InvocationContext) => {
     const { store, citrix, config, log } = deps.runtime();
     const input = parseStateInput(collectInputSchema, event, "CollectPage");
-    return collectEntityHour(
-      { store, citrix, config, log: log.child({ execution: input.runId }) },
-      input,
-      () => context.getRemainingTimeInMillis(),
-    );
+    const metrics = deps.metrics({ execution: input.runId, entity: input.entity, hourUtc: input.hourUtc });
+    let retries = 0;
+    let throttles = 0;
+    const apiRequests = {
+      retried(status: number | undefined) {
+        retries++;
+        if (status === 429) throttles++;
+      },
+    };
+    // Retries and throttles count also when the invocation fails: they are why it failed.
+    try {
+      const output = await collectEntityHour(
+        { store, citrix, config, log: log.child({ execution: input.runId }), apiRequests },
+        input,
+        () => context.getRemainingTimeInMillis(),
+      );
+      const before = input.progress;
+      metrics.add("PagesFetched", output.progress.pages - (before?.pages ?? 0));
+      metrics.add("RecordsCollected", output.progress.records - (before?.records ?? 0));
+      metrics.add("PartsWritten", output.progress.parts - (before?.parts ?? 0));
+      return output;
+    } finally {
+      metrics.add("CollectInvocations", 1);
+      metrics.add("ApiRetries", retries);
+      metrics.add("ApiThrottles", throttles);
+      metrics.publish();
+    }
   };
 }
 
-export const handler = createHandler({ runtime: runtimeFromEnvironment() });
+export const handler = createHandler({ runtime: runtimeFromEnvironment(), metrics: createMetricsFactory() });

@@ -1,9 +1,11 @@
 import { commitInputSchema, parseStateInput } from "../lib/contracts";
+import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { publishRun } from "../lib/publisher";
 import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
 
 export interface CommitHandlerDeps {
   runtime: () => Runtime;
+  metrics: MetricsFactory;
 }
 
 /** PublishAndAdvance: publish staged hours to the feed exactly once, then move the watermark. */
@@ -11,8 +13,19 @@ export function createHandler(deps: CommitHandlerDeps) {
   return async (event: unknown) => {
     const { store, config, log } = deps.runtime();
     const input = parseStateInput(commitInputSchema, event, "PublishAndAdvance");
-    return publishRun({ store, config, log: log.child({ execution: input.runId }) }, input);
+    const output = await publishRun({ store, config, log: log.child({ execution: input.runId }) }, input);
+    const published = output.hours.filter((hour) => hour.outcome === "published");
+    const metrics = deps.metrics({ execution: input.runId });
+    metrics.add("HoursPublished", published.length);
+    metrics.add(
+      "RecordsPublished",
+      published
+        .flatMap((hour) => Object.values(hour.records))
+        .reduce((sum, records) => sum + records.published, 0),
+    );
+    metrics.publish();
+    return output;
   };
 }
 
-export const handler = createHandler({ runtime: runtimeFromEnvironment() });
+export const handler = createHandler({ runtime: runtimeFromEnvironment(), metrics: createMetricsFactory() });

@@ -25,6 +25,11 @@ export interface CitrixClientOptions extends CitrixClientTuning {
   timeoutMs: number;
 }
 
+/** Told about each request the client retries, so the collect function can count retries and throttles. */
+export interface CitrixRequestObserver {
+  retried(status: number | undefined): void;
+}
+
 export interface ODataPage {
   records: ODataRecord[];
   nextLink: string | undefined;
@@ -48,12 +53,15 @@ const SNIPPET_LENGTH = 200;
 /** Throttling, 5xx, a reset connection or a timeout: worth another attempt. Never leaves the client. */
 class TransientHttpError extends Error {
   override readonly name = "TransientHttpError";
+  /** The HTTP status that asked for the retry, when there was an answer. */
+  readonly status: number | undefined;
   constructor(
     message: string,
     readonly retryAfterMs: number | undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; status?: number },
   ) {
     super(message, options);
+    this.status = options?.status;
   }
 }
 
@@ -97,7 +105,12 @@ export class CitrixClient {
    * Fetches one page. Transient failures are retried until the attempts or `deadlineMs` run out, then
    * surface as CitrixUnavailableError so the state machine's Retry takes over.
    */
-  async getPage(url: string, deadlineMs: number, log: Logger): Promise<ODataPage> {
+  async getPage(
+    url: string,
+    deadlineMs: number,
+    log: Logger,
+    observer?: CitrixRequestObserver,
+  ): Promise<ODataPage> {
     if (new URL(url).origin !== this.apiOrigin) {
       // The bearer token must never be sent to a host other than the configured API.
       throw new CitrixResponseError(
@@ -107,7 +120,7 @@ export class CitrixClient {
     let unauthorizedInARow = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        const token = await this.accessToken(deadlineMs, log);
+        const token = await this.accessToken(deadlineMs, log, observer);
         const response = await this.request(url, "API_BASE", {
           method: "GET",
           headers: {
@@ -150,22 +163,30 @@ export class CitrixClient {
         return parsePage(body, url, (text) => this.snippet(text));
       } catch (error) {
         if (!(error instanceof TransientHttpError)) throw error;
-        await this.backoff(error, attempt, deadlineMs, url, log);
+        await this.backoff(error, attempt, deadlineMs, url, log, observer);
       }
     }
   }
 
-  private accessToken(deadlineMs: number, log: Logger): Promise<CachedToken> {
+  private accessToken(
+    deadlineMs: number,
+    log: Logger,
+    observer: CitrixRequestObserver | undefined,
+  ): Promise<CachedToken> {
     if (this.token && this.now() < this.token.refreshAtMs) return Promise.resolve(this.token);
     // Callers that need a token at the same time (a page fetched ahead, Map iterations sharing a local
     // runtime) share one request.
-    this.tokenRequest ??= this.requestToken(deadlineMs, log).finally(() => {
+    this.tokenRequest ??= this.requestToken(deadlineMs, log, observer).finally(() => {
       this.tokenRequest = undefined;
     });
     return this.tokenRequest;
   }
 
-  private async requestToken(deadlineMs: number, log: Logger): Promise<CachedToken> {
+  private async requestToken(
+    deadlineMs: number,
+    log: Logger,
+    observer: CitrixRequestObserver | undefined,
+  ): Promise<CachedToken> {
     const credentials = await this.options.credentials.get(log);
     this.secrets.add(credentials.clientSecret);
     const setting = this.tokenUrlSetting;
@@ -217,7 +238,7 @@ export class CitrixClient {
         return this.token;
       } catch (error) {
         if (!(error instanceof TransientHttpError)) throw error;
-        await this.backoff(error, attempt, deadlineMs, tokenUrl, log);
+        await this.backoff(error, attempt, deadlineMs, tokenUrl, log, observer);
       }
     }
   }
@@ -248,6 +269,7 @@ export class CitrixClient {
       throw new TransientHttpError(
         `HTTP ${response.status}`,
         parseRetryAfter(response.headers.get("retry-after"), this.now()),
+        { status: response.status },
       );
     }
     if (response.status >= 300 && response.status < 400) {
@@ -265,6 +287,7 @@ export class CitrixClient {
     deadlineMs: number,
     url: string,
     log: Logger,
+    observer: CitrixRequestObserver | undefined,
   ): Promise<void> {
     const exponential = Math.min(this.maxBackoffMs, FIRST_BACKOFF_MS * 2 ** (attempt - 1));
     const jittered = Math.round(this.random() * exponential);
@@ -276,6 +299,7 @@ export class CitrixClient {
       );
     }
     log.warn("transient Citrix API failure, retrying", { url, attempt, waitMs, reason: error.message });
+    observer?.retried(error.status);
     await this.sleep(waitMs);
   }
 

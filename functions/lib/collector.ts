@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { CitrixClient, ODataPage } from "./citrix-client";
+import type { CitrixClient, CitrixRequestObserver, ODataPage } from "./citrix-client";
 import type { CollectorConfig } from "./config";
 import type { CollectInput, CollectOutput, CollectProgress, PageCursor } from "./contracts";
 import { envelopeWriter } from "./envelope";
@@ -14,10 +14,18 @@ export interface CollectDeps {
   citrix: CitrixClient;
   config: Pick<
     CollectorConfig,
-    "controlPrefix" | "pageSize" | "partMaxRecords" | "partMaxBytes" | "gzip" | "invocationReserveMs"
+    | "controlPrefix"
+    | "pageSize"
+    | "maxPagesInFlight"
+    | "partMaxRecords"
+    | "partMaxBytes"
+    | "gzip"
+    | "invocationReserveMs"
   >;
   log: Logger;
   now?: () => number;
+  /** Counts the Citrix requests this invocation retries (for its metrics). */
+  apiRequests?: CitrixRequestObserver;
 }
 
 /**
@@ -68,19 +76,31 @@ export async function collectEntityHour(
       ),
     log,
   );
-  const fetchPage = (url: string) => {
-    const request = citrix.getPage(url, deadlineMs, log);
-    // A page fetched ahead may be abandoned when the budget runs out; its failure must not go unhandled.
-    request.catch(() => undefined);
-    return request;
+  // Requests already sent, oldest first. The next one always goes out before the previous page is written;
+  // more than one only in $skip mode, only after a full page showed the API honours TOP_N, and each is
+  // checked against the cursor when its turn comes, so a guess that turned out wrong is dropped unread.
+  const inFlight: { url: string; page: Promise<ODataPage> }[] = [];
+  const request = (url: string) => {
+    const page = citrix.getPage(url, deadlineMs, log, deps.apiRequests);
+    // A request dropped unread must not surface as an unhandled rejection.
+    page.catch(() => undefined);
+    inFlight.push({ url, page });
+  };
+  let pagesThisInvocation = 0;
+  const topUp = () => {
+    // Every invocation pages at least once, so the Choice loop always makes progress.
+    if (pager.done || (pagesThisInvocation > 0 && now() >= deadlineMs)) return;
+    if (inFlight.length === 0) request(pager.nextUrl(citrix, input.entity, input.hourUtc));
+    while (inFlight.length < config.maxPagesInFlight && pager.guessesAhead()) {
+      request(pager.guessUrl(citrix, input.entity, input.hourUtc, inFlight.length));
+    }
   };
 
-  let pagesThisInvocation = 0;
-  let next: Promise<ODataPage> | undefined = fetchPage(pager.nextUrl(citrix, input.entity, input.hourUtc));
-  while (next) {
+  topUp();
+  for (let head = inFlight.shift(); head; head = inFlight.shift()) {
     let page: ODataPage;
     try {
-      page = await next;
+      page = await head.page;
     } catch (error) {
       // Keep what this invocation already paged; the next invocation retries the failing page.
       if (error instanceof CitrixUnavailableError && pagesThisInvocation > 0) {
@@ -93,11 +113,11 @@ export async function collectEntityHour(
     progress.records += page.records.length;
     progress.pages++;
     pagesThisInvocation++;
-    // Fetch the next page while this one is turned into NDJSON and uploaded.
-    next =
-      pager.done || now() >= deadlineMs
-        ? undefined
-        : fetchPage(pager.nextUrl(citrix, input.entity, input.hourUtc));
+    log.info("fetched page", { page: progress.pages, records: page.records.length, total: progress.records });
+    // Ask for the next page(s) before this one is turned into NDJSON and uploaded.
+    if (pager.done || inFlight[0]?.url !== pager.nextUrl(citrix, input.entity, input.hourUtc))
+      inFlight.length = 0;
+    topUp();
     const line = envelopeWriter(input.entity, input.hourUtc, new Date(now()).toISOString());
     await writer.add(page.records.map(line));
   }
@@ -130,6 +150,17 @@ export class PageWalker {
     public cursor: PageCursor,
     public largestPage = 0,
   ) {}
+
+  /** Whether pages further ahead can be guessed: $skip paging, and a full page proved TOP_N is honoured. */
+  guessesAhead(): boolean {
+    return !this.done && "skip" in this.cursor && this.largestPage === this.pageSize;
+  }
+
+  /** The URL `ahead` pages after the next one, assuming full pages (see guessesAhead). */
+  guessUrl(citrix: CitrixClient, entity: string, hourUtc: string, ahead: number): string {
+    const skip = "skip" in this.cursor ? this.cursor.skip : 0;
+    return citrix.pageUrl(entity, hourUtc, this.pageSize, skip + ahead * this.pageSize);
+  }
 
   nextUrl(citrix: CitrixClient, entity: string, hourUtc: string): string {
     return "nextLink" in this.cursor

@@ -21,6 +21,7 @@ export interface CollectorConfig {
   };
   entities: string[];
   pageSize: number;
+  maxPagesInFlight: number;
   lookbackMinutes: number;
   maxHoursPerRun: number;
   firstHourUtc: string | undefined;
@@ -158,6 +159,8 @@ const envSchema = z.object({
       }),
   ),
   TOP_N: integer(1000, 1, 10_000),
+  // 1: each page is requested when the previous one arrived; more only while the API honours TOP_N.
+  MAX_PAGES_IN_FLIGHT: integer(1, 1, 8),
   LOOKBACK_MINUTES: integer(75, 60, 7 * 24 * 60),
   MAX_HOURS_PER_RUN: integer(24, 1, 168),
   FIRST_HOUR_UTC: z.preprocess(
@@ -190,17 +193,8 @@ const envSchema = z.object({
  */
 export function loadConfig(env: Env): CollectorConfig {
   const parsed = envSchema.safeParse(env);
-  const problems: string[] = [];
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      const variable = String(issue.path[0] ?? "environment");
-      const message = issue.code === "invalid_type" ? "is required" : issue.message;
-      problems.push(`${variable} ${message}`);
-    }
-  }
-  const feedPrefix = trimmedSlashes(nonBlank(env.S3_PREFIX) ?? "citrix_analytics");
-  const controlPrefix = trimmedSlashes(nonBlank(env.CONTROL_PREFIX) ?? `_citrix_collector/${feedPrefix}`);
-  const stateKey = nonBlank(env.STATE_KEY) ?? `${controlPrefix}/state.json`;
+  const problems = parsed.success ? [] : schemaProblems(parsed.error.issues);
+  const { feedPrefix, controlPrefix, stateKey } = bucketLayout(env);
   problems.push(...feedIsolationProblems(feedPrefix, controlPrefix, stateKey));
   problems.push(...citrixCredentialProblems(env));
   if (!parsed.success || problems.length > 0) {
@@ -227,6 +221,7 @@ export function loadConfig(env: Env): CollectorConfig {
     },
     entities: values.ENTITIES,
     pageSize: values.TOP_N,
+    maxPagesInFlight: values.MAX_PAGES_IN_FLIGHT,
     lookbackMinutes: values.LOOKBACK_MINUTES,
     maxHoursPerRun: values.MAX_HOURS_PER_RUN,
     firstHourUtc: values.FIRST_HOUR_UTC,
@@ -237,6 +232,50 @@ export function loadConfig(env: Env): CollectorConfig {
     httpTimeoutMs: values.HTTP_TIMEOUT_MS,
     invocationReserveMs: values.INVOCATION_RESERVE_MS,
   };
+}
+
+/** Where the watermark lives, for the operator CLI's `status`: no Citrix credentials needed. */
+export type WatermarkLocation = Pick<
+  CollectorConfig,
+  "bucket" | "feedPrefix" | "controlPrefix" | "stateKey" | "seedStateKey"
+>;
+
+/** The rules Plan holds a backfill range to, for the operator CLI to check a range before starting it. */
+export type PlanningRules = Pick<CollectorConfig, "lookbackMinutes" | "maxHoursPerRun">;
+
+/** The subset of loadConfig that `status` needs, validated the same way (same names, same messages). */
+export function loadWatermarkLocation(env: Env): WatermarkLocation {
+  const parsed = envSchema.pick({ S3_BUCKET: true, SEED_STATE_KEY: true }).safeParse(env);
+  const problems = parsed.success ? [] : schemaProblems(parsed.error.issues);
+  const layout = bucketLayout(env);
+  problems.push(...feedIsolationProblems(layout.feedPrefix, layout.controlPrefix, layout.stateKey));
+  if (!parsed.success || problems.length > 0) {
+    throw new ConfigurationError(`Invalid configuration: ${problems.join("; ")}`);
+  }
+  return { bucket: parsed.data.S3_BUCKET, ...layout, seedStateKey: parsed.data.SEED_STATE_KEY };
+}
+
+/** The subset of loadConfig that `backfill` checks a range against. */
+export function loadPlanningRules(env: Env): PlanningRules {
+  const parsed = envSchema.pick({ LOOKBACK_MINUTES: true, MAX_HOURS_PER_RUN: true }).safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigurationError(`Invalid configuration: ${schemaProblems(parsed.error.issues).join("; ")}`);
+  }
+  return { lookbackMinutes: parsed.data.LOOKBACK_MINUTES, maxHoursPerRun: parsed.data.MAX_HOURS_PER_RUN };
+}
+
+function schemaProblems(issues: readonly z.core.$ZodIssue[]): string[] {
+  return issues.map((issue) => {
+    const variable = String(issue.path[0] ?? "environment");
+    return `${variable} ${issue.code === "invalid_type" ? "is required" : issue.message}`;
+  });
+}
+
+/** The feed prefix, the control prefix and the watermark key, with their defaults. */
+function bucketLayout(env: Env): { feedPrefix: string; controlPrefix: string; stateKey: string } {
+  const feedPrefix = trimmedSlashes(nonBlank(env.S3_PREFIX) ?? "citrix_analytics");
+  const controlPrefix = trimmedSlashes(nonBlank(env.CONTROL_PREFIX) ?? `_citrix_collector/${feedPrefix}`);
+  return { feedPrefix, controlPrefix, stateKey: nonBlank(env.STATE_KEY) ?? `${controlPrefix}/state.json` };
 }
 
 function nonBlank(value: string | undefined): string | undefined {

@@ -1,9 +1,17 @@
+import type { LogItem } from "@aws-lambda-powertools/logger";
+import { Logger as PowertoolsLogger } from "@aws-lambda-powertools/logger";
+import type { ConstructorOptions } from "@aws-lambda-powertools/logger/types";
+import type { Env } from "./config";
+
 /**
- * Structured JSON logs, one object per line, carrying the execution, entity and hour bound by the caller.
- * Callers never pass secrets or tokens; the Citrix client logs URLs, which carry neither.
+ * Structured JSON logs through Powertools for AWS Lambda's Logger: one object per line with `level`,
+ * `message`, `timestamp`, `service`, and the execution, entity and hour bound by the caller (page and counts
+ * on the paging lines). Callers never pass secrets or tokens; the Citrix client logs URLs, which carry
+ * neither. The level follows POWERTOOLS_LOG_LEVEL (default INFO).
  */
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
+/** The small interface the collector logs through, so call sites do not depend on the library. */
 export interface Logger {
   info(message: string, fields?: LogFields): void;
   warn(message: string, fields?: LogFields): void;
@@ -11,18 +19,60 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
+/** Where finished lines go: stdout in Lambda (CloudWatch Logs), a file or an array in local runs and tests. */
 export type LogSink = (line: string) => void;
+
+/**
+ * The `service` on every line and the `service` dimension of every metric: serverless.yml sets
+ * POWERTOOLS_SERVICE_NAME (Powertools' own variable) to the stack name, so stages in one account stay apart.
+ */
+export function serviceName(env: Env = process.env): string {
+  return env.POWERTOOLS_SERVICE_NAME || "citrix-analytics-collector";
+}
+
+const writeToStdout: LogSink = (line) => process.stdout.write(line);
+
+/**
+ * Powertools prints through a Console of its own; this subclass hands each formatted line to a sink instead
+ * (its documented extension points: `printLog` and the `createLogger` factory children are made with).
+ * In Lambda the sink is stdout, which is what Powertools' own Console writes to.
+ */
+class SinkLogger extends PowertoolsLogger {
+  constructor(
+    options: ConstructorOptions,
+    private readonly sink: LogSink,
+  ) {
+    super(options);
+  }
+
+  protected override createLogger(options?: ConstructorOptions): PowertoolsLogger {
+    return new SinkLogger(options ?? {}, this.sink);
+  }
+
+  protected override printLog(logLevel: number, log: LogItem): void {
+    // The base constructor may print before this subclass has its sink.
+    if (this.sink === undefined) {
+      super.printLog(logLevel, log);
+      return;
+    }
+    log.prepareForPrint();
+    this.sink(`${JSON.stringify(log.getAttributes(), this.getJsonReplacer())}\n`);
+  }
+}
+
+function adapt(logger: PowertoolsLogger): Logger {
+  return {
+    info: (message, fields) => logger.info(message, { ...fields }),
+    warn: (message, fields) => logger.warn(message, { ...fields }),
+    error: (message, fields) => logger.error(message, { ...fields }),
+    child: (fields) => adapt(logger.createChild({ persistentKeys: { ...fields } })),
+  };
+}
 
 export function createLogger(
   base: LogFields = {},
-  sink: LogSink = (line) => process.stdout.write(line),
+  sink: LogSink = writeToStdout,
+  service = serviceName(),
 ): Logger {
-  const emit = (level: string, message: string, fields?: LogFields) =>
-    sink(`${JSON.stringify({ level, time: new Date().toISOString(), message, ...base, ...fields })}\n`);
-  return {
-    info: (message, fields) => emit("info", message, fields),
-    warn: (message, fields) => emit("warn", message, fields),
-    error: (message, fields) => emit("error", message, fields),
-    child: (fields) => createLogger({ ...base, ...fields }, sink),
-  };
+  return adapt(new SinkLogger({ serviceName: service, persistentKeys: { ...base } }, sink));
 }

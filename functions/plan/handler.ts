@@ -1,10 +1,12 @@
 import { parseStateInput, planInputSchema } from "../lib/contracts";
+import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { planRun } from "../lib/plan-run";
 import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
 
 export interface PlanHandlerDeps {
   runtime: () => Runtime;
   now: () => number;
+  metrics: MetricsFactory;
 }
 
 /** PlanHours: read the watermark and emit this execution's work items. */
@@ -12,11 +14,20 @@ export function createHandler(deps: PlanHandlerDeps) {
   return async (event: unknown) => {
     const { store, config, log } = deps.runtime();
     const input = parseStateInput(planInputSchema, event, "PlanHours");
-    return planRun(
+    const output = await planRun(
       { store, config, now: deps.now, log: log.child({ execution: input.executionName }) },
       input,
     );
+    const metrics = deps.metrics({ execution: input.executionName });
+    metrics.add("LagHours", output.lagHours);
+    metrics.add("HoursPlanned", output.hours.length);
+    metrics.publish();
+    return output;
   };
 }
 
-export const handler = createHandler({ runtime: runtimeFromEnvironment(), now: Date.now });
+export const handler = createHandler({
+  runtime: runtimeFromEnvironment(),
+  now: Date.now,
+  metrics: createMetricsFactory(),
+});

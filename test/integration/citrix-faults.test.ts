@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createHandler as createCommitHandler } from "../../functions/commit/handler";
 import type { Env } from "../../functions/lib/config";
 import { createLogger } from "../../functions/lib/log";
+import { createMetricsFactory } from "../../functions/lib/metrics";
 import { runtimeFromEnvironment } from "../../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../../functions/plan/handler";
 import type { LocalCollectionResult } from "../../local/collection";
@@ -281,12 +282,13 @@ describe("credentials from AWS Secrets Manager", () => {
         },
       },
     );
+    const metrics = createMetricsFactory(undefined, (line) => s.logs.push(line));
     const result = await s.run("secret-1", {
       wrap: (key, handler) =>
         key === "plan"
-          ? createPlanHandler({ runtime: withoutSecret, now: () => NOW })
+          ? createPlanHandler({ runtime: withoutSecret, now: () => NOW, metrics })
           : key === "commit"
-            ? createCommitHandler({ runtime: withoutSecret })
+            ? createCommitHandler({ runtime: withoutSecret, metrics })
             : handler,
     });
 

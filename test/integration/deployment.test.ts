@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { COLLECTOR_ERRORS } from "../../functions/lib/errors";
+import { METRIC_UNITS, METRICS_NAMESPACE } from "../../functions/lib/metrics";
 import { deployedFunctions } from "../../local/collection";
 import { type AslDefinition, type AslState, loadDefinition, taskStates } from "../../local/state-machine";
 
@@ -200,7 +201,7 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
     expect(readers).toEqual(arn === "" ? [] : ["CollectRole"]);
     // ...and names that one secret, for reading only, whichever way the condition goes.
     const conditional = (resource("CollectRole").Properties.Policies as Record<string, unknown>[]).filter(
-      (entry) => "Fn::If" in entry,
+      (entry) => JSON.stringify(entry).startsWith('{"Fn::If":["HasCitrixSecret"'),
     );
     expect(conditional).toEqual([
       {
@@ -220,6 +221,269 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
     for (const role of ["PlanRole", "CommitRole"]) {
       expect(JSON.stringify(resource(role).Properties.Policies)).not.toContain("secretsmanager");
     }
+  });
+});
+
+type Template = {
+  Resources: Record<
+    string,
+    { Type: string; Condition?: string; DeletionPolicy?: string; Properties: Record<string, unknown> }
+  >;
+  Conditions?: Record<string, unknown>;
+  Outputs?: Record<string, { Value: unknown }>;
+};
+type PolicyStatement = {
+  Sid?: string;
+  Effect: string;
+  Action: string | string[];
+  Resource: unknown;
+  Condition?: Record<string, Record<string, string>>;
+};
+
+function packagedTemplate(directory: string): Template {
+  const file = path.join(__dirname, "..", "..", directory, "cloudformation-template-update-stack.json");
+  return JSON.parse(readFileSync(file, "utf8")) as Template;
+}
+
+/**
+ * What CloudFormation deploys from a value, as far as the template alone decides it: conditions (Fn::Not,
+ * Fn::Equals of literals), Fn::If, AWS::NoValue dropped, Fn::Join of literal strings. Refs stay as they are.
+ */
+function deployedValue(template: Template, value: unknown): unknown {
+  const holds = (condition: unknown): boolean => {
+    const { "Fn::Not": not, "Fn::Equals": equals } = condition as {
+      "Fn::Not"?: [unknown];
+      "Fn::Equals"?: [unknown, unknown];
+    };
+    if (not) return !holds(not[0]);
+    if (equals) return equals[0] === equals[1];
+    throw new Error(`unsupported condition ${JSON.stringify(condition)}`);
+  };
+  const noValue = (item: unknown) => JSON.stringify(item) === '{"Ref":"AWS::NoValue"}';
+  const walk = (item: unknown): unknown => {
+    if (Array.isArray(item)) return item.map(walk).filter((entry) => !noValue(entry));
+    if (typeof item !== "object" || item === null) return item;
+    const record = item as Record<string, unknown>;
+    if ("Fn::If" in record) {
+      const [name, whenTrue, whenFalse] = record["Fn::If"] as [string, unknown, unknown];
+      return walk(holds(template.Conditions?.[name]) ? whenTrue : whenFalse);
+    }
+    if ("Fn::Join" in record) {
+      const [separator, parts] = record["Fn::Join"] as [string, unknown[]];
+      const resolved = parts.map(walk);
+      return resolved.every((part) => typeof part === "string")
+        ? resolved.join(separator)
+        : { "Fn::Join": [separator, resolved] };
+    }
+    return Object.fromEntries(
+      Object.entries(record)
+        .map(([key, entry]) => [key, walk(entry)] as const)
+        .filter(([, entry]) => !noValue(entry)),
+    );
+  };
+  return walk(value);
+}
+
+function deployedResource(template: Template, id: string) {
+  const found = template.Resources[id];
+  if (!found) throw new Error(`the template has no resource ${id}`);
+  const deployed =
+    !found.Condition || deployedValue(template, { "Fn::If": [found.Condition, true, false] }) === true;
+  return {
+    ...found,
+    deployed,
+    Properties: deployedValue(template, found.Properties) as Record<string, unknown>,
+  };
+}
+
+function roleStatements(template: Template, roleId: string): PolicyStatement[] {
+  const policies = deployedResource(template, roleId).Properties.Policies as {
+    PolicyDocument: { Statement: PolicyStatement[] };
+  }[];
+  return policies.flatMap((policy) => policy.PolicyDocument.Statement);
+}
+
+const ROLES = ["PlanRole", "CollectRole", "CommitRole"];
+const FEED_READ_ACTIONS = ["s3:GetBucketLocation", "s3:GetObject", "s3:ListBucket"];
+
+describe("operations in the packaged template (npx serverless package)", () => {
+  const template = packagedTemplate(".serverless");
+  const output = (name: string) => deployedValue(template, template.Outputs?.[name]?.Value);
+
+  it("alarms on any failed execution and on lag above LAG_ALARM_HOURS, both to the alarm topic", () => {
+    const [machineId, machine] =
+      Object.entries(template.Resources).find(([, r]) => r.Type === "AWS::StepFunctions::StateMachine") ?? [];
+    expect(machineId).toBeDefined();
+    const machineArn = output("StateMachineArn") as { "Fn::Join": [string, unknown[]] };
+    expect(machineArn["Fn::Join"][1].at(-1)).toBe(`:stateMachine:${machine?.Properties.StateMachineName}`);
+    const toTopic = [{ Ref: "AlarmTopic" }];
+    expect(deployedResource(template, "AlarmTopic").Type).toBe("AWS::SNS::Topic");
+
+    expect(deployedResource(template, "ExecutionsFailedAlarm").Properties).toMatchObject({
+      Namespace: "AWS/States",
+      MetricName: "ExecutionsFailed",
+      Dimensions: [{ Name: "StateMachineArn", Value: machineArn }],
+      Statistic: "Sum",
+      Threshold: 1,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+      TreatMissingData: "notBreaching",
+      AlarmActions: toTopic,
+    });
+
+    // The lag alarm reads the metric Plan publishes, under the service name every function is given.
+    const lag = deployedResource(template, "LagAlarm").Properties;
+    const services = ["PlanLambdaFunction", "CollectLambdaFunction", "CommitLambdaFunction"].map(
+      (id) =>
+        (deployedResource(template, id).Properties.Environment as { Variables: Record<string, unknown> })
+          .Variables.POWERTOOLS_SERVICE_NAME,
+    );
+    expect(new Set(services)).toEqual(new Set([machine?.Properties.StateMachineName]));
+    expect(Object.keys(METRIC_UNITS)).toContain(lag.MetricName);
+    expect(lag).toMatchObject({
+      Namespace: METRICS_NAMESPACE,
+      MetricName: "LagHours",
+      Dimensions: [{ Name: "service", Value: services[0] }],
+      Statistic: "Maximum",
+      Period: 3600,
+      ComparisonOperator: "GreaterThanThreshold",
+      TreatMissingData: "missing",
+      AlarmActions: toTopic,
+      OKActions: toTopic,
+      InsufficientDataActions: toTopic,
+    });
+    expect(Number(lag.Threshold)).toBe(3);
+    expect(deployedResource(template, "AlarmEmailSubscription").deployed).toBe(false);
+  });
+
+  it("keeps every log group, the functions' and the state machine's, for 30 days", () => {
+    const groups = Object.entries(template.Resources).filter(([, r]) => r.Type === "AWS::Logs::LogGroup");
+    expect(groups.map(([id]) => id).sort()).toEqual([
+      "CollectLogGroup",
+      "CollectorStateMachineLogGroup",
+      "CommitLogGroup",
+      "PlanLogGroup",
+    ]);
+    for (const [, group] of groups) expect(group.Properties.RetentionInDays).toBe(30);
+  });
+
+  it("gives each function a role of its own, allowed S3 on named keys (and the secret) and nothing else", () => {
+    const roles = ["PlanLambdaFunction", "CollectLambdaFunction", "CommitLambdaFunction"].map(
+      (id) => deployedResource(template, id).Properties.Role,
+    );
+    expect(roles).toEqual(ROLES.map((role) => ({ "Fn::GetAtt": [role, "Arn"] })));
+    for (const role of ROLES) {
+      expect(deployedResource(template, role).Properties.ManagedPolicyArns).toEqual([
+        "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+      ]);
+      for (const statement of roleStatements(template, role)) {
+        expect(statement.Effect).toBe("Allow");
+        expect(statement.Resource).not.toBe("*");
+        // EMF metrics are log lines: no cloudwatch:PutMetricData, no KMS without a KMS_KEY_ARN.
+        for (const action of [statement.Action].flat()) expect(action).toMatch(/^(s3|secretsmanager):/);
+      }
+    }
+  });
+
+  it("outputs the SecOps feed reader's policy, read-only on the feed prefix, also as a managed policy", () => {
+    const json = output("SecOpsFeedReaderPolicyJson");
+    expect(typeof json).toBe("string");
+    const policy = JSON.parse(json as string) as { Statement: PolicyStatement[] };
+    expect(policy).toEqual(deployedResource(template, "SecOpsFeedReaderPolicy").Properties.PolicyDocument);
+    expect(policy.Statement.flatMap((statement) => [statement.Action].flat()).sort()).toEqual(
+      FEED_READ_ACTIONS,
+    );
+    expect(policy.Statement.find((statement) => statement.Action === "s3:GetObject")?.Resource).toBe(
+      "arn:aws:s3:::citrix-analytics-logs/citrix_analytics/*",
+    );
+    expect(policy.Statement.find((statement) => statement.Action === "s3:ListBucket")?.Condition).toEqual({
+      StringLike: { "s3:prefix": "citrix_analytics/*" },
+    });
+    expect(output("SecOpsFeedReaderPolicyArn")).toEqual({ Ref: "SecOpsFeedReaderPolicy" });
+    expect(output("AlarmTopicArn")).toEqual({ Ref: "AlarmTopic" });
+  });
+
+  it("creates no bucket unless CREATE_BUCKET=true", () => {
+    expect(deployedResource(template, "CollectorBucket").deployed).toBe(false);
+    expect(deployedResource(template, "CollectorBucketPolicy").deployed).toBe(false);
+  });
+});
+
+describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL and LAG_ALARM_HOURS (npm run package:variant)", () => {
+  const template = packagedTemplate(".serverless-variant");
+  const KEY = "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+  const viaS3 = { StringLike: { "kms:ViaService": "s3.*.amazonaws.com" } };
+
+  it("creates the bucket encrypted with the key, private, owner-enforced, TLS-only and kept on removal", () => {
+    const bucket = deployedResource(template, "CollectorBucket");
+    expect(bucket.deployed).toBe(true);
+    expect(bucket.DeletionPolicy).toBe("Retain");
+    expect(bucket.Properties).toMatchObject({
+      BucketName: "citrix-analytics-logs",
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          {
+            ServerSideEncryptionByDefault: { SSEAlgorithm: "aws:kms", KMSMasterKeyID: KEY },
+            BucketKeyEnabled: true,
+          },
+        ],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      OwnershipControls: { Rules: [{ ObjectOwnership: "BucketOwnerEnforced" }] },
+    });
+    const policy = deployedResource(template, "CollectorBucketPolicy");
+    expect(policy.deployed).toBe(true);
+    expect(policy.Properties).toEqual({
+      Bucket: { Ref: "CollectorBucket" },
+      PolicyDocument: {
+        Version: "2012-10-17",
+        Statement: [
+          {
+            Sid: "DenyInsecureTransport",
+            Effect: "Deny",
+            Principal: "*",
+            Action: "s3:*",
+            Resource: ["arn:aws:s3:::citrix-analytics-logs", "arn:aws:s3:::citrix-analytics-logs/*"],
+            Condition: { Bool: { "aws:SecureTransport": "false" } },
+          },
+        ],
+      },
+    });
+  });
+
+  it("lets each function and the SecOps reader use the key through S3 only, for what each does", () => {
+    const kms = (statements: PolicyStatement[]) =>
+      statements.filter((statement) => [statement.Action].flat().some((action) => action.startsWith("kms:")));
+    expect(kms(roleStatements(template, "PlanRole"))).toEqual([
+      { Effect: "Allow", Action: ["kms:Decrypt"], Resource: KEY, Condition: viaS3 },
+    ]);
+    for (const role of ["CollectRole", "CommitRole"]) {
+      expect(kms(roleStatements(template, role))).toEqual([
+        { Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: KEY, Condition: viaS3 },
+      ]);
+    }
+    const reader = JSON.parse(
+      deployedValue(template, template.Outputs?.SecOpsFeedReaderPolicyJson?.Value) as string,
+    ) as { Statement: PolicyStatement[] };
+    expect(reader).toEqual(deployedResource(template, "SecOpsFeedReaderPolicy").Properties.PolicyDocument);
+    expect(kms(reader.Statement)).toEqual([
+      { Sid: "DecryptFeedObjects", Effect: "Allow", Action: "kms:Decrypt", Resource: KEY, Condition: viaS3 },
+    ]);
+  });
+
+  it("subscribes ALARM_EMAIL to the alarm topic and alarms at LAG_ALARM_HOURS", () => {
+    const subscription = deployedResource(template, "AlarmEmailSubscription");
+    expect(subscription.deployed).toBe(true);
+    expect(subscription.Properties).toEqual({
+      TopicArn: { Ref: "AlarmTopic" },
+      Protocol: "email",
+      Endpoint: "soc@example.com",
+    });
+    expect(Number(deployedResource(template, "LagAlarm").Properties.Threshold)).toBe(6);
   });
 });
 

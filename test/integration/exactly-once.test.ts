@@ -4,7 +4,7 @@ import { hourRange } from "../../functions/lib/hours";
 import type { Runtime } from "../../functions/lib/runtime";
 import type { LocalHandler } from "../../local/state-machine";
 import { InstrumentedStore, lambdaDied } from "../support/instrumented-store";
-import { FEED_PREFIX, STATE_KEY, type Stand, startStand } from "../support/stand";
+import { expectFeedMatchesSimulator, FEED_PREFIX, STATE_KEY, type Stand, startStand } from "../support/stand";
 
 // At 11:20 UTC with LOOKBACK_MINUTES 75 the newest eligible hour is 10:00.
 const NOW = Date.parse("2026-11-24T11:20:00Z");
@@ -31,15 +31,8 @@ function instrument(s: Stand): { store: InstrumentedStore; adaptRuntime: (runtim
 
 /** Every record the simulator serves for these hours is in the feed exactly once, in order. */
 async function expectPublishedOnce(s: Stand, hours: string[], entities = ENTITIES): Promise<void> {
-  for (const hourUtc of hours) {
-    for (const entity of entities) {
-      const lines = await s.feed(entity, hourUtc);
-      expect(
-        lines.map((line) => line.raw),
-        `${entity} ${hourUtc}`,
-      ).toEqual(s.simulator.records(entity, hourUtc));
-    }
-  }
+  for (const hourUtc of hours)
+    for (const entity of entities) await expectFeedMatchesSimulator(s, entity, hourUtc);
 }
 
 function expectNoKeyWrittenTwice(writes: string[]): void {

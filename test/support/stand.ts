@@ -1,4 +1,5 @@
-import type { S3Client } from "@aws-sdk/client-s3";
+import { gunzipSync } from "node:zlib";
+import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { expect } from "vitest";
 import type { Env } from "../../functions/lib/config";
 import { S3Store } from "../../functions/lib/s3-store";
@@ -121,8 +122,7 @@ export async function startStand(options: {
       const prefix = `${FEED_PREFIX}/${entity}/year=${year}/month=${month}/day=${day}/hour=${time.slice(0, 2)}/`;
       const envelopes: Envelope[] = [];
       for (const key of (await store.listKeys(prefix)).sort()) {
-        const object = await store.getText(key);
-        const body = object?.body ?? "";
+        const body = await readFeedObject(client, key);
         if (body !== "" && !body.endsWith("\n")) throw new Error(`${key} does not end with a newline`);
         for (const line of body.split("\n").slice(0, -1)) envelopes.push(JSON.parse(line) as Envelope);
       }
@@ -139,6 +139,13 @@ export async function startStand(options: {
       await secrets.close();
     },
   };
+}
+
+/** A feed object's text; `.ndjson.gz` parts are gunzipped, as the SecOps feed does. */
+async function readFeedObject(client: S3Client, key: string): Promise<string> {
+  const object = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+  const bytes = Buffer.from((await object.Body?.transformToByteArray()) ?? []);
+  return (key.endsWith(".gz") ? gunzipSync(bytes) : bytes).toString("utf8");
 }
 
 /** The feed holds exactly the records the simulator serves for an entity-hour, in order, each once. */

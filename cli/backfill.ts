@@ -1,0 +1,62 @@
+import { randomBytes } from "node:crypto";
+import { StartExecutionCommand } from "@aws-sdk/client-sfn";
+import { loadPlanningRules } from "../functions/lib/config";
+import { InvalidInputError } from "../functions/lib/errors";
+import { planBackfillHours } from "../functions/lib/planner";
+import { type CliContext, consoleUrl, stateMachineFrom, UsageError } from "./context";
+import { waitForExecution } from "./executions";
+import { reportStopped } from "./report";
+
+export interface BackfillOptions {
+  stateMachineArn?: string;
+  from: string;
+  to: string;
+  wait: boolean;
+}
+
+/**
+ * `backfill --from --to`: checks the range as Plan will (whole UTC hours, settled, at most
+ * MAX_HOURS_PER_RUN), then starts one execution with the `{"backfill": {…}}` input under a readable name.
+ */
+export async function backfill(ctx: CliContext, options: BackfillOptions): Promise<number> {
+  const machine = stateMachineFrom(options.stateMachineArn, ctx.env);
+  const rules = loadPlanningRules(ctx.env);
+  let hours: string[];
+  try {
+    hours = planBackfillHours(
+      options.from,
+      options.to,
+      ctx.now(),
+      rules.lookbackMinutes,
+      rules.maxHoursPerRun,
+    );
+  } catch (error) {
+    if (!(error instanceof InvalidInputError)) throw error;
+    throw new UsageError(
+      error.message.replaceAll("backfill.from", "--from").replaceAll("backfill.to", "--to"),
+    );
+  }
+  const from = hours[0] as string;
+  const to = hours[hours.length - 1] as string;
+  const name = `backfill-${compactHour(from)}-${compactHour(to)}-${randomBytes(3).toString("hex")}`;
+  const sfn = ctx.sfn(machine.region);
+  const started = await sfn.send(
+    new StartExecutionCommand({
+      stateMachineArn: machine.arn,
+      name,
+      input: JSON.stringify({ backfill: { from, to } }),
+    }),
+  );
+  const executionArn = started.executionArn ?? `${machine.executionArnPrefix}${name}`;
+  const out = (line = "") => ctx.stdout.write(`${line}\n`);
+  out(`Started ${name}: ${hours.length} hour(s), ${from} … ${to}`);
+  out(`  ${executionArn}`);
+  out(`  ${consoleUrl(executionArn)}`);
+  if (!options.wait) return 0;
+  return reportStopped(ctx, name, await waitForExecution(ctx, sfn, executionArn));
+}
+
+/** "2026-11-20T05:00:00Z" → "20261120T05", for execution names. */
+function compactHour(hourUtc: string): string {
+  return hourUtc.slice(0, 13).replaceAll("-", "");
+}

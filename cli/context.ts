@@ -1,0 +1,112 @@
+import { S3Client } from "@aws-sdk/client-s3";
+import { SFNClient } from "@aws-sdk/client-sfn";
+import type { Env } from "../functions/lib/config";
+import type { Output } from "../local/progress";
+
+/**
+ * Everything the CLI touches outside itself. The bin passes the process's; tests pass their own streams, clock
+ * and clients pointed at the local stand-ins.
+ */
+export interface CliContext {
+  env: Env;
+  stdout: Output;
+  stderr: Output;
+  now: () => number;
+  sleep: (ms: number) => Promise<void>;
+  /** Step Functions in the state machine's own region (from its ARN). */
+  sfn: (region: string) => SFNClient;
+  /** S3, starting in the state machine's region (the Lambdas' region) and following the bucket's own. */
+  s3: (region: string) => S3Client;
+}
+
+export function processContext(): CliContext {
+  return {
+    env: process.env,
+    stdout: process.stdout,
+    stderr: process.stderr,
+    now: Date.now,
+    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    // The SDK reads credentials, AWS_ENDPOINT_URL_SFN and AWS_ENDPOINT_URL_S3 from the environment itself.
+    sfn: (region) => new SFNClient({ region }),
+    s3: (region) =>
+      new S3Client({
+        region,
+        followRegionRedirects: true,
+        // S3-compatible servers at AWS_ENDPOINT_URL_S3 need path-style addressing.
+        forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3),
+      }),
+  };
+}
+
+/** A mistake in how the CLI was called or configured: one line naming what to fix, exit code 2. */
+export class UsageError extends Error {
+  override readonly name = "UsageError";
+}
+
+export interface StateMachine {
+  arn: string;
+  region: string;
+  /** The ARN prefix of its executions: `arn:…:execution:<machine>:`. */
+  executionArnPrefix: string;
+}
+
+const STATE_MACHINE_ARN =
+  /^arn:(aws[a-z-]*):states:([a-z]{2}(?:-[a-z]+)+-\d+):(\d{12}):stateMachine:([\w.-]{1,80})$/;
+
+/** The state machine the AWS commands act on: --state-machine-arn, else STATE_MACHINE_ARN. */
+export function stateMachineFrom(option: string | undefined, env: Env): StateMachine {
+  const arn = option?.trim() || env.STATE_MACHINE_ARN?.trim();
+  if (!arn) {
+    throw new UsageError(
+      "STATE_MACHINE_ARN is not set: export it (or pass --state-machine-arn) as the StateMachineArn output of `npx serverless info --verbose`",
+    );
+  }
+  const match = STATE_MACHINE_ARN.exec(arn);
+  if (!match) {
+    throw new UsageError(
+      `STATE_MACHINE_ARN must be a state machine ARN like arn:aws:states:eu-west-1:123456789012:stateMachine:citrix-analytics-collector-prod (got "${arn}")`,
+    );
+  }
+  const [, partition, region, account, name] = match as unknown as [string, string, string, string, string];
+  return {
+    arn,
+    region,
+    executionArnPrefix: `arn:${partition}:states:${region}:${account}:execution:${name}:`,
+  };
+}
+
+const EXECUTION_ARN =
+  /^arn:aws[a-z-]*:states:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:execution:[\w.-]{1,80}:[^:\s]{1,80}$/;
+
+/**
+ * The execution an operator named: an execution ARN as the console shows it (no state machine setting
+ * needed), or a bare name under the state machine of --state-machine-arn / STATE_MACHINE_ARN.
+ */
+export function executionFrom(
+  nameOrArn: string,
+  option: string | undefined,
+  env: Env,
+): { arn: string; region: string } {
+  if (nameOrArn.startsWith("arn:")) {
+    const region = EXECUTION_ARN.exec(nameOrArn)?.[1];
+    if (region === undefined) {
+      throw new UsageError(
+        `"${nameOrArn}" is not an execution ARN like arn:aws:states:eu-west-1:123456789012:execution:MACHINE:NAME`,
+      );
+    }
+    return { arn: nameOrArn, region };
+  }
+  const machine = stateMachineFrom(option, env);
+  return { arn: `${machine.executionArnPrefix}${nameOrArn}`, region: machine.region };
+}
+
+/** Where an operator opens an execution's graph in the Step Functions console. */
+export function consoleUrl(executionArn: string): string {
+  const region = executionArn.split(":")[3] ?? "";
+  return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${executionArn}`;
+}
+
+/** "2026-11-24 09:17:03" in UTC, or "–" for no date. */
+export function formatDate(date: Date | undefined): string {
+  return date ? date.toISOString().slice(0, 19).replace("T", " ") : "–";
+}

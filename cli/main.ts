@@ -1,0 +1,165 @@
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { ConfigurationError } from "../functions/lib/errors";
+import { backfill } from "./backfill";
+import { type CliContext, processContext, UsageError } from "./context";
+import { redrive } from "./redrive";
+import { status } from "./status";
+
+/** Exit codes: 0 done, 1 the operation or AWS failed, 2 the command line or the settings are wrong. */
+const EXIT_FAILED = 1;
+const EXIT_USAGE = 2;
+
+const NAME = "citrix-collector";
+
+/**
+ * The operator CLI: `status`, `backfill`, `redrive` against the deployed state machine and its bucket, and
+ * `run` for a local collection. Every error is one line on stderr; the exit code says whose it is.
+ */
+export async function main(argv: readonly string[], context: Partial<CliContext> = {}): Promise<number> {
+  const ctx: CliContext = { ...processContext(), ...context };
+  const fail = (message: string) => ctx.stderr.write(`${NAME}: ${message.replace(/\s*\n\s*/g, " ")}\n`);
+  let exitCode = 0;
+  const program = buildProgram(ctx, (code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync([...argv], { from: "user" });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander printed its own (one-line) message, or the help when asked for it.
+      return error.exitCode === 0 ? 0 : EXIT_USAGE;
+    }
+    if (error instanceof UsageError || error instanceof ConfigurationError) {
+      fail(error.message);
+      return EXIT_USAGE;
+    }
+    const credentials = missingCredentials(error);
+    if (credentials) {
+      fail(
+        `no AWS credentials found (${credentials.message}): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
+      );
+      return EXIT_USAGE;
+    }
+    fail(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+    return EXIT_FAILED;
+  }
+}
+
+function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
+  const program = new Command(NAME)
+    .description("Operate the Citrix Analytics → S3 collector (AWS Step Functions)")
+    .showSuggestionAfterError()
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => ctx.stdout.write(text),
+      writeErr: (text) => ctx.stderr.write(text),
+      outputError: (text, write) =>
+        write(
+          `${NAME}: ${text
+            .replace(/^error: /, "")
+            .replace(/\s*\n\s*/g, " ")
+            .trim()}\n`,
+        ),
+    });
+  const stateMachineArn = () =>
+    new Option("--state-machine-arn <arn>", "the collector's state machine (default: $STATE_MACHINE_ARN)");
+
+  program
+    .command("status")
+    .summary("watermark, lag and recent executions, failed first")
+    .description(
+      "watermark, lag behind the newest eligible hour, and recent executions (failed first); reads S3_BUCKET, S3_PREFIX, CONTROL_PREFIX, STATE_KEY, SEED_STATE_KEY, LOOKBACK_MINUTES like the Lambdas",
+    )
+    .addOption(stateMachineArn())
+    .option("--json", "print JSON for scripts", false)
+    .option("--limit <n>", "how many recent executions to list", positiveInteger, 10)
+    .action(async (options: { stateMachineArn?: string; json: boolean; limit: number }) => {
+      exit(await status(ctx, options));
+    });
+
+  program
+    .command("backfill")
+    .summary("start an execution for an hour range")
+    .description(
+      "start an execution that collects the hours from..to (inclusive, settled, at most MAX_HOURS_PER_RUN); published hours are compared, not republished",
+    )
+    .addOption(stateMachineArn())
+    .requiredOption("--from <hour>", 'first UTC hour, like "2026-11-20T00:00:00Z"')
+    .requiredOption("--to <hour>", 'last UTC hour, like "2026-11-20T05:00:00Z"')
+    .option("--wait", "wait for the execution to finish and report each hour", false)
+    .action(async (options: { stateMachineArn?: string; from: string; to: string; wait: boolean }) => {
+      exit(await backfill(ctx, options));
+    });
+
+  program
+    .command("redrive")
+    .summary("redrive one failed execution, or all of them")
+    .description(
+      "redrive a failed execution from the state that failed, or every one that failed in the last 14 days",
+    )
+    .argument("[execution]", "execution name or ARN")
+    .addOption(stateMachineArn())
+    .option(
+      "--all-failed",
+      "redrive every failed, timed-out or aborted execution of the redrive window",
+      false,
+    )
+    .option("--wait", "wait for each redriven execution to finish", false)
+    .action(
+      async (
+        execution: string | undefined,
+        options: { stateMachineArn?: string; allFailed: boolean; wait: boolean },
+      ) => {
+        exit(await redrive(ctx, execution, options));
+      },
+    );
+
+  program
+    .command("run")
+    .summary("run one collection locally")
+    .description(
+      "run one collection locally through the deployed definition (built-in Citrix simulator and local S3 by default)",
+    )
+    .addOption(
+      new Option("--citrix <source>", "simulator, or env for a real tenant from CITRIX_* / API_BASE")
+        .choices(["simulator", "env"])
+        .default("simulator"),
+    )
+    .addOption(
+      new Option("--s3 <target>", "local server, or env for S3_BUCKET with the AWS SDK's settings")
+        .choices(["local", "env"])
+        .default("local"),
+    )
+    .option("--hours <n>", "on a first run, collect the newest N eligible hours", positiveInteger, 3)
+    .option("--verbose", "log to stderr instead of the run's log file", false)
+    .action(
+      async (options: {
+        citrix: "simulator" | "env";
+        s3: "local" | "env";
+        hours: number;
+        verbose: boolean;
+      }) => {
+        // Loaded on demand: the local stand-ins are heavy, and the AWS commands never need them.
+        const { runLocally } = await import("../local/run");
+        exit(await runLocally(options, ctx));
+      },
+    );
+
+  return program;
+}
+
+/** The SDK's "no credentials" error, also when S3Store wrapped it into a storage error. */
+function missingCredentials(error: unknown): Error | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    if (current.name === "CredentialsProviderError") return current;
+    current = current.cause;
+  }
+  return undefined;
+}
+
+function positiveInteger(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1) throw new InvalidArgumentError("must be a whole number ≥ 1");
+  return parsed;
+}

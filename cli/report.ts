@@ -1,0 +1,47 @@
+import type { DescribeExecutionCommandOutput } from "@aws-sdk/client-sfn";
+import type { CommitOutput, HourReport } from "../functions/lib/contracts";
+import type { CliContext } from "./context";
+
+/**
+ * Prints how a waited-for execution ended: per hour, whether it was published now or before, with the
+ * records collected now and published then (how a backfill shows late changes in Citrix); or the error and
+ * cause of a failure. Resolves to the exit code: 0 only when it succeeded.
+ */
+export function reportStopped(
+  ctx: CliContext,
+  name: string,
+  described: DescribeExecutionCommandOutput,
+): number {
+  const out = (line: string) => ctx.stdout.write(`${line}\n`);
+  out(`${name}: ${described.status}`);
+  if (described.status !== "SUCCEEDED") {
+    out(`  ${described.error ?? "error"}: ${(described.cause ?? "").replace(/\s+/g, " ")}`);
+    return 1;
+  }
+  const output = parseOutput(described.output);
+  // An execution that found nothing due ends with Plan's output, whose hours are plain strings.
+  for (const hour of output?.hours ?? []) if (typeof hour === "object") out(`  ${hourLine(hour)}`);
+  if (output?.reason) out(`  ${output.reason}`);
+  return 0;
+}
+
+function parseOutput(text: string | undefined): Partial<CommitOutput> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(text ?? "null");
+    return typeof parsed === "object" && parsed !== null ? (parsed as Partial<CommitOutput>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function hourLine(hour: HourReport): string {
+  const records = Object.entries(hour.records)
+    .map(([entity, { collected, published }]) =>
+      collected === published
+        ? `${entity} ${collected}`
+        : `${entity} ${collected} now / ${published} published`,
+    )
+    .join(", ");
+  const by = hour.outcome === "published" ? "" : ` by ${hour.publisher}`;
+  return `${hour.hourUtc} ${hour.outcome}${by}: ${records}`;
+}

@@ -1,0 +1,87 @@
+import { loadPlanningRules, loadWatermarkLocation } from "../functions/lib/config";
+import { formatHour } from "../functions/lib/hours";
+import { lagHours, newestEligibleHour } from "../functions/lib/planner";
+import { S3Store } from "../functions/lib/s3-store";
+import { readWatermark } from "../functions/lib/watermark";
+import { type CliContext, formatDate, stateMachineFrom } from "./context";
+import { type ExecutionSummary, recentExecutions } from "./executions";
+
+export interface StatusOptions {
+  stateMachineArn?: string;
+  json: boolean;
+  limit: number;
+}
+
+/**
+ * `status`: the watermark, how far it trails the newest eligible hour, and the recent executions with
+ * every failure still in the redrive window listed first.
+ */
+export async function status(ctx: CliContext, options: StatusOptions): Promise<number> {
+  const machine = stateMachineFrom(options.stateMachineArn, ctx.env);
+  const location = loadWatermarkLocation(ctx.env);
+  const rules = loadPlanningRules(ctx.env);
+  const now = ctx.now();
+  const store = new S3Store(ctx.s3(machine.region), location.bucket);
+  const [watermark, executions] = await Promise.all([
+    readWatermark(store, location.stateKey, location.seedStateKey),
+    recentExecutions(ctx.sfn(machine.region), machine, options.limit, now),
+  ]);
+  const newest = formatHour(newestEligibleHour(now, rules.lookbackMinutes));
+  const lag = watermark.hourUtc === null ? null : lagHours(now, rules.lookbackMinutes, watermark.hourUtc);
+
+  if (options.json) {
+    ctx.stdout.write(
+      `${JSON.stringify(
+        {
+          stateMachineArn: machine.arn,
+          bucket: location.bucket,
+          stateKey: location.stateKey,
+          watermark: watermark.hourUtc,
+          newestEligibleHour: newest,
+          lagHours: lag,
+          executions: executions.map((execution) => ({
+            ...execution,
+            startDate: execution.startDate?.toISOString() ?? null,
+            stopDate: execution.stopDate?.toISOString() ?? null,
+          })),
+        },
+        null,
+        2,
+      )}\n`,
+    );
+    return 0;
+  }
+
+  const out = (line = "") => ctx.stdout.write(`${line}\n`);
+  out(`State machine    ${machine.arn}`);
+  out(
+    `Watermark        ${watermark.hourUtc ?? "none yet (no hour published)"}   s3://${location.bucket}/${location.stateKey}`,
+  );
+  out(`Newest eligible  ${newest}   (LOOKBACK_MINUTES ${rules.lookbackMinutes})`);
+  out(`Lag              ${lag === null ? "–" : `${lag} hour${lag === 1 ? "" : "s"}`}`);
+  out();
+  if (executions.length === 0) {
+    out("No executions yet.");
+    return 0;
+  }
+  out("Executions (failed first, then newest):");
+  out(`${"STATUS".padEnd(10)} ${"STARTED (UTC)".padEnd(19)}  ${"STOPPED (UTC)".padEnd(19)}  NAME`);
+  for (const execution of executions) out(executionLine(execution));
+  const failed = executions.filter((execution) => execution.redrivable);
+  if (failed.length > 0) {
+    out();
+    out(
+      `${failed.length} execution(s) can be redriven: fix the cause, then \`citrix-collector redrive <name>\` or \`citrix-collector redrive --all-failed\`.`,
+    );
+  }
+  return 0;
+}
+
+function executionLine(execution: ExecutionSummary): string {
+  const redriven = execution.redriveCount > 0 ? ` (redriven ${execution.redriveCount}×)` : "";
+  const line = `${execution.status.padEnd(10)} ${formatDate(execution.startDate)}  ${formatDate(execution.stopDate)}  ${execution.name}${redriven}`;
+  if (!execution.redrivable) return line;
+  const cause = (execution.cause ?? "").replace(/\s+/g, " ");
+  const reason = `${execution.error ?? "failed"}${cause ? `: ${cause.length > 160 ? `${cause.slice(0, 160)}…` : cause}` : ""}`;
+  return `${line}\n${" ".repeat(11)}${reason}`;
+}
