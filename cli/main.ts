@@ -72,10 +72,10 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
       "watermark, lag behind the newest eligible hour, and recent executions (failed first); reads S3_BUCKET, S3_PREFIX, CONTROL_PREFIX, STATE_KEY, SEED_STATE_KEY, LOOKBACK_MINUTES like the Lambdas",
     )
     .addOption(stateMachineArn())
-    .option("--json", "print JSON for scripts", false)
+    .option("--json", "print JSON for scripts")
     .option("--limit <n>", "how many recent executions to list", positiveInteger, 10)
-    .action(async (options: { stateMachineArn?: string; json: boolean; limit: number }) => {
-      exit(await status(ctx, options));
+    .action(async (options: { stateMachineArn?: string; json?: true; limit: number }) => {
+      exit(await status(ctx, { ...options, json: options.json === true }));
     });
 
   program
@@ -87,9 +87,9 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     .addOption(stateMachineArn())
     .requiredOption("--from <hour>", 'first UTC hour, like "2026-11-20T00:00:00Z"')
     .requiredOption("--to <hour>", 'last UTC hour, like "2026-11-20T05:00:00Z"')
-    .option("--wait", "wait for the execution to finish and report each hour", false)
-    .action(async (options: { stateMachineArn?: string; from: string; to: string; wait: boolean }) => {
-      exit(await backfill(ctx, options));
+    .option("--wait", "wait for the execution to finish and report each hour")
+    .action(async (options: { stateMachineArn?: string; from: string; to: string; wait?: true }) => {
+      exit(await backfill(ctx, { ...options, wait: options.wait === true }));
     });
 
   program
@@ -100,18 +100,15 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     )
     .argument("[execution]", "execution name or ARN")
     .addOption(stateMachineArn())
-    .option(
-      "--all-failed",
-      "redrive every failed, timed-out or aborted execution of the redrive window",
-      false,
-    )
-    .option("--wait", "wait for each redriven execution to finish", false)
+    .option("--all-failed", "redrive every failed, timed-out or aborted execution of the redrive window")
+    .option("--wait", "wait for each redriven execution to finish")
     .action(
       async (
         execution: string | undefined,
-        options: { stateMachineArn?: string; allFailed: boolean; wait: boolean },
+        options: { stateMachineArn?: string; allFailed?: true; wait?: true },
       ) => {
-        exit(await redrive(ctx, execution, options));
+        const flags = { allFailed: options.allFailed === true, wait: options.wait === true };
+        exit(await redrive(ctx, execution, { ...options, ...flags }));
       },
     );
 
@@ -132,17 +129,17 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         .default("local"),
     )
     .option("--hours <n>", "on a first run, collect the newest N eligible hours", positiveInteger, 3)
-    .option("--verbose", "log to stderr instead of the run's log file", false)
+    .option("--verbose", "log to stderr instead of the run's log file")
     .action(
       async (options: {
         citrix: "simulator" | "env";
         s3: "local" | "env";
         hours: number;
-        verbose: boolean;
+        verbose?: true;
       }) => {
         // Loaded on demand: the local stand-ins are heavy, and the AWS commands never need them.
         const { runLocally } = await import("../local/run");
-        exit(await runLocally(options, ctx));
+        exit(await runLocally({ ...options, verbose: options.verbose === true }, ctx));
       },
     );
 
