@@ -34,35 +34,55 @@ const USAGE = `npm run bench -- [options]
 const BIN = path.join(__dirname, "..", "node_modules", ".bin");
 const BUILD = path.join(__dirname, "..", ".bench-build");
 
-function firstLine(child: ChildProcess): Promise<string> {
-  return new Promise((resolve, reject) => {
-    if (!child.stdout) return reject(new Error("no stdout"));
-    const lines = createInterface({ input: child.stdout });
-    lines.once("line", resolve);
-    child.once("exit", (code) => reject(new Error(`${child.spawnargs.join(" ")} exited with ${code}`)));
-  });
+/** Reads a child's stdout line by line; each stand-in and the collection speak one JSON object per line. */
+function lineReader(child: ChildProcess): () => Promise<string> {
+  if (!child.stdout) throw new Error("no stdout");
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+  return async () => {
+    const next = await lines.next();
+    if (next.done) throw new Error(`${child.spawnargs.join(" ")} ended without answering`);
+    return next.value;
+  };
 }
 
-async function runScenario(records: number, latencyMs: number, env: NodeJS.ProcessEnv): Promise<Figures> {
-  const standIns = [["simulator", String(records), String(latencyMs)], ["s3"]].map((args) =>
-    spawn(path.join(BIN, "tsx"), [path.join(__dirname, "stand-ins.ts"), ...args], {
+interface ScenarioFigures extends Figures {
+  /** CPU seconds the stand-ins spent: what shares the machine's cores with the collection. */
+  simulatorCpuMs: number;
+  s3CpuMs: number;
+}
+
+async function runScenario(
+  records: number,
+  latencyMs: number,
+  env: NodeJS.ProcessEnv,
+): Promise<ScenarioFigures> {
+  const standIns = [["simulator", String(records), String(latencyMs)], ["s3"]].map((args) => {
+    const child = spawn(path.join(BIN, "tsx"), [path.join(__dirname, "stand-ins.ts"), ...args], {
       stdio: ["ignore", "pipe", "inherit"],
-    }),
-  );
+    });
+    return { child, nextLine: lineReader(child) };
+  });
   try {
     const addresses = Object.assign(
       {},
       ...(await Promise.all(
-        standIns.map(async (child) => JSON.parse(await firstLine(child)) as Record<string, string>),
+        standIns.map(async ({ nextLine }) => JSON.parse(await nextLine()) as Record<string, string>),
       )),
     );
     const collector = spawn(path.join(BIN, "node"), [path.join(BUILD, "collect-once.js")], {
       stdio: ["ignore", "pipe", "inherit"],
       env: { ...env, ...addresses },
     });
-    return JSON.parse(await firstLine(collector)) as Figures;
+    const figures = JSON.parse(await lineReader(collector)()) as Figures;
+    const [simulatorCpuMs, s3CpuMs] = await Promise.all(
+      standIns.map(async ({ child, nextLine }) => {
+        child.kill("SIGTERM");
+        return (JSON.parse(await nextLine()) as { cpuMs: number }).cpuMs;
+      }),
+    );
+    return { ...figures, simulatorCpuMs: simulatorCpuMs ?? 0, s3CpuMs: s3CpuMs ?? 0 };
   } finally {
-    for (const child of standIns) child.kill("SIGTERM");
+    for (const { child } of standIns) child.kill("SIGTERM");
   }
 }
 
@@ -111,6 +131,7 @@ async function main(): Promise<void> {
     "MB/s written",
     "peak RSS MB",
     "collector CPU s (records/CPU-s)",
+    "simulator + S3 CPU s",
     "objects",
     "invocations",
     "longest inv. s",
@@ -132,6 +153,7 @@ async function main(): Promise<void> {
       (figures.storedBytes / 2 ** 20 / seconds).toFixed(1),
       figures.peakRssMb.toFixed(0),
       `${(figures.cpuMs / 1000).toFixed(1)} (${Math.round(figures.records / (figures.cpuMs / 1000))})`,
+      `${(figures.simulatorCpuMs / 1000).toFixed(1)} + ${(figures.s3CpuMs / 1000).toFixed(1)}`,
       figures.objects,
       figures.invocations,
       (figures.longestInvocationMs / 1000).toFixed(1),

@@ -1,7 +1,7 @@
 /**
  * One benchmark stand-in in a process of its own (`simulator <records> <latencyMs>` or `s3`), so neither
- * shares an event loop with the collector or the other: prints one JSON line with its address, then
- * serves until killed.
+ * shares an event loop with the collector or the other: prints one JSON line with its address, serves until
+ * SIGTERM, then prints one JSON line with the CPU time it used.
  */
 import { startCitrixSimulator } from "../local/citrix-simulator";
 import { startLocalS3 } from "../local/s3-server";
@@ -33,6 +33,8 @@ async function main(): Promise<void> {
   }
   process.stdout.write(`${JSON.stringify(addresses)}\n`);
   const stop = async () => {
+    const cpu = process.cpuUsage();
+    process.stdout.write(`${JSON.stringify({ cpuMs: (cpu.user + cpu.system) / 1000 })}\n`);
     await close();
     process.exit(0);
   };

@@ -174,7 +174,7 @@ const envSchema = z.object({
   ),
   PART_MAX_RECORDS: integer(50_000, 1, 1_000_000),
   // Uncompressed bytes per part; with one upload in flight the collect Lambda holds about two parts.
-  PART_MAX_BYTES: integer(16 * 2 ** 20, 1024, 256 * 2 ** 20),
+  PART_MAX_BYTES: integer(8 * 2 ** 20, 1024, 256 * 2 ** 20),
   GZIP: z.preprocess(
     blankToUndefined,
     z
