@@ -2,9 +2,9 @@
 // (POST /, X-Amz-Target: secretsmanager.GetSecretValue, AWS JSON 1.1 bodies) on 127.0.0.1, so the real
 // @aws-sdk/client-secrets-manager client is what the collector's code is tested with.
 import { randomBytes, randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { SecretsManagerClient, type SecretsManagerClientConfig } from "@aws-sdk/client-secrets-manager";
+import { startLoopbackServer } from "./loopback-server";
 
 export interface SecretsManagerRequest {
   target: string;
@@ -120,19 +120,7 @@ export async function startLocalSecretsManager(
     });
   }
 
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => handle(req, res, Buffer.concat(chunks).toString("utf8")));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { server, endpoint } = await startLoopbackServer(handle);
   let closing: Promise<void> | undefined;
 
   return {

@@ -4,10 +4,10 @@
 // the local engine (runLocalCollection). The operator CLI is tested with the real @aws-sdk/client-sfn
 // pointed here (its `endpoint` option or AWS_ENDPOINT_URL_SFN).
 import { randomUUID } from "node:crypto";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { SFNClient } from "@aws-sdk/client-sfn";
 import type { LocalCollectionResult, RedrivePoint } from "./collection";
+import { startLoopbackServer } from "./loopback-server";
 import type { JsonValue } from "./state-machine";
 
 /** One execution (or a redrive of it) for the engine to run to its end. */
@@ -307,19 +307,7 @@ export async function startLocalStepFunctions(
     }
   }
 
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (chunk: Buffer) => chunks.push(chunk));
-    req.on("end", () => handle(req, res, Buffer.concat(chunks).toString("utf8")));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const { server, endpoint } = await startLoopbackServer(handle);
   let closing: Promise<void> | undefined;
 
   const settled = async (): Promise<void> => {
