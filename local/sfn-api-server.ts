@@ -125,6 +125,20 @@ export async function startLocalStepFunctions(
     void finished.finally(() => running.delete(finished));
   }
 
+  /** The fields ListExecutions gives per execution; DescribeExecution gives these and more. */
+  function listItem(record: ExecutionRecord) {
+    return {
+      executionArn: record.executionArn,
+      stateMachineArn,
+      name: record.name,
+      status: record.status,
+      startDate: seconds(record.startDate),
+      stopDate: seconds(record.stopDate),
+      redriveCount: record.redriveCount,
+      redriveDate: seconds(record.redriveDate),
+    };
+  }
+
   function find(executionArn: unknown): ExecutionRecord {
     if (
       typeof executionArn !== "string" ||
@@ -212,16 +226,7 @@ export async function startLocalStepFunctions(
         .sort((a, b) => b.startDate - a.startDate || b.sequence - a.sequence);
       const page = listed.slice(start, start + maxResults);
       return {
-        executions: page.map((record) => ({
-          executionArn: record.executionArn,
-          stateMachineArn,
-          name: record.name,
-          status: record.status,
-          startDate: seconds(record.startDate),
-          stopDate: seconds(record.stopDate),
-          redriveCount: record.redriveCount,
-          redriveDate: seconds(record.redriveDate),
-        })),
+        executions: page.map(listItem),
         nextToken: start + maxResults < listed.length ? String(start + maxResults) : undefined,
       };
     },
@@ -230,20 +235,13 @@ export async function startLocalStepFunctions(
       const record = find(input.executionArn);
       const redrive = redriveStatus(record, Date.now());
       return {
-        executionArn: record.executionArn,
-        stateMachineArn,
-        name: record.name,
-        status: record.status,
-        startDate: seconds(record.startDate),
-        stopDate: seconds(record.stopDate),
+        ...listItem(record),
         input: record.input,
         inputDetails: { included: true },
         output: record.output,
         outputDetails: record.output === undefined ? undefined : { included: true },
         error: record.error,
         cause: record.cause,
-        redriveCount: record.redriveCount,
-        redriveDate: seconds(record.redriveDate),
         redriveStatus: redrive.status,
         redriveStatusReason: redrive.reason,
       };

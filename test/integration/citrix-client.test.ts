@@ -5,6 +5,7 @@ import { CitrixClient, type CitrixClientOptions } from "../../functions/lib/citr
 import type { CitrixCredentialsSource } from "../../functions/lib/citrix-credentials";
 import { createLogger } from "../../functions/lib/log";
 import { type CitrixSimulator, startCitrixSimulator } from "../../local/citrix-simulator";
+import { failure } from "../support/failure";
 
 // The Citrix client on its own against the project's simulator (and, for DNS, a scripted fetch): what it
 // retries, what it refuses by name, and what it never lets out (the secret, a token).
@@ -66,17 +67,6 @@ const page = (c: CitrixClient, skip = 0, top = 10) =>
 const tokenRequests = () =>
   simulator.requests.filter((request) => request.path.startsWith("/cctrustoauth2/"));
 const dataRequests = () => simulator.requests.filter((request) => request.path.startsWith("/casodata/"));
-
-/** Runs `promise` expecting a rejection; returns the error. */
-async function failure(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(Error);
-    return error as Error;
-  }
-  throw new Error("expected a rejection");
-}
 
 /** An HTTP server on 127.0.0.1 answering every request with one status, body and headers. */
 async function answering(

@@ -9,6 +9,7 @@ import {
 import { createLogger } from "../../functions/lib/log";
 import { type CitrixSimulator, startCitrixSimulator } from "../../local/citrix-simulator";
 import { type LocalSecretsManager, startLocalSecretsManager } from "../../local/secrets-manager-server";
+import { failure } from "../support/failure";
 
 // Credentials from AWS Secrets Manager: the real @aws-sdk/client-secrets-manager client against the local
 // Secrets Manager stand-in, then the Citrix client over them against the Citrix simulator.
@@ -40,16 +41,6 @@ function sourceFor(secretArn: string, maxAttempts?: number): CitrixCredentialsSo
     regions.push(region);
     return secrets.client(maxAttempts === undefined ? {} : { maxAttempts });
   });
-}
-
-async function failure(promise: Promise<unknown>): Promise<Error> {
-  try {
-    await promise;
-  } catch (error) {
-    expect(error).toBeInstanceOf(Error);
-    return error as Error;
-  }
-  throw new Error("expected a rejection");
 }
 
 describe("reading CITRIX_SECRET_ARN", () => {

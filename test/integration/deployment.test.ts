@@ -63,45 +63,18 @@ describe("the state machine definition file", () => {
 });
 
 describe("the packaged CloudFormation template (npx serverless package)", () => {
-  const templatePath = path.join(
-    __dirname,
-    "..",
-    "..",
-    ".serverless",
-    "cloudformation-template-update-stack.json",
-  );
   type Resource = { Type: string; Properties: Record<string, unknown> };
   type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
   type Policy = { PolicyName: string; PolicyDocument: { Statement: Statement[] } };
-  const template = JSON.parse(readFileSync(templatePath, "utf8")) as {
-    Resources: Record<string, Resource>;
-    Conditions?: Record<string, unknown>;
-  };
+  const template = packagedTemplate(".serverless");
   const resource = (id: string): Resource => {
     const found = template.Resources[id];
     if (!found) throw new Error(`the template has no resource ${id}`);
     return found;
   };
-  /** Evaluates the condition functions the template uses, as CloudFormation does at deploy time. */
-  const holds = (condition: unknown): boolean => {
-    const { "Fn::Not": not, "Fn::Equals": equals } = condition as {
-      "Fn::Not"?: [unknown];
-      "Fn::Equals"?: [unknown, unknown];
-    };
-    if (not) return !holds(not[0]);
-    if (equals) return equals[0] === equals[1];
-    throw new Error(`unsupported condition ${JSON.stringify(condition)}`);
-  };
   /** A role's policies as deployed: an Fn::If entry resolves to its branch, AWS::NoValue to nothing. */
   const policies = (roleId: string): Policy[] =>
-    (resource(roleId).Properties.Policies as (Policy | { "Fn::If": [string, unknown, unknown] })[]).flatMap(
-      (entry) => {
-        if (!("Fn::If" in entry)) return [entry];
-        const [name, whenTrue, whenFalse] = entry["Fn::If"];
-        const chosen = holds(template.Conditions?.[name]) ? whenTrue : whenFalse;
-        return JSON.stringify(chosen) === '{"Ref":"AWS::NoValue"}' ? [] : [chosen as Policy];
-      },
-    );
+    deployedValue(template, resource(roleId).Properties.Policies) as Policy[];
   const statements = (roleId: string) =>
     policies(roleId).flatMap((policy) => policy.PolicyDocument.Statement);
   const allows = (statement: Statement, prefix: string) =>
@@ -250,6 +223,7 @@ function packagedTemplate(directory: string): Template {
  * Fn::Equals of literals), Fn::If, AWS::NoValue dropped, Fn::Join of literal strings. Refs stay as they are.
  */
 function deployedValue(template: Template, value: unknown): unknown {
+  // Evaluates the condition functions the template uses, as CloudFormation does at deploy time.
   const holds = (condition: unknown): boolean => {
     const { "Fn::Not": not, "Fn::Equals": equals } = condition as {
       "Fn::Not"?: [unknown];
