@@ -30,6 +30,7 @@ const USAGE = `npm run bench -- [options]
   --in-flight N       MAX_PAGES_IN_FLIGHT (default 1)
   --gzip              GZIP=true
   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
+  --profile DIR       write a V8 CPU profile of each process (collection, simulator, S3 server) into DIR
 `;
 const BIN = path.join(__dirname, "..", "node_modules", ".bin");
 const BUILD = path.join(__dirname, "..", ".bench-build");
@@ -55,11 +56,16 @@ async function runScenario(
   records: number,
   latencyMs: number,
   env: NodeJS.ProcessEnv,
+  nodeFlags: string[],
 ): Promise<ScenarioFigures> {
   const standIns = [["simulator", String(records), String(latencyMs)], ["s3"]].map((args) => {
-    const child = spawn(path.join(BIN, "tsx"), [path.join(__dirname, "stand-ins.ts"), ...args], {
-      stdio: ["ignore", "pipe", "inherit"],
-    });
+    const child = spawn(
+      path.join(BIN, "tsx"),
+      [...nodeFlags, path.join(__dirname, "stand-ins.ts"), ...args],
+      {
+        stdio: ["ignore", "pipe", "inherit"],
+      },
+    );
     return { child, nextLine: lineReader(child) };
   });
   try {
@@ -69,7 +75,7 @@ async function runScenario(
         standIns.map(async ({ nextLine }) => JSON.parse(await nextLine()) as Record<string, string>),
       )),
     );
-    const collector = spawn(path.join(BIN, "node"), [path.join(BUILD, "collect-once.js")], {
+    const collector = spawn(path.join(BIN, "node"), [...nodeFlags, path.join(BUILD, "collect-once.js")], {
       stdio: ["ignore", "pipe", "inherit"],
       env: { ...env, ...addresses },
     });
@@ -104,6 +110,7 @@ async function main(): Promise<void> {
       gzip: { type: "boolean", default: false },
       "in-flight": { type: "string", default: "1" },
       "lambda-timeout": { type: "string" },
+      profile: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -141,7 +148,8 @@ async function main(): Promise<void> {
   process.stdout.write(`${header.join(" | ")}\n`);
   for (const scenario of values.scenarios.split(",")) {
     const [records, latency] = scenario.split(":").map(Number) as [number, number];
-    const figures = await runScenario(records, latency ?? 0, env);
+    const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
+    const figures = await runScenario(records, latency ?? 0, env, nodeFlags);
     const seconds = figures.wallMs / 1000;
     // With page latency L each page costs at least L: the bound is TOP_N records per L.
     const bound = latency > 0 ? Math.round((top * 1000) / latency) : undefined;

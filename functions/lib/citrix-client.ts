@@ -1,9 +1,9 @@
 import type { CitrixCredentialsSource } from "./citrix-credentials";
 import { citrixTokenUrl } from "./config";
-import type { ODataRecord } from "./envelope";
 import { CitrixAuthError, CitrixResponseError, CitrixUnavailableError, ConfigurationError } from "./errors";
 import { hourParts } from "./hours";
 import type { Logger } from "./log";
+import { ODataPageRejected, type PageRecords, readODataPage } from "./odata-page";
 
 /** The client's clock, transport and backoff; only tests change them (to script failures and skip waits). */
 export interface CitrixClientTuning {
@@ -31,7 +31,7 @@ export interface CitrixRequestObserver {
 }
 
 export interface ODataPage {
-  records: ODataRecord[];
+  records: PageRecords;
   nextLink: string | undefined;
 }
 
@@ -144,7 +144,9 @@ export class CitrixClient {
           continue;
         }
         unauthorizedInARow = 0;
-        const body = await readBody(response);
+        const bytes = await readBody(response);
+        if (response.ok) return parsePage(bytes, url, (text) => this.snippet(text));
+        const body = bytes.toString("utf8");
         if (response.status === 403) {
           throw new CitrixAuthError(
             `the API refused access (HTTP 403 from ${url}: ${this.snippet(body)}): check that the API client may read Citrix Analytics for this customer, and ${this.options.credentials.origin}`,
@@ -155,12 +157,9 @@ export class CitrixClient {
             `HTTP 404 from ${url}: ${this.snippet(body)}: there is no OData entity set there; check API_BASE (${this.options.apiBase}) and ENTITIES`,
           );
         }
-        if (!response.ok) {
-          throw new CitrixResponseError(
-            `HTTP ${response.status} from ${url}: ${this.snippet(body)} (check API_BASE, ENTITIES and the API client's permissions)`,
-          );
-        }
-        return parsePage(body, url, (text) => this.snippet(text));
+        throw new CitrixResponseError(
+          `HTTP ${response.status} from ${url}: ${this.snippet(body)} (check API_BASE, ENTITIES and the API client's permissions)`,
+        );
       } catch (error) {
         if (!(error instanceof TransientHttpError)) throw error;
         await this.backoff(error, attempt, deadlineMs, url, log, observer);
@@ -203,7 +202,7 @@ export class CitrixClient {
           headers: { Accept: "application/json", "Content-Type": "application/x-www-form-urlencoded" },
           body: form.toString(),
         });
-        const body = await readBody(response);
+        const body = (await readBody(response)).toString("utf8");
         if (response.status === 400 || response.status === 401 || response.status === 403) {
           // Read the credentials afresh next time: the operator may fix the secret and redrive.
           this.options.credentials.forget();
@@ -318,31 +317,30 @@ function fixTokenUrl(setting: UrlSetting): string {
     : "check API_BASE, from whose host TOKEN_URL is derived as {origin}/cctrustoauth2/{customerId}/tokens/clients (or set TOKEN_URL)";
 }
 
-function parsePage(body: string, url: string, snippet: (text: string) => string): ODataPage {
-  const parsed = parseJsonOrUndefined(body);
-  if (parsed === undefined) {
-    throw new CitrixResponseError(`response from ${url} is not JSON: ${snippet(body)}`);
+function parsePage(body: Buffer, url: string, snippet: (text: string) => string): ODataPage {
+  let page: ReturnType<typeof readODataPage>;
+  try {
+    page = readODataPage(body);
+  } catch (error) {
+    if (!(error instanceof ODataPageRejected)) throw error;
+    throw new CitrixResponseError(`response from ${url} ${error.message}: ${snippet(body.toString("utf8"))}`);
   }
-  if (!isObject(parsed) || !Array.isArray(parsed.value)) {
-    throw new CitrixResponseError(`response from ${url} has no "value" array: ${snippet(body)}`);
-  }
-  const records = parsed.value;
-  if (!records.every(isObject)) {
-    throw new CitrixResponseError(
-      `response from ${url} has a "value" that is not a list of objects: ${snippet(body)}`,
-    );
-  }
-  const nextLink = parsed["@odata.nextLink"];
+  const { records, nextLink } = page;
   if (nextLink !== undefined && nextLink !== null && typeof nextLink !== "string") {
-    throw new CitrixResponseError(`response from ${url} has a non-string @odata.nextLink: ${snippet(body)}`);
+    throw new CitrixResponseError(
+      `response from ${url} has a non-string @odata.nextLink: ${snippet(body.toString("utf8"))}`,
+    );
   }
   return { records, nextLink: nextLink ? new URL(nextLink, url).toString() : undefined };
 }
 
-/** Reads a whole body; a connection dropped or timed out mid-body is worth another attempt. */
-async function readBody(response: Response): Promise<string> {
+/**
+ * Reads a whole body as bytes (pages are split without decoding them whole, see readODataPage); a
+ * connection dropped or timed out mid-body is worth another attempt.
+ */
+async function readBody(response: Response): Promise<Buffer> {
   try {
-    return await response.text();
+    return Buffer.from(await response.arrayBuffer());
   } catch (error) {
     throw new TransientHttpError(`response body interrupted: ${describe(error)}`, undefined, {
       cause: error,

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import type { CitrixClient, CitrixRequestObserver, ODataPage } from "./citrix-client";
 import type { CollectorConfig } from "./config";
 import type { CollectInput, CollectOutput, CollectProgress, PageCursor } from "./contracts";
-import { envelopeWriter } from "./envelope";
+import { Envelope } from "./envelope";
 import { CitrixUnavailableError } from "./errors";
 import { stagingPartKey } from "./keys";
 import type { Logger } from "./log";
@@ -118,8 +118,7 @@ export async function collectEntityHour(
     if (pager.done || inFlight[0]?.url !== pager.nextUrl(citrix, input.entity, input.hourUtc))
       inFlight.length = 0;
     topUp();
-    const line = envelopeWriter(input.entity, input.hourUtc, new Date(now()).toISOString());
-    await writer.add(page.records.map(line));
+    await writer.add(new Envelope(input.entity, input.hourUtc, new Date(now()).toISOString()), page.records);
   }
   await writer.finish();
   segment.parts = writer.sealed;

@@ -1,19 +1,31 @@
-/**
- * The NDJSON envelope the SecOps "Citrix Analytics" parser expects (field names exactly as the seed's).
- * One record per line, UTF-8, each line terminated by "\n"; JSON.stringify escapes any newline inside
- * a string, so a record can never span lines.
- */
-export type ODataRecord = Record<string, unknown>;
+import type { PageRecords } from "./odata-page";
+
+const TAIL = Buffer.from("}\n");
 
 /**
- * Builds lines for many records that share entity, hour and collection time. Byte for byte the same as
- * JSON.stringify of the envelope object, without building one object per record.
+ * The NDJSON envelope the SecOps "Citrix Analytics" parser expects (field names exactly as the seed's):
+ * `{"citrix_entity":…,"citrix_hour_utc":…,"collection_timestamp":…,"raw":<the record as the API sent it>}`
+ * and a "\n". Each record is one JSON object on one line, as the API sent it (see readODataPage), so a line is valid
+ * UTF-8 JSON and never spans lines. The head is encoded once for all records of a page.
  */
-export function envelopeWriter(
-  entity: string,
-  hourUtc: string,
-  collectedAt: string,
-): (record: ODataRecord) => string {
-  const head = `{"citrix_entity":${JSON.stringify(entity)},"citrix_hour_utc":${JSON.stringify(hourUtc)},"collection_timestamp":${JSON.stringify(collectedAt)},"raw":`;
-  return (record) => `${head}${JSON.stringify(record)}}\n`;
+export class Envelope {
+  private readonly head: Buffer;
+
+  constructor(entity: string, hourUtc: string, collectedAt: string) {
+    this.head = Buffer.from(
+      `{"citrix_entity":${JSON.stringify(entity)},"citrix_hour_utc":${JSON.stringify(hourUtc)},"collection_timestamp":${JSON.stringify(collectedAt)},"raw":`,
+    );
+  }
+
+  /** The length of the line for record `index` of `records`. */
+  lineLength(records: PageRecords, index: number): number {
+    return this.head.length + records.byteLength(index) + TAIL.length;
+  }
+
+  /** Writes the line for record `index` into `target` at `offset` (which must have room); returns its length. */
+  writeLine(records: PageRecords, index: number, target: Buffer, offset: number): number {
+    let at = offset + this.head.copy(target, offset);
+    at += records.copy(index, target, at);
+    return at + TAIL.copy(target, at) - offset;
+  }
 }

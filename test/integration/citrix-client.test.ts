@@ -152,7 +152,9 @@ describe("tokens", () => {
     await page(c, 0);
     simulator.inject({ kind: "expireTokens" });
     const second = await page(c, 10);
-    expect(second.records).toEqual(simulator.records("sessions", HOUR).slice(10, 20));
+    expect([...second.records].map((record) => JSON.parse(String(record)))).toEqual(
+      simulator.records("sessions", HOUR).slice(10, 20),
+    );
     expect(tokenRequests()).toHaveLength(2);
     expect(logs.some((line) => line.includes("token rejected mid-paging"))).toBe(true);
   });
@@ -340,7 +342,7 @@ describe("retries", () => {
   it("times out a request that hangs, and retries it", async () => {
     simulator.inject({ kind: "slow", delayMs: 1500, times: 1 });
     const result = await page(client({ timeoutMs: 200 }));
-    expect(result.records).toHaveLength(10);
+    expect(result.records.length).toBe(10);
     expect(dataRequests()).toHaveLength(2);
     expect(logs.some((line) => line.includes("TimeoutError"))).toBe(true);
   });
@@ -348,7 +350,9 @@ describe("retries", () => {
   it("retries a connection dropped mid-body, and returns the page whole", async () => {
     simulator.inject({ kind: "dropConnection", times: 1 });
     const result = await page(client());
-    expect(result.records).toEqual(simulator.records("sessions", HOUR).slice(0, 10));
+    expect([...result.records].map((record) => JSON.parse(String(record)))).toEqual(
+      simulator.records("sessions", HOUR).slice(0, 10),
+    );
     expect(logs.some((line) => line.includes("response body interrupted"))).toBe(true);
   });
 

@@ -1,0 +1,173 @@
+import { describe, expect, it } from "vitest";
+import { ODataPageRejected, readODataPage } from "../../functions/lib/odata-page";
+
+/** What a generic client would make of a body: JSON.parse of the whole text (fetch's text() decoding). */
+function reference(body: Buffer): { records: unknown[]; nextLink: unknown } | string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    return "is not JSON";
+  }
+  const page = parsed as { value?: unknown; "@odata.nextLink"?: unknown };
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed) || !Array.isArray(page.value))
+    return 'has no "value" array';
+  const isRecord = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+  if (!page.value.every(isRecord)) return 'has a "value" that is not a list of objects';
+  return { records: page.value, nextLink: page["@odata.nextLink"] };
+}
+
+function read(body: Buffer): { records: unknown[]; nextLink: unknown } | string {
+  try {
+    const page = readODataPage(body);
+    for (const record of page.records) {
+      // Every record is one NDJSON-ready line: valid UTF-8, no line break.
+      expect(record.includes(0x0a) || record.includes(0x0d)).toBe(false);
+      expect(Buffer.from(record.toString("utf8"))).toEqual(record);
+    }
+    return {
+      records: [...page.records].map((record) => JSON.parse(record.toString("utf8"))),
+      nextLink: page.nextLink,
+    };
+  } catch (error) {
+    if (error instanceof ODataPageRejected) return error.message;
+    throw error;
+  }
+}
+
+/** Whether `record` is a window on `body`'s own bytes (small buffers share Node's pool, hence the offsets). */
+function isViewOf(record: Buffer | undefined, body: Buffer): boolean {
+  return (
+    record?.buffer === body.buffer &&
+    record.byteOffset >= body.byteOffset &&
+    record.byteOffset + record.length <= body.byteOffset + body.length
+  );
+}
+
+/** A page's records as text, one per record. */
+function lines(page: ReturnType<typeof readODataPage>): string[] {
+  return [...page.records].map(String);
+}
+
+const SAMPLE = Buffer.from(
+  JSON.stringify({
+    "@odata.context": "https://api.cloud.com/casodata/$metadata#sessions",
+    value: [
+      { SessionKey: "a{b}[c],d", n: -1.5e-3, ok: true, none: null, list: [1, [2, { x: "}" }]], e: {} },
+      { UserName: 'CORP\\"zoë"', note: "Vertrieb – Büro 🚀", esc: "\\u00eb\n\t\u0001" },
+      {},
+    ],
+    "@odata.nextLink": "https://api.cloud.com/casodata/sessions?$skiptoken=abc",
+  }),
+);
+
+describe("readODataPage", () => {
+  it("splits a page into its records, bytes exactly as sent", () => {
+    const page = readODataPage(SAMPLE);
+    const expected = (JSON.parse(SAMPLE.toString()) as { value: unknown[] }).value.map((r) =>
+      JSON.stringify(r),
+    );
+    expect([...page.records].map((record) => record.toString("utf8"))).toEqual(expected);
+    expect(page.nextLink).toBe("https://api.cloud.com/casodata/sessions?$skiptoken=abc");
+    // The records are views of the body, not copies.
+    expect([...page.records].every((record) => isViewOf(record, SAMPLE))).toBe(true);
+  });
+
+  it("passes records through unchanged: escapes, big numbers and spacing as the API wrote them", () => {
+    const body = Buffer.from(
+      '{ "value" : [ {"Id": 12345678901234567890, "Name":"Zo\\u00eb"} , {"a":1.0} ] }\r\n',
+    );
+    expect(lines(readODataPage(body))).toEqual([
+      '{"Id": 12345678901234567890, "Name":"Zo\\u00eb"}',
+      '{"a":1.0}',
+    ]);
+  });
+
+  it("drops a UTF-8 byte order mark, as fetch's text() does", () => {
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"value":[{"a":1}]}')]);
+    expect(lines(readODataPage(body))).toEqual(['{"a":1}']);
+  });
+
+  it("re-serialises a pretty-printed page, so every record is still one line", () => {
+    const pretty = Buffer.from(JSON.stringify(JSON.parse(SAMPLE.toString()), null, 2));
+    const page = readODataPage(pretty);
+    expect(lines(page)).toEqual(lines(readODataPage(SAMPLE)));
+  });
+
+  it("replaces invalid UTF-8 as fetch's text() would, instead of copying it into the feed", () => {
+    const body = Buffer.concat([
+      Buffer.from('{"value":[{"a":"x'),
+      Buffer.from([0xff, 0xc3]),
+      Buffer.from('"}]}'),
+    ]);
+    expect(lines(readODataPage(body))).toEqual(['{"a":"x\ufffd\ufffd"}']);
+  });
+
+  it("follows the last of repeated keys as JSON.parse does, and a repeated value array goes the slow way", () => {
+    expect(
+      readODataPage(Buffer.from('{"@odata.nextLink":"a","value":[],"@odata.nextLink":"b"}')).nextLink,
+    ).toBe("b");
+    const twice = Buffer.from('{"value":[{"a":1}],"value":[{"b":2}]}');
+    expect(lines(readODataPage(twice))).toEqual(['{"b":2}']);
+  });
+
+  it.each([
+    ["", "is not JSON"],
+    ["{", "is not JSON"],
+    ['{"value":[{"a":1}]', "is not JSON"],
+    ['{"value":[{"a":1},]}', "is not JSON"],
+    ['{"value":[{"a":1}]}}', "is not JSON"],
+    ['{"value":[{"a":01}]}', "is not JSON"],
+    ['{"value":[{"a":"\u0001"}]}', "is not JSON"],
+    ['{"value":[{"a":1}],"x":tru}', "is not JSON"],
+    ['{"value":[{"a":"\\x"}]}', "is not JSON"],
+    ["[]", 'has no "value" array'],
+    ['{"Value":[]}', 'has no "value" array'],
+    ['{"value":"x"}', 'has no "value" array'],
+    ['{"value":[1]}', 'has a "value" that is not a list of objects'],
+    ['{"value":[{"a":1},[]]}', 'has a "value" that is not a list of objects'],
+  ])("rejects %j: %s", (body, reason) => {
+    expect(() => readODataPage(Buffer.from(body))).toThrow(new ODataPageRejected(reason));
+  });
+
+  it("agrees with JSON.parse of the whole page on thousands of damaged pages", () => {
+    // A fixed-seed PRNG keeps the run reproducible.
+    let seed = 0x2f6b3c1d;
+    const random = () => {
+      seed = (seed + 0x6d2b79f5) >>> 0;
+      let t = seed;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    // Bytes that matter to the grammar: structure, strings and escapes, numbers, literals, whitespace.
+    const pieces = String.raw`" \ \u00e \x { } [ ] , : 0 7 - + . e E tru nul fals n u l`.split(" ");
+    pieces.push(" ", "\t", "\n", "\r", "é", "\u0001", "\ufeff");
+    const rounds = 3000;
+    let accepted = 0;
+    let passedThrough = 0;
+    for (let round = 0; round < rounds; round++) {
+      const bytes = [...SAMPLE];
+      for (let edits = 1 + Math.floor(random() * 3); edits > 0; edits--) {
+        const at = Math.floor(random() * bytes.length);
+        const piece = [...Buffer.from(pieces[Math.floor(random() * pieces.length)] ?? "")];
+        const kind = random();
+        if (kind < 0.4) bytes.splice(at, 1);
+        else if (kind < 0.7) bytes.splice(at, 0, ...piece);
+        else bytes.splice(at, 1, ...piece);
+      }
+      const body = Buffer.from(bytes);
+      const expected = reference(body);
+      // Compared as JSON text: a re-serialised record may only differ in ways JSON text cannot tell (-0).
+      expect(JSON.stringify(read(body)), body.toString()).toBe(JSON.stringify(expected));
+      if (typeof expected === "string") continue;
+      accepted++;
+      // Records that are views of the body came through the fast pass, not the full parse.
+      if (isViewOf([...readODataPage(body).records][0], body)) passedThrough++;
+    }
+    // Both outcomes were exercised, and the fast pass (not only the full parse) accepted pages.
+    expect(accepted).toBeGreaterThan(rounds * 0.05);
+    expect(accepted).toBeLessThan(rounds * 0.95);
+    expect(passedThrough).toBeGreaterThan(accepted * 0.5);
+  });
+});
