@@ -433,9 +433,10 @@ function pageBody(
     at += out.write(text, at);
   };
   write(`{"@odata.context":${JSON.stringify(odataContext)},"value":[`);
-  records.forEach((record, index) =>
-    write(index === 0 ? JSON.stringify(record) : `,${JSON.stringify(record)}`),
-  );
+  records.forEach((record, index) => {
+    write(index === 0 ? JSON.stringify(record) : `,${JSON.stringify(record)}`);
+  });
+
   write(nextLink === undefined ? "]}" : `],"@odata.nextLink":${JSON.stringify(nextLink)}}`);
   return out.subarray(0, at);
 }
