@@ -593,9 +593,13 @@ async function drain(stream: Readable): Promise<void> {
   }
 }
 
+/** Request streams the middleware already read whole, so the store can write the buffer in one go. */
+const BUFFERED_BODIES = new WeakMap<Readable, Buffer>();
+
 function bufferStream(body: Buffer): Readable {
   const stream = new PassThrough();
   stream.end(body);
+  BUFFERED_BODIES.set(stream, body);
   return stream;
 }
 
@@ -925,10 +929,11 @@ function hardenStore(store: FilesystemStore): void {
     const hash = createHash("md5");
     let size = 0;
     await writeAtomically(objectPath, async (handle) => {
-      if (Buffer.isBuffer(object.content)) {
-        hash.update(object.content);
-        size = object.content.length;
-        await handle.writeFile(object.content);
+      const whole = Buffer.isBuffer(object.content) ? object.content : BUFFERED_BODIES.get(object.content);
+      if (whole) {
+        hash.update(whole);
+        size = whole.length;
+        await handle.writeFile(whole);
         return;
       }
       const measure = new Transform({
@@ -951,9 +956,8 @@ function hardenStore(store: FilesystemStore): void {
     const source = await store.getMetadata(srcBucket, srcKey);
     let md5 = String(source.etag).replace(/"/g, "");
     if (srcPath !== destPath) {
-      await writeAtomically(destPath, async (handle) => {
-        await pipeline((await fsp.open(srcPath)).createReadStream(), handle.createWriteStream());
-      });
+      // The kernel copies the file (copy_file_range), not a read and write stream through this process.
+      await writeAtomically(destPath, async (_handle, temp) => fsp.copyFile(srcPath, temp));
     } else {
       const now = new Date();
       await fsp.utimes(destPath, now, now);
@@ -1052,7 +1056,10 @@ function hardenStore(store: FilesystemStore): void {
 }
 
 /** Writes a sibling temp file and renames it over `target`, so readers see the old or the new object. */
-async function writeAtomically(target: string, write: (handle: FileHandle) => Promise<void>): Promise<void> {
+async function writeAtomically(
+  target: string,
+  write: (handle: FileHandle, temp: string) => Promise<void>,
+): Promise<void> {
   const temp = `${target}.${randomBytes(6).toString("hex")}.tmp`;
   let handle: FileHandle | undefined;
   for (let attempt = 0; !handle; attempt++) {
@@ -1065,7 +1072,7 @@ async function writeAtomically(target: string, write: (handle: FileHandle) => Pr
     }
   }
   try {
-    await write(handle);
+    await write(handle, temp);
     await handle.close();
     handle = undefined;
     await fsp.rename(temp, target);
