@@ -40,7 +40,9 @@ export interface Stand {
     executionName: string,
     options?: Partial<LocalCollectionOptions>,
   ): ReturnType<typeof runLocalCollection>;
-  /** Every envelope under the feed prefix for an entity-hour, in part and line order. */
+  /** Every NDJSON line (without its "\n") under the feed prefix for an entity-hour, in part and line order. */
+  feedLines(entity: string, hourUtc: string): Promise<string[]>;
+  /** The same lines, parsed. */
   feed(entity: string, hourUtc: string): Promise<Envelope[]>;
   keys(prefix: string): Promise<string[]>;
   watermark(): Promise<string | null>;
@@ -87,6 +89,19 @@ export async function startStand(options: {
     HTTP_TIMEOUT_MS: "5000",
     ...options.env,
   };
+  async function feedLines(entity: string, hourUtc: string): Promise<string[]> {
+    const [date, time] = hourUtc.split("T") as [string, string];
+    const [year, month, day] = date.split("-");
+    const prefix = `${FEED_PREFIX}/${entity}/year=${year}/month=${month}/day=${day}/hour=${time.slice(0, 2)}/`;
+    const lines: string[] = [];
+    for (const key of (await store.listKeys(prefix)).sort()) {
+      const body = await readFeedObject(client, key);
+      if (body !== "" && !body.endsWith("\n")) throw new Error(`${key} does not end with a newline`);
+      for (const line of body.split("\n").slice(0, -1)) lines.push(line);
+    }
+    return lines;
+  }
+
   return {
     simulator,
     s3,
@@ -116,17 +131,9 @@ export async function startStand(options: {
           },
         },
       }),
+    feedLines,
     async feed(entity, hourUtc) {
-      const [date, time] = hourUtc.split("T") as [string, string];
-      const [year, month, day] = date.split("-");
-      const prefix = `${FEED_PREFIX}/${entity}/year=${year}/month=${month}/day=${day}/hour=${time.slice(0, 2)}/`;
-      const envelopes: Envelope[] = [];
-      for (const key of (await store.listKeys(prefix)).sort()) {
-        const body = await readFeedObject(client, key);
-        if (body !== "" && !body.endsWith("\n")) throw new Error(`${key} does not end with a newline`);
-        for (const line of body.split("\n").slice(0, -1)) envelopes.push(JSON.parse(line) as Envelope);
-      }
-      return envelopes;
+      return (await feedLines(entity, hourUtc)).map((line) => JSON.parse(line) as Envelope);
     },
     keys: (prefix) => store.listKeys(prefix),
     async watermark() {
@@ -154,8 +161,12 @@ export async function expectFeedMatchesSimulator(
   entity: string,
   hourUtc: string,
 ): Promise<void> {
-  const envelopes = await stand.feed(entity, hourUtc);
-  expect(envelopes.map((line) => line.raw)).toEqual(stand.simulator.records(entity, hourUtc));
+  const lines = await stand.feedLines(entity, hourUtc);
+  const envelopes = lines.map((line) => JSON.parse(line) as Envelope);
+  const records = stand.simulator.records(entity, hourUtc);
+  expect(envelopes.map((line) => line.raw)).toEqual(records);
+  // Byte for byte: each line is the envelope around the record exactly as the simulator wrote it.
+  expect(lines).toEqual(envelopes.map((line, i) => JSON.stringify({ ...line, raw: records[i] })));
   for (const line of envelopes) {
     expect(Object.keys(line)).toEqual(["citrix_entity", "citrix_hour_utc", "collection_timestamp", "raw"]);
     expect(line.citrix_entity).toBe(entity);
