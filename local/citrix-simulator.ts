@@ -436,7 +436,6 @@ function pageBody(
   records.forEach((record, index) => {
     write(index === 0 ? JSON.stringify(record) : `,${JSON.stringify(record)}`);
   });
-
   write(nextLink === undefined ? "]}" : `],"@odata.nextLink":${JSON.stringify(nextLink)}}`);
   return out.subarray(0, at);
 }

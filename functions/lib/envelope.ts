@@ -5,8 +5,8 @@ const TAIL = Buffer.from("}\n");
 /**
  * The NDJSON envelope the SecOps "Citrix Analytics" parser expects (field names exactly as the seed's):
  * `{"citrix_entity":…,"citrix_hour_utc":…,"collection_timestamp":…,"raw":<the record as the API sent it>}`
- * and a "\n". Each record is one JSON object on one line, as the API sent it (see readODataPage), so a line is valid
- * UTF-8 JSON and never spans lines. The head is encoded once for all records of a page.
+ * and a "\n". Each record is one JSON object on one line, as the API sent it (see readODataPage), so a
+ * line is valid UTF-8 JSON and never spans lines. The head is encoded once for all records of a page.
  */
 export class Envelope {
   private readonly head: Buffer;

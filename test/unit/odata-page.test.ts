@@ -103,6 +103,11 @@ describe("readODataPage", () => {
     expect(lines(readODataPage(body))).toEqual(['{"a":"x\ufffd\ufffd"}']);
   });
 
+  it("leaves records nested deeper than it recurses to the full parse", () => {
+    const deep = `${'{"a":['.repeat(300)}1${"]}".repeat(300)}`;
+    expect(lines(readODataPage(Buffer.from(`{"value":[${deep},{"b":2}]}`)))).toEqual([deep, '{"b":2}']);
+  });
+
   it("follows the last of repeated keys as JSON.parse does, and a repeated value array goes the slow way", () => {
     expect(
       readODataPage(Buffer.from('{"@odata.nextLink":"a","value":[],"@odata.nextLink":"b"}')).nextLink,
