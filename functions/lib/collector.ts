@@ -21,6 +21,7 @@ export interface CollectDeps {
     | "partMaxBytes"
     | "gzip"
     | "invocationReserveMs"
+    | "httpTimeoutMs"
   >;
   log: Logger;
   now?: () => number;
@@ -42,7 +43,9 @@ export async function collectEntityHour(
   const { store, citrix, config } = deps;
   const now = deps.now ?? Date.now;
   const log = deps.log.child({ entity: input.entity, hour: input.hourUtc });
-  const deadlineMs = now() + remainingTimeMs() - config.invocationReserveMs;
+  // No request starts after this: one started just before may run a whole HTTP timeout, and the last
+  // flush still gets INVOCATION_RESERVE_MS before the Lambda's own timeout.
+  const deadlineMs = now() + remainingTimeMs() - config.invocationReserveMs - config.httpTimeoutMs;
   const progress: CollectProgress = {
     ...(input.progress ?? {
       cursor: { skip: 0 },

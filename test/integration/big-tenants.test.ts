@@ -37,13 +37,14 @@ async function objectSizes(
 
 describe("an entity-hour bigger than one invocation and one part", () => {
   it("is cut into parts bounded by PART_MAX_BYTES across invocations, each record once", async () => {
-    // Reserving all but 40 ms of a 10 s timeout: every invocation gets through a few pages, then hands over.
+    // A 15 s timeout less the stand's 5 s HTTP timeout and a 9.96 s reserve leaves a 40 ms budget: every
+    // invocation gets through a few pages, then hands over.
     const s = await open(20_000, {
       TOP_N: "1000",
       PART_MAX_BYTES: String(2 ** 20),
       INVOCATION_RESERVE_MS: "9960",
     });
-    const result = await s.run("big-1", { timeoutsMs: { collect: 10_000 } });
+    const result = await s.run("big-1", { timeoutsMs: { collect: 15_000 } });
 
     expect(result.status).toBe("SUCCEEDED");
     const item = result.collected?.[0];
@@ -141,7 +142,7 @@ describe("MAX_PAGES_IN_FLIGHT above 1", () => {
         INVOCATION_RESERVE_MS: "9990",
       },
     });
-    const result = await stand.run("nextlink-ahead-1", { timeoutsMs: { collect: 10_000 } });
+    const result = await stand.run("nextlink-ahead-1", { timeoutsMs: { collect: 15_000 } });
 
     expect(result.status).toBe("SUCCEEDED");
     await expectFeedMatchesSimulator(stand, "sessions", HOUR);

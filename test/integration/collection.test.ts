@@ -96,7 +96,8 @@ describe("paging", () => {
     stand = await startStand({
       now: NOW,
       simulator: { volume: { sessions: 4321 } },
-      // Reserving all but 1 ms of a 10 s timeout leaves budget for exactly one page per invocation.
+      // A 15 s timeout less the stand's 5 s HTTP timeout and a 9.999 s reserve leaves a 1 ms budget:
+      // exactly one page per invocation.
       env: {
         ENTITIES: "sessions",
         FIRST_HOUR_UTC: HOURS[2],
@@ -105,7 +106,7 @@ describe("paging", () => {
         PART_MAX_RECORDS: "1200",
       },
     });
-    const result = await stand.run("budget-1", { timeoutsMs: { collect: 10_000 } });
+    const result = await stand.run("budget-1", { timeoutsMs: { collect: 15_000 } });
 
     expect(result.status).toBe("SUCCEEDED");
     const item = result.collected?.[0];
