@@ -49,6 +49,23 @@ const DEFAULT_TOKEN_TTL_SECONDS = 3600;
 const TOKEN_REFRESH_MARGIN_MS = 5 * 60_000;
 const FIRST_BACKOFF_MS = 500;
 const SNIPPET_LENGTH = 200;
+/**
+ * OpenSSL's verdicts on a server certificate: they come out the same on every attempt (the URL names the
+ * wrong host, or something on the way presents its own certificate), so they are not retried.
+ */
+const UNTRUSTED_CERTIFICATE = new Set([
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "CERT_UNTRUSTED",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_REVOKED",
+  "CERT_SIGNATURE_FAILURE",
+  "ERR_TLS_CERT_ALTNAME_INVALID",
+]);
 
 /** Throttling, 5xx, a reset connection or a timeout: worth another attempt. Never leaves the client. */
 class TransientHttpError extends Error {
@@ -244,7 +261,8 @@ export class CitrixClient {
 
   /**
    * Sends one request with a timeout. Network failures, timeouts, 408, 429 and 5xx become
-   * TransientHttpError; a host that does not exist or a redirect is a wrong setting, named.
+   * TransientHttpError; a host that does not exist, an untrusted certificate or a redirect is a wrong
+   * setting, named.
    */
   private async request(url: string, setting: UrlSetting, init: RequestInit): Promise<Response> {
     let response: Response;
@@ -255,9 +273,17 @@ export class CitrixClient {
         signal: AbortSignal.timeout(this.options.timeoutMs),
       });
     } catch (error) {
-      if (hasErrorCode(error, "ENOTFOUND")) {
+      const codes = errorCodes(error);
+      if (codes.includes("ENOTFOUND")) {
         throw new ConfigurationError(
           `${setting} names a host that does not exist: ${new URL(url).hostname} (DNS lookup failed with ENOTFOUND); check ${setting}`,
+          { cause: error },
+        );
+      }
+      const certificate = codes.find((code) => UNTRUSTED_CERTIFICATE.has(code));
+      if (certificate) {
+        throw new ConfigurationError(
+          `the TLS certificate of ${new URL(url).host} is not trusted (${certificate}); check ${setting}, and if a proxy inspects TLS on the way out, give Node its CA with NODE_EXTRA_CA_CERTS`,
           { cause: error },
         );
       }
@@ -372,13 +398,15 @@ function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
-/** Whether a system error code (ENOTFOUND, ECONNRESET, …) is in the `cause` chain fetch wraps it in. */
-function hasErrorCode(error: unknown, code: string): boolean {
+/** The system and TLS error codes (ENOTFOUND, ECONNRESET, …) in the `cause` chain fetch wraps them in. */
+function errorCodes(error: unknown): string[] {
+  const codes: string[] = [];
   for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
-    if ((current as Error & { code?: unknown }).code === code) return true;
+    const { code } = current as Error & { code?: unknown };
+    if (typeof code === "string") codes.push(code);
     current = current.cause;
   }
-  return false;
+  return codes;
 }
 
 function describe(error: unknown): string {

@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
+import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CitrixClient, type CitrixClientOptions } from "../../functions/lib/citrix-client";
@@ -60,6 +62,18 @@ function client(options: Partial<CitrixClientOptions> = {}): CitrixClient {
     },
     ...options,
   });
+}
+
+/** An HTTPS server on 127.0.0.1 with a self-signed certificate (for 127.0.0.1) that nothing trusts. */
+async function selfSigned(): Promise<string> {
+  const fixture = (name: string) => readFileSync(new URL(`../fixtures/${name}`, import.meta.url));
+  const server = createTlsServer(
+    { key: fixture("self-signed-key.pem"), cert: fixture("self-signed-cert.pem") },
+    (_req, res) => res.end("{}"),
+  );
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  closeAfter.push(server);
+  return `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
 const page = (c: CitrixClient, skip = 0, top = 10) =>
@@ -283,6 +297,28 @@ describe("wrong URLs name the setting to fix", () => {
     const error = await failure(page(c));
     expect(error.message).toContain("API_BASE names a host that does not exist: api-xx.cloud.example");
   });
+
+  it.each([
+    ["TOKEN_URL", true],
+    ["API_BASE", false],
+  ])(
+    "an untrusted TLS certificate is a ConfigurationError naming %s, not retried",
+    async (setting, viaTokenUrl) => {
+      const origin = await selfSigned();
+      const c = client({
+        apiBase: viaTokenUrl ? simulator.apiBase : `${origin}/casodata`,
+        tokenUrl: viaTokenUrl ? `${origin}/cctrustoauth2/c/tokens/clients` : simulator.tokenUrl,
+      });
+      const error = await failure(
+        viaTokenUrl ? page(c) : c.getPage(`${origin}/casodata/sessions?$top=1`, Date.now() + 60_000, log),
+      );
+      expect(error.name).toBe("ConfigurationError");
+      expect(error.message).toBe(
+        `the TLS certificate of ${new URL(origin).host} is not trusted (DEPTH_ZERO_SELF_SIGNED_CERT); check ${setting}, and if a proxy inspects TLS on the way out, give Node its CA with NODE_EXTRA_CA_CERTS`,
+      );
+      expect(sleeps).toEqual([]);
+    },
+  );
 
   it("a DNS failure that may pass (EAI_AGAIN) is retried, then left to the state machine", async () => {
     const error = await failure(page(client({ fetch: dnsFailure("EAI_AGAIN"), maxAttempts: 3 })));
