@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { StateMachine } from "aws-local-stepfunctions";
@@ -14,6 +15,7 @@ export const DEFINITION_PATH = path.join(__dirname, "..", "statemachine", "colle
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 export interface LambdaContext {
   getRemainingTimeInMillis(): number;
+  awsRequestId: string;
 }
 export type LocalHandler = (event: unknown, context: LambdaContext) => Promise<unknown>;
 
@@ -119,7 +121,10 @@ async function invokeLikeLambda(
 ): Promise<JsonValue> {
   const { Payload } = input as { Payload: JsonValue };
   const startedAt = Date.now();
-  const context: LambdaContext = { getRemainingTimeInMillis: () => timeoutMs - (Date.now() - startedAt) };
+  const context: LambdaContext = {
+    getRemainingTimeInMillis: () => timeoutMs - (Date.now() - startedAt),
+    awsRequestId: randomUUID(),
+  };
   let result: unknown;
   try {
     result = await handler(JSON.parse(JSON.stringify(Payload)), context);

@@ -1,5 +1,6 @@
 import { collectEntityHour } from "../lib/collector";
 import { collectInputSchema, parseStateInput } from "../lib/contracts";
+import { invocationLogFields, type LambdaInvocation } from "../lib/log";
 import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
 
@@ -9,12 +10,13 @@ export interface CollectHandlerDeps {
 }
 
 /** The part of the Lambda context this handler uses. */
-export interface InvocationContext {
+export interface InvocationContext extends LambdaInvocation {
   getRemainingTimeInMillis(): number;
 }
 
 /** CollectPage: page one entity-hour into staging until done or out of time, then hand back a cursor. */
 export function createHandler(deps: CollectHandlerDeps) {
+  const invocation = invocationLogFields();
   return async (event: unknown, context: InvocationContext) => {
     const { store, citrix, config, log } = deps.runtime();
     const input = parseStateInput(collectInputSchema, event, "CollectPage");
@@ -30,7 +32,13 @@ export function createHandler(deps: CollectHandlerDeps) {
     // Retries and throttles count also when the invocation fails: they are why it failed.
     try {
       const output = await collectEntityHour(
-        { store, citrix, config, log: log.child({ execution: input.runId }), apiRequests },
+        {
+          store,
+          citrix,
+          config,
+          log: log.child({ execution: input.runId, ...invocation(context) }),
+          apiRequests,
+        },
         input,
         () => context.getRemainingTimeInMillis(),
       );

@@ -1,4 +1,5 @@
 import { commitInputSchema, parseStateInput } from "../lib/contracts";
+import { invocationLogFields, type LambdaInvocation } from "../lib/log";
 import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { publishRun } from "../lib/publisher";
 import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
@@ -10,10 +11,14 @@ export interface CommitHandlerDeps {
 
 /** PublishAndAdvance: publish staged hours to the feed exactly once, then move the watermark. */
 export function createHandler(deps: CommitHandlerDeps) {
-  return async (event: unknown) => {
+  const invocation = invocationLogFields();
+  return async (event: unknown, context: LambdaInvocation) => {
     const { store, config, log } = deps.runtime();
     const input = parseStateInput(commitInputSchema, event, "PublishAndAdvance");
-    const output = await publishRun({ store, config, log: log.child({ execution: input.runId }) }, input);
+    const output = await publishRun(
+      { store, config, log: log.child({ execution: input.runId, ...invocation(context) }) },
+      input,
+    );
     const published = output.hours.filter((hour) => hour.outcome === "published");
     const metrics = deps.metrics({ execution: input.runId });
     metrics.add("HoursPublished", published.length);

@@ -19,6 +19,25 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
+/** The part of the Lambda context that log lines carry. */
+export interface LambdaInvocation {
+  awsRequestId?: string;
+}
+
+/**
+ * Per handler, and so per container: the fields that tie each invocation's log lines to it, named as
+ * Powertools' `addContext` names them (`function_request_id`, the id on the platform's START and REPORT
+ * lines; `cold_start`, true on the container's first invocation only).
+ */
+export function invocationLogFields(): (context: LambdaInvocation) => LogFields {
+  let coldStart = true;
+  return (context) => {
+    const fields = { function_request_id: context.awsRequestId, cold_start: coldStart };
+    coldStart = false;
+    return fields;
+  };
+}
+
 /** Where finished lines go: stdout in Lambda (CloudWatch Logs), a file or an array in local runs and tests. */
 export type LogSink = (line: string) => void;
 

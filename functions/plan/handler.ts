@@ -1,4 +1,5 @@
 import { parseStateInput, planInputSchema } from "../lib/contracts";
+import { invocationLogFields, type LambdaInvocation } from "../lib/log";
 import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { planRun } from "../lib/plan-run";
 import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
@@ -11,11 +12,17 @@ export interface PlanHandlerDeps {
 
 /** PlanHours: read the watermark and emit this execution's work items. */
 export function createHandler(deps: PlanHandlerDeps) {
-  return async (event: unknown) => {
+  const invocation = invocationLogFields();
+  return async (event: unknown, context: LambdaInvocation) => {
     const { store, config, log } = deps.runtime();
     const input = parseStateInput(planInputSchema, event, "PlanHours");
     const output = await planRun(
-      { store, config, now: deps.now, log: log.child({ execution: input.executionName }) },
+      {
+        store,
+        config,
+        now: deps.now,
+        log: log.child({ execution: input.executionName, ...invocation(context) }),
+      },
       input,
     );
     const metrics = deps.metrics({ execution: input.executionName });

@@ -74,7 +74,7 @@ describe("a collect Lambda that dies mid-way", () => {
         if (key === "commit" && lost && !zombieRan) {
           // It finishes just before Commit, with a shorter time budget, so its parts end at other records.
           zombieRan = true;
-          await lost.collect(lost.event, { getRemainingTimeInMillis: () => 30_001 });
+          await lost.collect(lost.event, { getRemainingTimeInMillis: () => 30_001, awsRequestId: "lost" });
         }
         return handler(event, context);
       },

@@ -151,4 +151,22 @@ describe("log lines (Powertools Logger)", () => {
       expect(text).not.toContain(secret);
     }
   });
+
+  it("carry the Lambda request id of their invocation, and cold_start on each function's first one only", async () => {
+    const { result, logs } = await observedRun("observed-4", () => undefined);
+    expect(result.status).toBe("SUCCEEDED");
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+    for (const line of logs) {
+      expect(line).toMatchObject({
+        function_request_id: expect.stringMatching(uuid),
+        cold_start: expect.any(Boolean),
+      });
+    }
+    const invocations = Object.values(result.invocations).reduce((sum, count) => sum + count, 0);
+    // Every invocation logs, and no two share a request id.
+    expect(new Set(logs.map((line) => line.function_request_id)).size).toBe(invocations);
+    // Plan, collect and commit each started cold once (one container each in this local run).
+    const cold = new Set(logs.filter((line) => line.cold_start).map((line) => line.function_request_id));
+    expect(cold.size).toBe(3);
+  });
 });
