@@ -21,7 +21,6 @@ export function reportStopped(
   const output = parseOutput(described.output);
   // An execution that found nothing due ends with Plan's output, whose hours are plain strings.
   for (const hour of output?.hours ?? []) if (typeof hour === "object") out(`  ${hourLine(hour)}`);
-  if (output?.reason) out(`  ${output.reason}`);
   return 0;
 }
 
@@ -42,6 +41,7 @@ function hourLine(hour: HourReport): string {
         : `${entity} ${collected} now / ${published} published`,
     )
     .join(", ");
+  // Hours published before name their publisher; hours finished for another execution name whose claim it was.
   const by = hour.outcome === "published" ? "" : ` by ${hour.publisher}`;
   return `${hour.hourUtc} ${hour.outcome}${by}: ${records}`;
 }

@@ -8,6 +8,7 @@ import type { Env } from "../functions/lib/config";
 import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/contracts";
 import { createLogger, type LogSink, serviceName } from "../functions/lib/log";
 import { createMetricsFactory, type MetricsSink } from "../functions/lib/metrics";
+import type { ExecutionStatusLookup } from "../functions/lib/plan-run";
 import { type CitrixDeps, type Runtime, runtimeFromEnvironment } from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
@@ -50,7 +51,18 @@ export interface LocalCollectionOptions {
   adaptRuntime?: (runtime: Runtime) => Runtime;
   /** The Secrets Manager client and the Citrix client's backoff the collect function is built over. */
   citrix?: CitrixDeps;
+  /** Whether a lease holder still runs; by default, whether it runs in this process. */
+  executionStatus?: ExecutionStatusLookup;
 }
+
+/**
+ * The executions running in this process, as Plan asks Step Functions about a lease holder: a local run
+ * killed with its process (or an execution that ended) is not here, so its hours are collected again.
+ */
+const runningLocally = new Set<string>();
+
+export const localExecutionStatus: ExecutionStatusLookup = async (executionName) =>
+  runningLocally.has(executionName) ? "running" : "ended";
 
 /** Where a failed execution stopped: the top-level state that failed and the input it was given. */
 export interface RedrivePoint {
@@ -95,7 +107,11 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     metrics: createMetricsFactory(service, options.metricsSink ?? options.logSink),
   };
   const handlers: Record<string, LocalHandler> = {
-    plan: createPlanHandler({ ...deps, now: options.now ?? Date.now }),
+    plan: createPlanHandler({
+      ...deps,
+      now: options.now ?? Date.now,
+      executionStatus: options.executionStatus ?? localExecutionStatus,
+    }),
     collect: createCollectHandler(deps),
     commit: createCommitHandler(deps),
   };
@@ -125,6 +141,7 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   const outputs: Record<string, unknown> = {};
   let lastEntered: RedrivePoint | undefined;
   const iterationEvents: Record<number, number> = {};
+  const collected: CollectOutput[] = [];
   const watching = (async () => {
     for await (const event of execution.eventLogs) {
       if (event.type === "StateRetried") retries++;
@@ -133,6 +150,11 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
       }
       if (event.type === "ExecutionFailed") failure = { name: event.Error, cause: String(event.Cause ?? "") };
       if (event.type === "StateExited") outputs[event.state.name] = event.state.output;
+      // The Map hands no results on (they are in S3): the console shows each CollectPage output instead.
+      if (event.type === "StateExited" && event.state.name === "CollectPage") {
+        const item = event.state.output as CollectOutput;
+        if (item.done) collected.push(item);
+      }
       // States inside a Map iteration carry the iteration index; top-level states do not.
       if (event.type === "StateEntered" && event.index === undefined) {
         lastEntered = { state: event.state.name, input: event.state.input as JsonValue };
@@ -140,16 +162,21 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     }
   })();
   let output: unknown;
+  runningLocally.add(options.executionName);
   try {
     output = await execution.result;
   } catch (error) {
     failure ??= { name: error instanceof Error ? error.name : "Error", cause: String(error) };
+  } finally {
+    runningLocally.delete(options.executionName);
   }
   await watching;
   return {
     status: failure ? "FAILED" : "SUCCEEDED",
     plan: outputs.PlanHours as PlanOutput | undefined,
-    collected: (outputs.CollectEntityHours as { collected?: CollectOutput[] } | undefined)?.collected,
+    collected: outputs.CollectEntityHours
+      ? inPlanOrder(collected, (outputs.PlanHours as PlanOutput | undefined)?.entities)
+      : undefined,
     commit: outputs.PublishAndAdvance as CommitOutput | undefined,
     output,
     error: failure,
@@ -158,4 +185,10 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     invocations,
     retries,
   };
+}
+
+/** Map items in the order Plan lists them, hour by hour (iterations finish in any order). */
+function inPlanOrder(collected: CollectOutput[], entities: readonly string[] | undefined): CollectOutput[] {
+  const rank = (item: CollectOutput) => entities?.indexOf(item.entity) ?? 0;
+  return [...collected].sort((a, b) => a.hourUtc.localeCompare(b.hourUtc) || rank(a) - rank(b));
 }

@@ -83,10 +83,9 @@ export class CollectionProgress {
   }
 
   committed(commit: CommitOutput): void {
-    const published = commit.hours.filter((hour) => hour.outcome === "published").length;
-    const stopped = commit.status === "superseded" ? " (stopped: another execution holds an hour)" : "";
+    const published = commit.hours.filter((hour) => hour.outcome !== "already-published").length;
     this.print(
-      `Published ${published} of ${commit.hours.length} hour(s)${stopped}, watermark ${commit.watermark.before ?? "none"} → ${commit.watermark.after ?? "none"}`,
+      `Published ${published} of ${commit.hours.length} hour(s), watermark ${commit.watermark.before ?? "none"} → ${commit.watermark.after ?? "none"}`,
     );
   }
 

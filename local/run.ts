@@ -151,11 +151,13 @@ function printSummary(result: LocalCollectionResult, out: (line?: string) => voi
   if (result.status === "FAILED") {
     out(`FAILED: ${result.error?.name}: ${result.error?.cause}`);
     out(`watermark unchanged: ${result.plan?.watermark.hourUtc ?? "(not read)"}`);
-  } else if (result.commit?.status === "superseded") {
-    out(`Stopped early: ${result.commit.reason}`);
   } else if (result.commit) {
     out(
       `watermark: ${result.commit.watermark.before ?? "(none)"} → ${result.commit.watermark.after ?? "(none)"}`,
+    );
+  } else if (Object.keys(result.plan?.deferred ?? {}).length > 0) {
+    out(
+      `Nothing to collect: the due hours are being collected by ${Object.keys(result.plan?.deferred ?? {}).join(", ")}.`,
     );
   } else {
     out(

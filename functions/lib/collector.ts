@@ -1,10 +1,10 @@
 import { randomBytes } from "node:crypto";
 import type { CitrixClient, CitrixRequestObserver, ODataPage } from "./citrix-client";
 import type { CollectorConfig } from "./config";
-import type { CollectInput, CollectOutput, CollectProgress, PageCursor } from "./contracts";
+import type { CollectedResult, CollectInput, CollectOutput, CollectProgress, PageCursor } from "./contracts";
 import { Envelope } from "./envelope";
 import { CitrixUnavailableError } from "./errors";
-import { stagingPartKey } from "./keys";
+import { collectedResultKey, stagingPartKey } from "./keys";
 import type { Logger } from "./log";
 import { NdjsonPartWriter } from "./part-writer";
 import type { S3Store } from "./s3-store";
@@ -129,6 +129,23 @@ export async function collectEntityHour(
   progress.parts += segment.parts;
   progress.cursor = pager.cursor;
   progress.largestPage = pager.largestPage;
+  if (pager.done) {
+    // Commit reads this instead of the Map's output. Written after every part is stored, so it never names a
+    // part that is missing; an invocation Step Functions gave up on may overwrite it with its own complete
+    // chain, which is as good: Commit's create-only manifest fixes whichever one it read first.
+    const result: CollectedResult = {
+      entity: input.entity,
+      hourUtc: input.hourUtc,
+      records: progress.records,
+      parts: progress.parts,
+      segments: progress.segments,
+    };
+    await store.put(
+      collectedResultKey(config.controlPrefix, input.runId, input.entity, input.hourUtc),
+      JSON.stringify(result),
+      "application/json",
+    );
+  }
   log.info(pager.done ? "entity-hour collected" : "time budget spent, continuing in the next invocation", {
     pages: progress.pages,
     records: progress.records,

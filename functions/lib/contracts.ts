@@ -22,6 +22,8 @@ export const backfillRequestSchema = z.object({
 
 export const planInputSchema = z.object({
   executionName: runId,
+  /** This execution's ARN ($$.Execution.Id): other executions' ARNs are built from it to ask their status. */
+  executionArn: z.string().optional(),
   /** The execution input: scheduled runs pass {}; a backfill passes backfillRequestSchema. */
   request: z.unknown().optional(),
 });
@@ -43,8 +45,11 @@ export const planOutputSchema = z.object({
   runId,
   mode: runModeSchema,
   hours: z.array(hourUtc),
+  entities: z.array(entity).min(1),
   items: z.array(workItemSchema),
   watermark: watermarkSnapshotSchema,
+  /** Due hours left to running executions that are collecting them, by execution name. */
+  deferred: z.record(z.string(), z.array(hourUtc)),
   maxConcurrency: z.number().int().positive(),
   lagHours: count,
 });
@@ -97,22 +102,33 @@ export const collectOutputSchema = z.object({
 });
 export type CollectOutput = z.infer<typeof collectOutputSchema>;
 
+/** What one entity-hour's collection left in staging (an S3 object, see collectedResultKey). */
+export const collectedResultSchema = z.object({
+  entity,
+  hourUtc,
+  records: count,
+  parts: count,
+  segments: z.array(stagingSegmentSchema),
+});
+export type CollectedResult = z.infer<typeof collectedResultSchema>;
+
+/** Commit reads each entity-hour's CollectedResult from S3: the state carries no per-item data. */
 export const commitInputSchema = z.object({
   runId,
   mode: runModeSchema,
-  hours: z.array(hourUtc).min(1),
+  hours: z.array(hourUtc),
+  entities: z.array(entity).min(1),
   watermark: watermarkSnapshotSchema,
-  collected: z.array(collectOutputSchema).min(1),
 });
 export type CommitInput = z.infer<typeof commitInputSchema>;
 
 export type HourOutcome =
   /** This execution published the hour (or finished publishing it on a redrive). */
   | "published"
+  /** Another execution had claimed the hour and not finished; this one finished it from that one's staging. */
+  | "completed-for-another"
   /** Another execution had published it completely; nothing was written. */
-  | "already-published"
-  /** Another execution is publishing it right now (or failed half-way and awaits its redrive). */
-  | "being-published-elsewhere";
+  | "already-published";
 
 export interface HourReport {
   hourUtc: string;
@@ -126,9 +142,7 @@ export interface HourReport {
 export interface CommitOutput {
   runId: string;
   mode: RunMode;
-  /** "superseded" when another execution holds an hour this one needed: it published what it could and stopped. */
-  status: "committed" | "superseded";
-  reason: string | null;
+  status: "committed";
   hours: HourReport[];
   watermark: { before: string | null; after: string | null };
 }

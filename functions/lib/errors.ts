@@ -62,6 +62,15 @@ export class SecretsManagerUnavailableError extends CollectorError {
   readonly retryable = true;
 }
 
+/**
+ * An hour's manifest names staging parts that are gone while the hour is not published (staging deleted by
+ * hand or expired by a lifecycle rule): it cannot be finished from staging, and the message says what to delete.
+ */
+export class StagingLostError extends CollectorError {
+  override readonly name = "StagingLostError";
+  readonly retryable = false;
+}
+
 /** Every error class the code throws; the definition test derives the names Retry/Catch may match. */
 export const COLLECTOR_ERRORS = [
   ConfigurationError,
@@ -72,4 +81,5 @@ export const COLLECTOR_ERRORS = [
   StorageUnavailableError,
   StorageError,
   SecretsManagerUnavailableError,
+  StagingLostError,
 ] as const;

@@ -45,7 +45,55 @@ export function stagingRunPrefix(controlPrefix: string, runId: string): string {
   return `${controlPrefix}/staging/${runId}/`;
 }
 
-/** One create-only manifest per hour: whoever creates it is that hour's only publisher. */
+/**
+ * What one entity-hour's collection produced (its staging segments and counts), written by the invocation
+ * that finished it. Commit reads these instead of receiving them through the state, which keeps the Map's
+ * output small at any number of items.
+ */
+export function collectedResultKey(
+  controlPrefix: string,
+  runId: string,
+  entity: string,
+  hourUtc: string,
+): string {
+  return `${stagingRunPrefix(controlPrefix, runId)}collected/${entity}/${hourPath(hourUtc)}.json`;
+}
+
+/** One create-only manifest per hour: it fixes, once, which staging parts become the hour's feed objects. */
 export function manifestKey(controlPrefix: string, hourUtc: string): string {
   return `${controlPrefix}/manifests/${hourPath(hourUtc)}.json`;
+}
+
+/**
+ * A small object written once every feed object a manifest names exists: the hour is published. Keys sort
+ * in hour order, so the hours published after the watermark are one ListObjectsV2 with StartAfter.
+ */
+export function publishedMarkerKey(controlPrefix: string, hourUtc: string): string {
+  return `${publishedPrefix(controlPrefix)}${hourPath(hourUtc)}`;
+}
+
+export function publishedPrefix(controlPrefix: string): string {
+  return `${controlPrefix}/published/`;
+}
+
+/** The hour a published marker stands for, or undefined for a key that is not one. */
+export function hourOfPublishedMarker(controlPrefix: string, key: string): string | undefined {
+  const match = /^year=(\d{4})\/month=(\d{2})\/day=(\d{2})\/hour=(\d{2})$/.exec(
+    key.slice(publishedPrefix(controlPrefix).length),
+  );
+  return key.startsWith(publishedPrefix(controlPrefix)) && match
+    ? `${match[1]}-${match[2]}-${match[3]}T${match[4]}:00:00Z`
+    : undefined;
+}
+
+/**
+ * The hours a scheduled execution is collecting, written by its Plan and deleted by its Commit: another
+ * execution that finds the lease held by a running execution does not collect those hours again.
+ */
+export function leaseKey(controlPrefix: string, runId: string): string {
+  return `${leasePrefix(controlPrefix)}${runId}.json`;
+}
+
+export function leasePrefix(controlPrefix: string): string {
+  return `${controlPrefix}/leases/`;
 }

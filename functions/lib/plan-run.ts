@@ -1,9 +1,23 @@
 import type { CollectorConfig } from "./config";
 import { backfillRequestSchema, type PlanInput, type PlanOutput, parseStateInput } from "./contracts";
+import { leaseKey, leasePrefix } from "./keys";
 import type { Logger } from "./log";
 import { lagHours, planBackfillHours, planHours, planWorkItems } from "./planner";
 import type { S3Store } from "./s3-store";
-import { readWatermark } from "./watermark";
+import {
+  advanceWatermark,
+  publishedHoursAfter,
+  readWatermark,
+  recoverWatermark,
+  type Watermark,
+} from "./watermark";
+
+/** Whether another execution of this state machine can still finish (Step Functions' DescribeExecution). */
+export type ExecutionStatus = "running" | "ended" | "unknown";
+export type ExecutionStatusLookup = (
+  executionName: string,
+  ownExecutionArn: string | undefined,
+) => Promise<ExecutionStatus>;
 
 export interface PlanDeps {
   store: S3Store;
@@ -11,6 +25,7 @@ export interface PlanDeps {
     CollectorConfig,
     | "stateKey"
     | "seedStateKey"
+    | "controlPrefix"
     | "entities"
     | "lookbackMinutes"
     | "maxHoursPerRun"
@@ -19,31 +34,79 @@ export interface PlanDeps {
   >;
   log: Logger;
   now: () => number;
+  executionStatus: ExecutionStatusLookup;
 }
 
-/** Reads the watermark and lays out this execution's work: the hours due, times every entity. */
+/** The hours a scheduled execution is collecting, for executions that start while it runs. */
+export interface CollectionLease {
+  runId: string;
+  hours: string[];
+  plannedAt: string;
+}
+
+/**
+ * Reads the watermark and lays out this execution's work: the hours due, times every entity. A scheduled run
+ * first moves the watermark over hours other executions published since it last moved, then leaves out
+ * hours already published and hours a running execution is collecting (its lease), so an execution that
+ * overruns the hour is not doubled by the next one; hours of an execution that ended unfinished are
+ * collected again, and its lease removed.
+ */
 export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOutput> {
-  const { config } = deps;
-  const watermark = await readWatermark(deps.store, config.stateKey, config.seedStateKey);
+  const { config, store } = deps;
   const nowMs = deps.now();
   const backfill = isBackfill(input.request)
     ? parseStateInput(backfillRequestSchema, input.request, "PlanHours (backfill request)").backfill
     : undefined;
-  const hours = backfill
-    ? planBackfillHours(backfill.from, backfill.to, nowMs, config.lookbackMinutes, config.maxHoursPerRun)
-    : planHours({
-        nowMs,
-        lookbackMinutes: config.lookbackMinutes,
-        maxHoursPerRun: config.maxHoursPerRun,
-        watermarkHourUtc: watermark.hourUtc ?? undefined,
-        firstHourUtc: config.firstHourUtc,
-      });
+  let watermark = await readWatermark(store, config.stateKey, config.seedStateKey);
+  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName);
+  const deferred: Record<string, string[]> = {};
+  let hours: string[];
+  if (backfill) {
+    hours = planBackfillHours(
+      backfill.from,
+      backfill.to,
+      nowMs,
+      config.lookbackMinutes,
+      config.maxHoursPerRun,
+    );
+  } else {
+    const due = planHours({
+      nowMs,
+      lookbackMinutes: config.lookbackMinutes,
+      maxHoursPerRun: config.maxHoursPerRun,
+      watermarkHourUtc: watermark.hourUtc ?? undefined,
+      firstHourUtc: config.firstHourUtc,
+    });
+    const published = new Set(await publishedHoursAfter(store, config.controlPrefix, watermark.hourUtc));
+    const held = await heldByRunningExecutions(deps, input);
+    hours = [];
+    for (const hourUtc of due) {
+      const holder = held.get(hourUtc);
+      if (published.has(hourUtc)) continue;
+      if (holder === undefined) hours.push(hourUtc);
+      else deferred[holder] = [...(deferred[holder] ?? []), hourUtc];
+    }
+    if (hours.length > 0) {
+      const lease: CollectionLease = {
+        runId: input.executionName,
+        hours,
+        plannedAt: new Date(nowMs).toISOString(),
+      };
+      await store.put(
+        leaseKey(config.controlPrefix, input.executionName),
+        JSON.stringify(lease),
+        "application/json",
+      );
+    }
+  }
   const output: PlanOutput = {
     runId: input.executionName,
     mode: backfill ? "backfill" : "scheduled",
     hours,
+    entities: config.entities,
     items: planWorkItems(hours, config.entities),
     watermark,
+    deferred,
     maxConcurrency: config.mapMaxConcurrency,
     lagHours: lagHours(nowMs, config.lookbackMinutes, watermark.hourUtc ?? undefined),
   };
@@ -53,9 +116,72 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     firstHour: hours[0] ?? null,
     lastHour: hours[hours.length - 1] ?? null,
     items: output.items.length,
+    deferredHours: Object.values(deferred).flat().length,
     lagHours: output.lagHours,
   });
   return output;
+}
+
+/**
+ * A lost state file is recovered from the published markers, and the watermark moves over hours published
+ * after it whose execution did not get to move it (it died in Commit, or finished after a later one).
+ */
+async function catchUpWatermark(deps: PlanDeps, read: Watermark, runId: string): Promise<Watermark> {
+  const { store, config, log } = deps;
+  let watermark = read;
+  if (watermark.hourUtc === null) {
+    const recovered = await recoverWatermark(store, config.controlPrefix);
+    if (recovered !== undefined) {
+      log.warn("no state file, but hours were published: continuing after the newest published hour", {
+        stateKey: config.stateKey,
+        recovered,
+      });
+      watermark = { hourUtc: recovered, etag: watermark.etag };
+    }
+  }
+  const moved = await advanceWatermark(store, config, watermark, undefined, runId);
+  if (moved === watermark.hourUtc && watermark.etag !== null) return watermark;
+  // Moved, or re-created after a loss: read it back for the ETag Commit writes over.
+  const written = await readWatermark(store, config.stateKey);
+  return written.hourUtc === null ? watermark : written;
+}
+
+/** Hour → execution, for the leases of executions still running; leases of ended ones are removed. */
+async function heldByRunningExecutions(deps: PlanDeps, input: PlanInput): Promise<Map<string, string>> {
+  const { store, config, log } = deps;
+  const held = new Map<string, string>();
+  const own = leaseKey(config.controlPrefix, input.executionName);
+  const ended: string[] = [];
+  for (const key of await store.listKeys(leasePrefix(config.controlPrefix))) {
+    if (key === own) continue;
+    const lease = parseLease((await store.getText(key))?.body);
+    if (!lease) continue;
+    const status = await deps.executionStatus(lease.runId, input.executionArn);
+    if (status === "ended") {
+      ended.push(key);
+    } else if (status === "running") {
+      for (const hourUtc of lease.hours) held.set(hourUtc, lease.runId);
+    } else {
+      // Collecting an hour twice costs requests, never a duplicate: the hour's manifest decides once.
+      log.warn("could not tell whether another execution still runs; collecting its hours too", {
+        holder: lease.runId,
+      });
+    }
+  }
+  if (ended.length > 0) await store.deleteKeys(ended);
+  return held;
+}
+
+function parseLease(body: string | undefined): CollectionLease | undefined {
+  if (body === undefined) return undefined;
+  try {
+    const lease = JSON.parse(body) as Partial<CollectionLease>;
+    return typeof lease.runId === "string" && Array.isArray(lease.hours)
+      ? (lease as CollectionLease)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Scheduled runs pass {} (the console's default input has a "Comment"); only a "backfill" key asks for one. */

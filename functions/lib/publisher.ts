@@ -1,7 +1,23 @@
 import type { CollectorConfig } from "./config";
-import type { CollectOutput, CommitInput, CommitOutput, HourReport, StagingSegment } from "./contracts";
-import { InvalidInputError } from "./errors";
-import { feedPartKey, manifestKey, stagingPartKey, stagingRunPrefix } from "./keys";
+import {
+  type CollectedResult,
+  type CommitInput,
+  type CommitOutput,
+  collectedResultSchema,
+  type HourReport,
+  type StagingSegment,
+} from "./contracts";
+import { InvalidInputError, StagingLostError } from "./errors";
+import { formatHour, HOUR_MS, parseHour } from "./hours";
+import {
+  collectedResultKey,
+  feedPartKey,
+  leaseKey,
+  manifestKey,
+  publishedMarkerKey,
+  stagingPartKey,
+  stagingRunPrefix,
+} from "./keys";
 import type { Logger } from "./log";
 import type { S3Store } from "./s3-store";
 import { advanceWatermark } from "./watermark";
@@ -12,149 +28,129 @@ export interface PublishDeps {
   log: Logger;
 }
 
-/** The commit record of one hour: created once (If-None-Match: *), completed once every part is copied. */
+/**
+ * The commit record of one hour, created once (If-None-Match: *): it fixes which staging parts of which
+ * execution become the hour's feed objects. Whoever finds it, its creator or any later execution, copies
+ * exactly those parts, each create-only, and then writes the hour's published marker.
+ */
 export interface HourManifest {
   runId: string;
   hourUtc: string;
   claimedAt: string;
-  completedAt: string | null;
   entities: Record<string, { records: number; parts: number; segments: StagingSegment[] }>;
 }
 
 /**
- * Commit. For each planned hour, in order: claim it with a create-only manifest, copy its staged parts to
- * their deterministic feed keys (skipping parts already there), mark it complete. An hour another execution
- * completed is skipped; an hour another execution holds but has not completed stops this one ("superseded"):
- * copying it here could race that execution's own copies and show SecOps an object twice. Then the
- * watermark moves forward over the published prefix of hours (scheduled runs only), and staging is cleared.
- * Every step is idempotent for this run, so a Commit that dies half-way finishes when redriven.
+ * Commit. For each planned hour, in order: if it has no published marker yet, claim it with a create-only
+ * manifest built from what this execution collected, or adopt the manifest another execution created; copy
+ * every part the manifest names to its feed key create-only; write the marker. Then the watermark moves over
+ * every contiguously published hour, this execution's lease is released and its staging cleared.
+ *
+ * Why this is exactly-once and always finishes (the README's design section has the whole argument): a feed
+ * key is only ever written by a create-only copy of the one part the hour's single manifest names, so it is
+ * written once whoever copies it and however often; and because any execution finishes any manifest it
+ * meets, an hour held by an execution that died is finished by the next one, with no claim to time out.
  */
 export async function publishRun(deps: PublishDeps, input: CommitInput): Promise<CommitOutput> {
-  const byHour = groupByHour(input);
   const reports: HourReport[] = [];
-  let reason: string | null = null;
   for (const hourUtc of [...input.hours].sort()) {
-    const report = await publishHour(deps, input.runId, hourUtc, byHour.get(hourUtc) ?? []);
-    reports.push(report);
-    if (report.outcome === "being-published-elsewhere") {
-      reason = `hour ${hourUtc} is held by execution ${report.publisher}, which has not finished publishing it; this execution stopped there (if ${report.publisher} failed, redrive it)`;
-      deps.log.warn("standing down: another execution holds an hour", {
-        hour: hourUtc,
-        publisher: report.publisher,
-      });
-      break;
-    }
+    reports.push(await publishHour(deps, input, hourUtc));
   }
-
   const before = input.watermark.hourUtc;
-  let after = before;
-  const publishedPrefix = reports.filter((report) => report.outcome !== "being-published-elsewhere");
-  const newest = publishedPrefix[publishedPrefix.length - 1]?.hourUtc;
-  // A backfill never moves the watermark: its hours may lie anywhere, before it or after it.
-  if (input.mode === "scheduled" && newest !== undefined) {
-    after = await advanceWatermark(deps.store, deps.config.stateKey, newest, input.watermark, input.runId);
-    deps.log.info("watermark checked", { from: before, to: after });
-  }
+  const firstHour = input.hours.length > 0 ? parseHour([...input.hours].sort()[0] as string) : undefined;
+  const after = await advanceWatermark(
+    deps.store,
+    deps.config,
+    input.watermark,
+    // A first run starts the watermark; a backfill only moves one that exists.
+    input.mode === "scheduled" && firstHour !== undefined ? formatHour(firstHour - HOUR_MS) : undefined,
+    input.runId,
+  );
+  deps.log.info("watermark checked", { from: before, to: after });
+  // Every hour this execution claimed has its marker now, so nobody needs this staging any more.
   const staging = await deps.store.listKeys(stagingRunPrefix(deps.config.controlPrefix, input.runId));
-  await deps.store.deleteKeys(staging);
+  await deps.store.deleteKeys([...staging, leaseKey(deps.config.controlPrefix, input.runId)]);
   return {
     runId: input.runId,
     mode: input.mode,
-    status: reason === null ? "committed" : "superseded",
-    reason,
+    status: "committed",
     hours: reports,
     watermark: { before, after },
   };
 }
 
-function groupByHour(input: CommitInput): Map<string, CollectOutput[]> {
-  const unfinished = input.collected.filter((item) => !item.done);
-  if (unfinished.length > 0) {
-    throw new InvalidInputError(
-      `PublishAndAdvance received ${unfinished.length} unfinished item(s), first ${unfinished[0]?.entity} ${unfinished[0]?.hourUtc}`,
-    );
-  }
-  const byHour = new Map<string, CollectOutput[]>();
-  for (const item of input.collected) byHour.set(item.hourUtc, [...(byHour.get(item.hourUtc) ?? []), item]);
-  const missing = input.hours.filter((hourUtc) => !byHour.has(hourUtc));
-  if (missing.length > 0)
-    throw new InvalidInputError(`PublishAndAdvance received no items for ${missing.join(", ")}`);
-  return byHour;
-}
-
-async function publishHour(
-  deps: PublishDeps,
-  runId: string,
-  hourUtc: string,
-  items: CollectOutput[],
-): Promise<HourReport> {
+async function publishHour(deps: PublishDeps, input: CommitInput, hourUtc: string): Promise<HourReport> {
   const { store, config } = deps;
   const log = deps.log.child({ hour: hourUtc });
+  const marker = publishedMarkerKey(config.controlPrefix, hourUtc);
   const key = manifestKey(config.controlPrefix, hourUtc);
-  const proposed: HourManifest = {
-    runId,
-    hourUtc,
-    claimedAt: new Date().toISOString(),
-    completedAt: null,
-    entities: Object.fromEntries(
-      [...items]
-        .sort((a, b) => a.entity.localeCompare(b.entity))
-        .map((item) => [
-          item.entity,
-          { records: item.progress.records, parts: item.progress.parts, segments: item.progress.segments },
-        ]),
-    ),
-  };
-  const claimed = await store.put(key, JSON.stringify(proposed), "application/json", { ifNoneMatch: "*" });
-  const manifest = claimed.written ? proposed : await readManifest(store, key);
-  const collected = Object.fromEntries(items.map((item) => [item.entity, item.progress.records]));
-  const report = (outcome: HourReport["outcome"]): HourReport => ({
+  const published = await store.exists(marker);
+  // A redrive after this execution cleared its staging finds every hour published and needs no results.
+  const collected = published
+    ? await readCollectedIfPresent(deps, input, hourUtc)
+    : await readCollected(deps, input, hourUtc);
+  let manifest: HourManifest;
+  if (published) {
+    manifest = await readManifest(store, key);
+  } else {
+    const proposed: HourManifest = {
+      runId: input.runId,
+      hourUtc,
+      claimedAt: new Date().toISOString(),
+      entities: Object.fromEntries(
+        [...collected.values()]
+          .sort((a, b) => a.entity.localeCompare(b.entity))
+          .map((item) => [
+            item.entity,
+            { records: item.records, parts: item.parts, segments: item.segments },
+          ]),
+      ),
+    };
+    const claimed = await store.put(key, JSON.stringify(proposed), "application/json", { ifNoneMatch: "*" });
+    manifest = claimed.written ? proposed : await readManifest(store, key);
+    if (manifest.runId !== input.runId) {
+      log.info("finishing an hour another execution claimed", { publisher: manifest.runId });
+    }
+    await copyHour(deps, manifest, marker);
+    const record = JSON.stringify({
+      manifest: manifest.runId,
+      by: input.runId,
+      at: new Date().toISOString(),
+    });
+    await store.put(marker, record, "application/json", { ifNoneMatch: "*" });
+  }
+  const outcome: HourReport["outcome"] = published
+    ? "already-published"
+    : manifest.runId === input.runId
+      ? "published"
+      : "completed-for-another";
+  log.info("hour published", { outcome, publisher: manifest.runId });
+  return {
     hourUtc,
     outcome,
     publisher: manifest.runId,
     records: Object.fromEntries(
-      [...new Set([...Object.keys(collected), ...Object.keys(manifest.entities)])]
-        .sort()
-        .map((entity) => [
-          entity,
-          { collected: collected[entity] ?? 0, published: manifest.entities[entity]?.records ?? 0 },
-        ]),
+      [...new Set([...collected.keys(), ...Object.keys(manifest.entities)])].sort().map((entity) => [
+        entity,
+        {
+          collected: collected.get(entity)?.records ?? 0,
+          published: manifest.entities[entity]?.records ?? 0,
+        },
+      ]),
     ),
-  });
-  if (manifest.runId !== runId) {
-    log.info("hour claimed by another execution", {
-      publisher: manifest.runId,
-      complete: manifest.completedAt !== null,
-    });
-    return report(manifest.completedAt === null ? "being-published-elsewhere" : "already-published");
-  }
-  // Ours: claimed now, or on an earlier attempt of this Commit (a retry or a redrive finishing the job).
-  if (manifest.completedAt === null) {
-    await copyHour(deps, manifest);
-    await store.put(
-      key,
-      JSON.stringify({ ...manifest, completedAt: new Date().toISOString() }),
-      "application/json",
-    );
-  }
-  log.info("published hour", { entities: Object.keys(manifest.entities).length });
-  return report("published");
+  };
 }
 
-/** Copies every part the manifest names, skipping feed keys already written: a feed object is written once. */
-async function copyHour(deps: PublishDeps, manifest: HourManifest): Promise<void> {
+/**
+ * Copies every part the manifest names, each create-only: a part another execution copied already is left
+ * as it is. A source that is gone means its execution cleared its staging, which it does only once every
+ * hour it claimed has its marker.
+ */
+async function copyHour(deps: PublishDeps, manifest: HourManifest, marker: string): Promise<void> {
   const { store, config } = deps;
   for (const [entity, published] of Object.entries(manifest.entities)) {
     for (const segment of published.segments) {
       for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
-        const destination = feedPartKey(
-          config.feedPrefix,
-          entity,
-          manifest.hourUtc,
-          part,
-          segment.compressed,
-        );
-        if (await store.exists(destination)) continue;
         const source = stagingPartKey(
           config.controlPrefix,
           manifest.runId,
@@ -164,23 +160,91 @@ async function copyHour(deps: PublishDeps, manifest: HourManifest): Promise<void
           part,
           segment.compressed,
         );
-        await store.copy(source, destination);
+        const destination = feedPartKey(
+          config.feedPrefix,
+          entity,
+          manifest.hourUtc,
+          part,
+          segment.compressed,
+        );
+        if ((await store.copyIfAbsent(source, destination)) !== "no-source") continue;
+        if (await store.exists(marker)) return;
+        if (await store.exists(destination)) continue;
+        throw new StagingLostError(
+          `hour ${manifest.hourUtc} is claimed by execution ${manifest.runId}, whose staging part s3://${store.bucket}/${source} is gone although the hour is not published; ` +
+            `it cannot be finished from staging: delete s3://${store.bucket}/${manifestKey(config.controlPrefix, manifest.hourUtc)} ` +
+            `and every object under s3://${store.bucket}/${feedPartKey(config.feedPrefix, entity, manifest.hourUtc, 0).replace(/part-\d+\.ndjson$/, "")} of that hour, then redrive`,
+        );
       }
     }
   }
 }
 
+/** This execution's results for every planned entity of the hour; all must exist before it claims the hour. */
+async function readCollected(
+  deps: PublishDeps,
+  input: CommitInput,
+  hourUtc: string,
+): Promise<Map<string, CollectedResult>> {
+  const found = await readCollectedIfPresent(deps, input, hourUtc);
+  const missing = input.entities.filter((entity) => !found.has(entity));
+  if (missing.length > 0) {
+    throw new InvalidInputError(
+      `PublishAndAdvance found no collected result of execution ${input.runId} for ${missing.join(", ")} at ${hourUtc}; the Map must collect every planned entity-hour first`,
+    );
+  }
+  return found;
+}
+
+async function readCollectedIfPresent(
+  deps: PublishDeps,
+  input: CommitInput,
+  hourUtc: string,
+): Promise<Map<string, CollectedResult>> {
+  const found = new Map<string, CollectedResult>();
+  for (const entity of input.entities) {
+    const key = collectedResultKey(deps.config.controlPrefix, input.runId, entity, hourUtc);
+    const stored = await deps.store.getText(key);
+    if (stored)
+      found.set(entity, parseStored(collectedResultSchema.safeParse(parseJson(stored.body)), deps, key));
+  }
+  return found;
+}
+
 async function readManifest(store: S3Store, key: string): Promise<HourManifest> {
   const stored = await store.getText(key);
   if (!stored) {
-    // Create-only failed, so it existed a moment ago: only a manual delete in between gets here.
+    // Create-only failed or a marker exists, so it existed: only a manual delete in between gets here.
     throw new InvalidInputError(`manifest s3://${store.bucket}/${key} vanished while this execution read it`);
   }
-  try {
-    return JSON.parse(stored.body) as HourManifest;
-  } catch {
+  const manifest = parseJson(stored.body) as Partial<HourManifest> | undefined;
+  if (
+    typeof manifest?.runId !== "string" ||
+    typeof manifest.entities !== "object" ||
+    manifest.entities === null
+  ) {
     throw new InvalidInputError(
-      `manifest s3://${store.bucket}/${key} is not JSON; inspect it before redriving`,
+      `manifest s3://${store.bucket}/${key} is not a manifest; inspect it before redriving`,
     );
+  }
+  return manifest as HourManifest;
+}
+
+function parseStored<T>(
+  parsed: { success: true; data: T } | { success: false },
+  deps: PublishDeps,
+  key: string,
+): T {
+  if (parsed.success) return parsed.data;
+  throw new InvalidInputError(
+    `s3://${deps.store.bucket}/${key} is not a collected result; inspect it before redriving`,
+  );
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }

@@ -1,5 +1,6 @@
 import { InvalidInputError, StorageUnavailableError } from "./errors";
-import { formatHour, parseWatermarkHour } from "./hours";
+import { formatHour, HOUR_MS, parseHour, parseWatermarkHour } from "./hours";
+import { hourOfPublishedMarker, publishedMarkerKey, publishedPrefix } from "./keys";
 import type { S3Store } from "./s3-store";
 
 /**
@@ -49,32 +50,78 @@ function parseStateFile(body: string, bucket: string, key: string): string | nul
   return formatHour(ms);
 }
 
+/** The newest hour H such that every hour after `base` up to H is in `published` (base itself when none). */
+export function newestContiguousHour(base: string, published: readonly string[]): string {
+  const set = new Set(published);
+  let ms = parseHour(base);
+  if (ms === undefined) throw new RangeError(`not a UTC hour: ${base}`);
+  while (set.has(formatHour(ms + HOUR_MS))) ms += HOUR_MS;
+  return formatHour(ms);
+}
+
+/** The hours with a published marker after `afterHourUtc` (all of them when null), oldest first. */
+export async function publishedHoursAfter(
+  store: S3Store,
+  controlPrefix: string,
+  afterHourUtc: string | null,
+): Promise<string[]> {
+  const keys = await store.listKeys(
+    publishedPrefix(controlPrefix),
+    afterHourUtc === null ? undefined : publishedMarkerKey(controlPrefix, afterHourUtc),
+  );
+  return keys.flatMap((key) => hourOfPublishedMarker(controlPrefix, key) ?? []).sort();
+}
+
 /**
- * Moves the watermark forward to `hourUtc`, never backwards. Writes only over the state object it last
- * read (If-Match on its ETag, or create-only when there was none); when another execution moved it in
- * between, re-reads and tries again unless that execution already went as far. Returns the watermark after.
- * The caller guarantees every hour from the watermark it planned from up to `hourUtc` is published.
+ * When neither the state file nor a seed state file exists but hours were published, the state file was lost
+ * (deleted, or a new STATE_KEY): continue from the newest published hour and the contiguous run before it,
+ * instead of FIRST_HOUR_UTC or the newest eligible hour, so nothing the watermark lagged behind is skipped
+ * and nothing published is collected again. Undefined on a true first run.
+ */
+export async function recoverWatermark(store: S3Store, controlPrefix: string): Promise<string | undefined> {
+  const published = await publishedHoursAfter(store, controlPrefix, null);
+  return published[published.length - 1];
+}
+
+export interface WatermarkLayout {
+  stateKey: string;
+  controlPrefix: string;
+}
+
+/**
+ * Moves the watermark forward over every hour published contiguously after it (by this execution or any
+ * other), never backwards. `base` stands in for a watermark that does not exist yet: the hour before the
+ * first hour a first run planned; without one, a missing watermark is left alone (a backfill never creates
+ * it). Writes only over the state object it last read (If-Match on its ETag, or create-only when there was
+ * none); when another execution moved it in between, re-reads and tries again. Returns the watermark after.
  */
 export async function advanceWatermark(
   store: S3Store,
-  stateKey: string,
-  hourUtc: string,
+  layout: WatermarkLayout,
   planned: Watermark,
+  base: string | undefined,
   runId: string,
-): Promise<string> {
+): Promise<string | null> {
   let current = planned;
-  for (let attempt = 1; attempt <= 5; attempt++) {
-    if (current.hourUtc !== null && current.hourUtc >= hourUtc) return current.hourUtc;
+  for (let attempt = 1; attempt <= WATERMARK_WRITE_ATTEMPTS; attempt++) {
+    const from = current.hourUtc ?? base;
+    if (from === undefined) return current.hourUtc;
+    const target = newestContiguousHour(from, await publishedHoursAfter(store, layout.controlPrefix, from));
+    if (current.hourUtc !== null && current.hourUtc >= target) return current.hourUtc;
+    if (current.hourUtc === null && target === from) return null;
     const body = JSON.stringify({
-      last_hour_utc: hourUtc,
+      last_hour_utc: target,
       updated_at: new Date().toISOString(),
       execution: runId,
     });
     const condition = current.etag === null ? { ifNoneMatch: "*" as const } : { ifMatch: current.etag };
-    if ((await store.put(stateKey, body, "application/json", condition)).written) return hourUtc;
-    current = await readWatermark(store, stateKey);
+    if ((await store.put(layout.stateKey, body, "application/json", condition)).written) return target;
+    current = await readWatermark(store, layout.stateKey);
   }
   throw new StorageUnavailableError(
-    `the watermark at s3://${store.bucket}/${stateKey} kept changing under this execution; retrying the state`,
+    `the watermark at s3://${store.bucket}/${layout.stateKey} kept changing under this execution; retrying the state`,
   );
 }
+
+/** Each write loses only to another execution moving the watermark, which moves it forward: a few suffice. */
+const WATERMARK_WRITE_ATTEMPTS = 5;

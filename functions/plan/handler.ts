@@ -1,13 +1,17 @@
+import { SFNClient } from "@aws-sdk/client-sfn";
 import { parseStateInput, planInputSchema } from "../lib/contracts";
+import { stepFunctionsExecutionStatus } from "../lib/execution-status";
 import { invocationLogFields, type LambdaInvocation } from "../lib/log";
 import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
-import { planRun } from "../lib/plan-run";
+import { type ExecutionStatusLookup, planRun } from "../lib/plan-run";
 import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
 
 export interface PlanHandlerDeps {
   runtime: () => Runtime;
   now: () => number;
   metrics: MetricsFactory;
+  /** Whether the execution holding a collection lease still runs. */
+  executionStatus: ExecutionStatusLookup;
 }
 
 /** PlanHours: read the watermark and emit this execution's work items. */
@@ -21,6 +25,7 @@ export function createHandler(deps: PlanHandlerDeps) {
         store,
         config,
         now: deps.now,
+        executionStatus: deps.executionStatus,
         log: log.child({ execution: input.executionName, ...invocation(context) }),
       },
       input,
@@ -37,4 +42,5 @@ export const handler = createHandler({
   runtime: runtimeFromEnvironment(),
   now: Date.now,
   metrics: createMetricsFactory(),
+  executionStatus: stepFunctionsExecutionStatus(new SFNClient({})),
 });

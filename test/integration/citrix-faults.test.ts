@@ -7,7 +7,7 @@ import { createLogger } from "../../functions/lib/log";
 import { createMetricsFactory } from "../../functions/lib/metrics";
 import { runtimeFromEnvironment } from "../../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../../functions/plan/handler";
-import type { LocalCollectionResult } from "../../local/collection";
+import { type LocalCollectionResult, localExecutionStatus } from "../../local/collection";
 import type { LocalHandler } from "../../local/state-machine";
 import { expectFeedMatchesSimulator, FEED_PREFIX, STATE_KEY, type Stand, startStand } from "../support/stand";
 
@@ -286,7 +286,12 @@ describe("credentials from AWS Secrets Manager", () => {
     const result = await s.run("secret-1", {
       wrap: (key, handler) =>
         key === "plan"
-          ? createPlanHandler({ runtime: withoutSecret, now: () => NOW, metrics })
+          ? createPlanHandler({
+              runtime: withoutSecret,
+              now: () => NOW,
+              metrics,
+              executionStatus: localExecutionStatus,
+            })
           : key === "commit"
             ? createCommitHandler({ runtime: withoutSecret, metrics })
             : handler,

@@ -11,6 +11,7 @@ const NOW = Date.parse("2026-11-24T11:20:00Z");
 const HOURS = ["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z", "2026-11-24T10:00:00Z"];
 const ENTITIES = ["sessions", "machines", "users"];
 const STAGING = "_citrix_collector/citrix_analytics/staging/";
+const LEASES = "_citrix_collector/citrix_analytics/leases/";
 
 let stand: Stand | undefined;
 afterEach(async () => {
@@ -87,7 +88,7 @@ describe("a collect Lambda that dies mid-way", () => {
 });
 
 describe("a Commit that fails half-way", () => {
-  it("blocks later executions by name until it is redriven, which finishes it without writing anything twice", async () => {
+  it("is finished by the next execution from its staging, and its redrive later writes nothing twice", async () => {
     const s = await open();
     const { store, adaptRuntime } = instrument(s);
     let copies = 0;
@@ -102,27 +103,26 @@ describe("a Commit that fails half-way", () => {
     expect(await s.watermark()).toBeNull();
     expect(store.feedWrites).toHaveLength(4);
 
-    // 08:00 (3 parts) was completed before the failure, 09:00 was claimed and got 1 of its 3 parts. The next
-    // scheduled execution counts 08:00 as published, must not publish 09:00 itself, and says who holds it.
-    const blocked = await s.run("scheduled-after-failure", { adaptRuntime });
-    expect(blocked.status).toBe("SUCCEEDED");
-    expect(blocked.commit).toMatchObject({
-      status: "superseded",
-      watermark: { before: null, after: HOURS[0] },
-    });
-    expect(blocked.commit?.reason).toContain("held by execution commit-fails-1");
-    expect(blocked.commit?.hours.map((hour) => hour.outcome)).toEqual([
-      "already-published",
-      "being-published-elsewhere",
-    ]);
-    expect(store.feedWrites).toHaveLength(4);
-    expect(await s.watermark()).toBe(HOURS[0]);
-
+    // 08:00 (3 parts) was published before the failure, 09:00 was claimed and got 1 of its 3 parts. The next
+    // scheduled execution counts 08:00 as published and finishes 09:00 from the failed execution's staging:
+    // the hour's manifest names those parts, so the feed gets exactly them, each once.
     store.beforeCopy = () => undefined;
-    const redriven = await s.run("commit-fails-1", { adaptRuntime, redrive: failed.redrive });
+    const next = await s.run("scheduled-after-failure", { adaptRuntime });
+    expect(next.status).toBe("SUCCEEDED");
+    expect(next.plan?.hours).toEqual(HOURS.slice(1));
+    expect(next.commit?.hours.map((hour) => [hour.hourUtc, hour.outcome, hour.publisher])).toEqual([
+      [HOURS[1], "completed-for-another", "commit-fails-1"],
+      [HOURS[2], "published", "scheduled-after-failure"],
+    ]);
+    await expectPublishedOnce(s, HOURS);
+    expect(await s.watermark()).toBe(HOURS[2]);
 
+    // Redriven after all (it stays redrivable for 14 days): every hour is published, nothing is written.
+    const writesBefore = store.feedWrites.length;
+    const redriven = await s.run("commit-fails-1", { adaptRuntime, redrive: failed.redrive });
     expect(redriven.status).toBe("SUCCEEDED");
-    expect(redriven.commit?.status).toBe("committed");
+    expect(redriven.commit?.hours.map((hour) => hour.outcome)).toEqual(HOURS.map(() => "already-published"));
+    expect(store.feedWrites).toHaveLength(writesBefore);
     await expectPublishedOnce(s, HOURS);
     expectNoKeyWrittenTwice(store.feedWrites);
     expect(await s.watermark()).toBe(HOURS[2]);
@@ -131,7 +131,7 @@ describe("a Commit that fails half-way", () => {
 });
 
 describe("overlapping executions", () => {
-  it("publish each hour once between them, and the one that lost says why", async () => {
+  it("started together publish each hour once between them", async () => {
     const s = await open({}, { pageLatencyMs: 3 });
     const { store, adaptRuntime } = instrument(s);
     const [first, second] = await Promise.all([
@@ -150,13 +150,48 @@ describe("overlapping executions", () => {
         .map((hour) => hour.publisher);
       expect(publishers, hourUtc).toHaveLength(1);
     }
-    const loser = [first, second].find((run) =>
-      run.commit?.hours.some((hour) => hour.outcome !== "published"),
-    );
-    expect(loser?.commit?.status === "superseded" ? loser.commit.reason : "all already published").toMatch(
-      /held by execution overlap-|all already published/,
-    );
     expect(await s.keys(STAGING)).toEqual([]);
+    expect(await s.keys(LEASES)).toEqual([]);
+  });
+
+  it("do not collect twice: a run that starts while the previous one still collects takes only the new hour", async () => {
+    // Reference: what one execution asks the API for these three hours.
+    const alone = await open({}, { pageLatencyMs: 2 });
+    await alone.run("alone-1");
+    const pageRequests = (stand: Stand) => stand.simulator.requests.filter((request) => request.entity);
+    const requestsAlone = pageRequests(alone).length;
+    await alone.close();
+
+    const s = await open({}, { pageLatencyMs: 2 });
+    const { store, adaptRuntime } = instrument(s);
+    let collecting: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => {
+      collecting = resolve;
+    });
+    const slow = s.run("slow-1", {
+      adaptRuntime,
+      wrap: (key, handler) => async (event, context) => {
+        if (key === "collect") collecting();
+        return handler(event, context);
+      },
+    });
+    await started;
+    // The next hourly execution starts while slow-1 is still collecting 08:00 .. 10:00.
+    const next = await s.run("next-1", { adaptRuntime, now: () => NOW + 3_600_000 });
+    const first = await slow;
+
+    expect([first.status, next.status]).toEqual(["SUCCEEDED", "SUCCEEDED"]);
+    expect(next.plan?.hours).toEqual(["2026-11-24T11:00:00Z"]);
+    expect(next.plan?.deferred).toEqual({ "slow-1": HOURS });
+    const requests = pageRequests(s);
+    const newHour = requests.filter((request) => request.hourUtc === "2026-11-24T11:00:00Z");
+    expect(newHour.length).toBeGreaterThan(0);
+    expect(requests.length - newHour.length).toBe(requestsAlone);
+    await expectPublishedOnce(s, [...HOURS, "2026-11-24T11:00:00Z"]);
+    expectNoKeyWrittenTwice(store.feedWrites);
+    // slow-1 commits last and moves the watermark over next-1's hour too.
+    expect(await s.watermark()).toBe("2026-11-24T11:00:00Z");
+    expect(await s.keys(LEASES)).toEqual([]);
   });
 });
 

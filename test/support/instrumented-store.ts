@@ -1,4 +1,4 @@
-import { S3Store, type WriteResult } from "../../functions/lib/s3-store";
+import { type CopyResult, S3Store, type WriteResult } from "../../functions/lib/s3-store";
 
 type Condition = Parameters<S3Store["put"]>[3];
 
@@ -30,10 +30,12 @@ export class InstrumentedStore extends S3Store {
     return result;
   }
 
-  override async copy(sourceKey: string, destinationKey: string): Promise<void> {
+  override async copyIfAbsent(sourceKey: string, destinationKey: string): Promise<CopyResult> {
     this.beforeCopy(destinationKey);
-    await super.copy(sourceKey, destinationKey);
-    if (destinationKey.startsWith(`${this.feedPrefix}/`)) this.feedWrites.push(destinationKey);
+    const result = await super.copyIfAbsent(sourceKey, destinationKey);
+    if (result === "copied" && destinationKey.startsWith(`${this.feedPrefix}/`))
+      this.feedWrites.push(destinationKey);
+    return result;
   }
 }
 

@@ -10,6 +10,7 @@ const EXPECTED_NAMES = [
   "StorageUnavailableError",
   "StorageError",
   "SecretsManagerUnavailableError",
+  "StagingLostError",
 ];
 
 describe("COLLECTOR_ERRORS", () => {

@@ -7,6 +7,8 @@ const PLAN: PlanOutput = {
   runId: "local-1",
   mode: "scheduled",
   hours: HOURS,
+  entities: ["sessions", "users"],
+  deferred: {},
   items: HOURS.flatMap((hourUtc) => ["sessions", "users"].map((entity) => ({ entity, hourUtc }))),
   watermark: { hourUtc: null, etag: null },
   maxConcurrency: 4,
