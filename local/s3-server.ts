@@ -42,10 +42,39 @@ export interface LocalS3Options {
   buckets: string[];
 }
 
+/** The S3 operations a fault can be aimed at. */
+export type S3Operation =
+  | "PutObject"
+  | "CopyObject"
+  | "GetObject"
+  | "HeadObject"
+  | "ListObjectsV2"
+  | "DeleteObjects"
+  | "Other";
+
+/**
+ * An error the server answers instead of doing the request, as S3 answers it (XML body, status, code), to
+ * the matching requests: `times` of them, after letting `after` through. Faults are checked before any
+ * precondition or write, so a faulted request changes nothing.
+ */
+export interface S3Fault {
+  operation?: S3Operation;
+  /** Only requests whose key starts with this. */
+  keyPrefix?: string;
+  status: number;
+  code: string;
+  times: number;
+  after?: number;
+}
+
 export interface LocalS3 {
   /** "http://127.0.0.1:<port>" */
   readonly endpoint: string;
   readonly directory: string;
+  /** Answers matching requests with an S3 error (see S3Fault); returns the fault, whose `times` counts down. */
+  inject(fault: S3Fault): S3Fault;
+  /** Removes every fault not yet used up. */
+  clearFaults(): void;
   /** A client pointed at it: us-east-1, path-style, static dummy credentials, no retries. */
   client(): S3Client;
   /** Stops the server, ends keep-alive sockets, destroys the clients handed out, removes an own directory. */
@@ -182,7 +211,8 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
 
   const router = app.middleware.at(-1);
   if (!router?.router) throw new Error("local-s3: unexpected s3rver middleware layout (router not last)");
-  app.middleware.splice(app.middleware.length - 1, 0, s3CompatMiddleware(store));
+  const faults: S3Fault[] = [];
+  app.middleware.splice(app.middleware.length - 1, 0, s3CompatMiddleware(store, faults));
 
   let address: AddressInfo;
   try {
@@ -198,6 +228,14 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
   return {
     endpoint,
     directory,
+    inject(fault) {
+      const armed = { ...fault };
+      faults.push(armed);
+      return armed;
+    },
+    clearFaults() {
+      faults.length = 0;
+    },
     client() {
       const client = new S3Client({
         endpoint,
@@ -227,7 +265,7 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
 // ---------------------------------------------------------------------------------------------------------
 // The middleware.
 
-function s3CompatMiddleware(store: FilesystemStore): Middleware {
+function s3CompatMiddleware(store: FilesystemStore, faults: S3Fault[]): Middleware {
   const locks = new KeyedLock();
   const lockName = (bucket: string, key: string) => `${bucket}\u0000${key}`;
 
@@ -236,6 +274,12 @@ function s3CompatMiddleware(store: FilesystemStore): Middleware {
     const target = parseTarget(ctx.path);
     if (!target) return next();
     const { bucket, key } = target;
+    const fault = takeFault(faults, operationOf(ctx, key), key);
+    if (fault) {
+      return guarded(ctx, async () => {
+        throw s3Error(fault.code, fault.status, `injected ${fault.code}`);
+      });
+    }
     if (!(await store.getBucket(bucket))) return next(); // s3rver answers NoSuchBucket
     const query = ctx.query;
     const method = ctx.method;
@@ -371,6 +415,36 @@ function s3CompatMiddleware(store: FilesystemStore): Middleware {
 }
 
 /** Runs a pre-check; if it throws, the unread request body is drained first so the error reply is clean. */
+function operationOf(ctx: KoaContext, key: string | undefined): S3Operation {
+  const subresources = Object.keys(ctx.query).filter((name) => OBJECT_SUBRESOURCES.has(name));
+  if (key === undefined) {
+    if (ctx.method === "GET" && !Object.keys(ctx.query).some((name) => BUCKET_SUBRESOURCES.has(name)))
+      return "ListObjectsV2";
+    return ctx.method === "POST" && "delete" in ctx.query ? "DeleteObjects" : "Other";
+  }
+  if (subresources.length > 0) return "Other";
+  if (ctx.method === "PUT")
+    return header(ctx, "x-amz-copy-source") === undefined ? "PutObject" : "CopyObject";
+  if (ctx.method === "GET") return "GetObject";
+  return ctx.method === "HEAD" ? "HeadObject" : "Other";
+}
+
+/** The first armed fault matching the request, counted down; undefined lets the request through. */
+function takeFault(faults: S3Fault[], operation: S3Operation, key: string | undefined): S3Fault | undefined {
+  for (const fault of faults) {
+    if (fault.times <= 0) continue;
+    if (fault.operation !== undefined && fault.operation !== operation) continue;
+    if (fault.keyPrefix !== undefined && !(key ?? "").startsWith(fault.keyPrefix)) continue;
+    if ((fault.after ?? 0) > 0) {
+      fault.after = (fault.after ?? 0) - 1;
+      continue;
+    }
+    fault.times--;
+    return fault;
+  }
+  return undefined;
+}
+
 async function guarded<T>(ctx: KoaContext, check: () => Promise<T>): Promise<T> {
   try {
     return await check();
