@@ -107,7 +107,9 @@ export async function advanceWatermark(
     const from = current.hourUtc ?? base;
     if (from === undefined) return current.hourUtc;
     const target = newestContiguousHour(from, await publishedHoursAfter(store, layout.controlPrefix, from));
-    if (current.hourUtc !== null && current.hourUtc >= target) return current.hourUtc;
+    // A watermark known but not stored (recovered from the markers, or the seed's) is written as it is.
+    if (current.hourUtc !== null && current.hourUtc >= target && current.etag !== null)
+      return current.hourUtc;
     if (current.hourUtc === null && target === from) return null;
     const body = JSON.stringify({
       last_hour_utc: target,
