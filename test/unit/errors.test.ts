@@ -10,6 +10,7 @@ const EXPECTED_NAMES = [
   "StorageUnavailableError",
   "StorageError",
   "SecretsManagerUnavailableError",
+  "CitrixPagingError",
 ];
 
 describe("COLLECTOR_ERRORS", () => {
