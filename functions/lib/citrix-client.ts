@@ -353,8 +353,12 @@ export class CitrixClient {
     }
     log.warn("transient Citrix API failure, retrying", { url, attempt, waitMs, reason: error.message });
     observer?.retried(error.status);
-    await this.sleep(waitMs, signal);
-    signal?.throwIfAborted();
+    try {
+      await this.sleep(waitMs, signal);
+    } finally {
+      // With the abort's own reason, as a request aborted mid-flight ends.
+      signal?.throwIfAborted();
+    }
   }
 
   /** A short, one-line excerpt of a body for an error message, with every known secret blanked out. */
