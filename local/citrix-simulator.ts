@@ -5,7 +5,12 @@ import { randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 
-export type PagingMode = "skip" | "nextLink";
+/**
+ * skip: `$top`/`$skip`, no links. nextLink: also `@odata.nextLink` (`$skiptoken`) while records remain.
+ * skipToken: only its own opaque `$skiptoken` links; `$skip` is ignored (page one again), so an hour that
+ * fits in one page has no link and `$skip=N` returns that page again, as many OData services do.
+ */
+export type PagingMode = "skip" | "nextLink" | "skipToken";
 export type EntityName = string;
 
 export interface SimulatorOptions {
@@ -30,9 +35,17 @@ export type Fault = (
   | { kind: "dropConnection"; times: number; entity?: string }
   | { kind: "slow"; delayMs: number; times: number; entity?: string }
   | { kind: "tokenStatus"; status: number; times: number }
+  /** Answers as if `$skip` (or `$skiptoken`) were 0: page one again. */
+  | { kind: "ignoreSkip"; times: number; entity?: string }
+  /** The page's `@odata.nextLink` is the URL the request was sent to. */
+  | { kind: "selfLink"; times: number; entity?: string }
+  /** The first `pages` pages link in a ring: page k links to page (k + 1) mod `pages`, by `$skiptoken`. */
+  | { kind: "linkCycle"; pages: number; times: number; entity?: string }
 ) & {
   /** Lets this many requests it would match through first (counted from injection), e.g. to fault mid-paging. */
   after?: number;
+  /** Matches only data requests for this offset (`$skip` or `$skiptoken`), e.g. to fault one page of several in flight. */
+  skip?: number;
 };
 
 export interface RequestLogEntry {
@@ -47,6 +60,8 @@ export interface RequestLogEntry {
   status: number;
   records: number;
   fault?: string;
+  /** The client closed the connection before the answer was sent (a request it dropped). */
+  aborted?: boolean;
 }
 
 export interface CitrixSimulator {
@@ -342,6 +357,8 @@ interface PageQuery {
   parts: { year: string; month: string; day: string; hour: string };
   top: number | undefined;
   skip: number;
+  /** The offset came from a `$skiptoken` (a link the server handed out), not from `$skip`. */
+  bySkipToken: boolean;
 }
 
 class BadRequest extends Error {}
@@ -362,6 +379,12 @@ function validateFault(fault: Fault): number {
     throw new RangeError(`fault ${fault.kind}: status must be 400..599`);
   }
   if (fault.kind === "slow" && !(fault.delayMs >= 0)) throw new RangeError("fault slow: delayMs must be ≥ 0");
+  if (fault.kind === "linkCycle" && !(Number.isInteger(fault.pages) && fault.pages >= 2)) {
+    throw new RangeError("fault linkCycle: pages must be an integer ≥ 2 (selfLink is a ring of one)");
+  }
+  if (fault.skip !== undefined && !(Number.isInteger(fault.skip) && fault.skip >= 0)) {
+    throw new RangeError(`fault ${fault.kind}: skip must be an integer ≥ 0`);
+  }
   if (fault.after !== undefined && !(Number.isInteger(fault.after) && fault.after >= 0)) {
     throw new RangeError(`fault ${fault.kind}: after must be an integer ≥ 0`);
   }
@@ -408,7 +431,7 @@ function parseQuery(params: URLSearchParams): PageQuery {
     if (!m) throw new BadRequest("invalid $skiptoken");
     skip = Number(m[1]);
   }
-  return { hourUtc, parts, top, skip: skip ?? 0 };
+  return { hourUtc, parts, top, skip: skip ?? 0, bySkipToken: skipToken !== null };
 }
 
 /**
@@ -632,6 +655,7 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
 
     const slot = takeFault((f) => {
       if (f.kind === "tokenStatus") return false;
+      if (f.skip !== undefined && f.skip !== query.skip) return false;
       return f.kind === "expireTokens" || f.entity === undefined || f.entity === entity;
     });
     const fault = slot?.fault;
@@ -649,17 +673,23 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     const count = recordCount(entity, query.hourUtc);
     const ctx = context(entity, query.hourUtc);
     const pageSize = Math.min(query.top ?? maxPageSize, maxPageSize);
-    const end = Math.min(count, query.skip + pageSize);
+    const ignoresSkip = fault?.kind === "ignoreSkip" || (paging === "skipToken" && !query.bySkipToken);
+    const skip = ignoresSkip ? 0 : query.skip;
+    const end = Math.min(count, skip + pageSize);
     const value: DataRecord[] = [];
-    for (let i = query.skip; i < end; i++) value.push(generate(ctx, i));
+    for (let i = skip; i < end; i++) value.push(generate(ctx, i));
     const odataContext = `${apiBase}/$metadata#${entity}`;
-    let nextLink: string | undefined;
-    if (paging === "nextLink" && end < count && value.length > 0) {
+    const linkTo = (offset: number): string => {
       const { year, month, day, hour } = query.parts;
-      const token = Buffer.from(`sim-skip:${end}`).toString("base64url");
+      const token = Buffer.from(`sim-skip:${offset}`).toString("base64url");
       const top = query.top === undefined ? "" : `&$top=${query.top}`;
-      nextLink = `${apiBase}/${entity}?year=${year}&month=${month}&day=${day}&hour=${hour}${top}&$skiptoken=${token}`;
-    }
+      return `${apiBase}/${entity}?year=${year}&month=${month}&day=${day}&hour=${hour}${top}&$skiptoken=${token}`;
+    };
+    let nextLink: string | undefined;
+    if (fault?.kind === "selfLink") nextLink = `${new URL(apiBase).origin}${entry.path}`;
+    else if (fault?.kind === "linkCycle")
+      nextLink = linkTo(((Math.floor(skip / pageSize) + 1) % fault.pages) * pageSize);
+    else if (paging !== "skip" && end < count && value.length > 0) nextLink = linkTo(end);
     const body = pageBody(odataContext, value, nextLink);
     const headers = { "content-type": ODATA_JSON, "odata-version": "4.0" };
     // Page latency is the whole time to answer, as a client sees a real API: building the page counts.
@@ -667,6 +697,9 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
       Math.max(0, pageLatencyMs - (performance.now() - startedAt)) +
       (fault?.kind === "slow" ? fault.delayMs : 0);
     entry.status = 200;
+    res.once("close", () => {
+      if (!res.writableFinished && fault?.kind !== "dropConnection") entry.aborted = true;
+    });
     const garbled =
       fault?.kind === "malformedJson" || fault?.kind === "wrongEnvelope" || fault?.kind === "dropConnection";
     entry.records = garbled ? 0 : value.length;
@@ -774,8 +807,8 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
         pageLatencyMs = patch.pageLatencyMs;
       }
       if (patch.paging !== undefined) {
-        if (patch.paging !== "skip" && patch.paging !== "nextLink")
-          throw new RangeError("paging: skip|nextLink");
+        if (!["skip", "nextLink", "skipToken"].includes(patch.paging))
+          throw new RangeError("paging: skip|nextLink|skipToken");
         paging = patch.paging;
       }
       if (patch.volume !== undefined) volume = patch.volume;

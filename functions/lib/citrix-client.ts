@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import type { CitrixCredentialsSource } from "./citrix-credentials";
 import { citrixTokenUrl } from "./config";
 import { CitrixAuthError, CitrixResponseError, CitrixUnavailableError, ConfigurationError } from "./errors";
@@ -12,7 +13,8 @@ export interface CitrixClientTuning {
   /** Upper bound of one backoff pause, before Retry-After is considered. */
   maxBackoffMs?: number;
   fetch?: typeof fetch;
-  sleep?: (ms: number) => Promise<void>;
+  /** Waits `ms`; may end early with the signal's reason once the signal is aborted. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   random?: () => number;
   now?: () => number;
 }
@@ -93,7 +95,7 @@ export class CitrixClient {
   /** Values no message may carry: the client secret and the current token, once known. */
   private readonly secrets = new Set<string>();
   private readonly fetch: typeof fetch;
-  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly random: () => number;
   private readonly now: () => number;
   private readonly maxAttempts: number;
@@ -103,7 +105,7 @@ export class CitrixClient {
 
   constructor(private readonly options: CitrixClientOptions) {
     this.fetch = options.fetch ?? globalThis.fetch;
-    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.sleep = options.sleep ?? ((ms, signal) => delay(ms, undefined, { signal }));
     this.random = options.random ?? Math.random;
     this.now = options.now ?? Date.now;
     this.maxAttempts = options.maxAttempts ?? 8;
@@ -119,14 +121,30 @@ export class CitrixClient {
   }
 
   /**
+   * Waits until `notBeforeMs` (a Retry-After an earlier invocation was given, see CitrixUnavailableError's
+   * retryAtMs), but not past `deadlineMs`, after which this invocation sends no request.
+   */
+  async waitUntil(notBeforeMs: number, deadlineMs: number, log: Logger): Promise<void> {
+    const waitMs = Math.min(notBeforeMs, deadlineMs) - this.now();
+    if (waitMs <= 0) return;
+    log.info("waiting as the Citrix API asked before the hand-over", {
+      waitMs,
+      notBefore: new Date(notBeforeMs).toISOString(),
+    });
+    await this.sleep(waitMs);
+  }
+
+  /**
    * Fetches one page. Transient failures are retried until the attempts or `deadlineMs` run out, then
-   * surface as CitrixUnavailableError so the state machine's Retry takes over.
+   * surface as CitrixUnavailableError so the state machine's Retry takes over. Aborting `signal` ends
+   * the request (and any backoff pause) at once with the signal's reason.
    */
   async getPage(
     url: string,
     deadlineMs: number,
     log: Logger,
     observer?: CitrixRequestObserver,
+    signal?: AbortSignal,
   ): Promise<ODataPage> {
     if (new URL(url).origin !== this.apiOrigin) {
       // The bearer token must never be sent to a host other than the configured API.
@@ -138,7 +156,9 @@ export class CitrixClient {
     for (let attempt = 1; ; attempt++) {
       try {
         const token = await this.accessToken(deadlineMs, log, observer);
+        signal?.throwIfAborted();
         const response = await this.request(url, "API_BASE", {
+          signal,
           method: "GET",
           headers: {
             Authorization: `CwsAuth bearer=${token.value}`,
@@ -178,8 +198,10 @@ export class CitrixClient {
           `HTTP ${response.status} from ${url}: ${this.snippet(body)} (check API_BASE, ENTITIES and the API client's permissions)`,
         );
       } catch (error) {
+        // Dropped by the caller: whatever the abort broke is not the API's failure, so it is not retried.
+        signal?.throwIfAborted();
         if (!(error instanceof TransientHttpError)) throw error;
-        await this.backoff(error, attempt, deadlineMs, url, log, observer);
+        await this.backoff(error, attempt, deadlineMs, url, log, observer, signal);
       }
     }
   }
@@ -264,13 +286,18 @@ export class CitrixClient {
    * TransientHttpError; a host that does not exist, an untrusted certificate or a redirect is a wrong
    * setting, named.
    */
-  private async request(url: string, setting: UrlSetting, init: RequestInit): Promise<Response> {
+  private async request(
+    url: string,
+    setting: UrlSetting,
+    { signal, ...init }: RequestInit & { signal?: AbortSignal | undefined },
+  ): Promise<Response> {
     let response: Response;
+    const timeout = AbortSignal.timeout(this.options.timeoutMs);
     try {
       response = await this.fetch(url, {
         ...init,
         redirect: "manual",
-        signal: AbortSignal.timeout(this.options.timeoutMs),
+        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
       });
     } catch (error) {
       const codes = errorCodes(error);
@@ -313,6 +340,7 @@ export class CitrixClient {
     url: string,
     log: Logger,
     observer: CitrixRequestObserver | undefined,
+    signal?: AbortSignal,
   ): Promise<void> {
     const exponential = Math.min(this.maxBackoffMs, FIRST_BACKOFF_MS * 2 ** (attempt - 1));
     const jittered = Math.round(this.random() * exponential);
@@ -320,12 +348,17 @@ export class CitrixClient {
     if (attempt >= this.maxAttempts || this.now() + waitMs >= deadlineMs) {
       throw new CitrixUnavailableError(
         `Citrix API still failing after ${attempt} attempt(s) (${error.message} from ${url}); the state machine retries this page later; if this persists, check the Citrix Cloud status page and the API client's rate limits`,
-        { cause: error },
+        { cause: error, retryAtMs: this.now() + waitMs },
       );
     }
     log.warn("transient Citrix API failure, retrying", { url, attempt, waitMs, reason: error.message });
     observer?.retried(error.status);
-    await this.sleep(waitMs);
+    try {
+      await this.sleep(waitMs, signal);
+    } finally {
+      // With the abort's own reason, as a request aborted mid-flight ends.
+      signal?.throwIfAborted();
+    }
   }
 
   /** A short, one-line excerpt of a body for an error message, with every known secret blanked out. */

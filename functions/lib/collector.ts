@@ -1,11 +1,12 @@
 import { randomBytes } from "node:crypto";
 import type { CitrixClient, CitrixRequestObserver, ODataPage } from "./citrix-client";
 import type { CollectorConfig } from "./config";
-import type { CollectedResult, CollectInput, CollectOutput, CollectProgress, PageCursor } from "./contracts";
+import type { CollectedResult, CollectInput, CollectOutput, CollectProgress } from "./contracts";
 import { Envelope } from "./envelope";
 import { CitrixUnavailableError } from "./errors";
 import { collectedResultKey, stagingPartKey } from "./keys";
 import type { Logger } from "./log";
+import { PageWalker, pageDigest } from "./paging";
 import { NdjsonPartWriter } from "./part-writer";
 import type { S3Store } from "./s3-store";
 
@@ -17,6 +18,7 @@ export interface CollectDeps {
     | "controlPrefix"
     | "pageSize"
     | "maxPagesInFlight"
+    | "maxPagesPerEntityHour"
     | "partMaxRecords"
     | "partMaxBytes"
     | "gzip"
@@ -46,24 +48,21 @@ export async function collectEntityHour(
   // No request starts after this: one started just before may run a whole HTTP timeout, and the last
   // flush still gets INVOCATION_RESERVE_MS before the Lambda's own timeout.
   const deadlineMs = now() + remainingTimeMs() - config.invocationReserveMs - config.httpTimeoutMs;
-  const progress: CollectProgress = {
-    ...(input.progress ?? {
-      cursor: { skip: 0 },
-      segments: [],
-      parts: 0,
-      records: 0,
-      pages: 0,
-      largestPage: 0,
-    }),
-    invocations: (input.progress?.invocations ?? 0) + 1,
+  const resumed = input.progress;
+  const pager = new PageWalker(config.pageSize, config.maxPagesPerEntityHour, resumed);
+  // What was written; where paging stands is the walker's (see the output below).
+  const written: Pick<CollectProgress, "segments" | "parts" | "records" | "invocations"> = {
+    segments: resumed?.segments ?? [],
+    parts: resumed?.parts ?? 0,
+    records: resumed?.records ?? 0,
+    invocations: (resumed?.invocations ?? 0) + 1,
   };
   const segment = {
     attempt: randomBytes(4).toString("hex"),
-    firstPart: progress.parts,
+    firstPart: written.parts,
     parts: 0,
     compressed: config.gzip,
   };
-  const pager = new PageWalker(config.pageSize, progress.cursor, progress.largestPage);
   const writer = new NdjsonPartWriter(
     store,
     { maxRecords: config.partMaxRecords, maxBytes: config.partMaxBytes, gzip: config.gzip },
@@ -82,13 +81,20 @@ export async function collectEntityHour(
   // Requests already sent, oldest first. The next one always goes out before the previous page is written;
   // more than one only in $skip mode, only after a full page showed the API honours TOP_N, and each is
   // checked against the cursor when its turn comes, so a guess that turned out wrong is dropped unread.
-  const inFlight: { url: string; page: Promise<ODataPage> }[] = [];
+  const inFlight: { url: string; page: Promise<ODataPage>; abort: AbortController }[] = [];
   const request = (url: string) => {
-    const page = citrix.getPage(url, deadlineMs, log, deps.apiRequests);
+    const abort = new AbortController();
+    const page = citrix.getPage(url, deadlineMs, log, deps.apiRequests, abort.signal);
     // A request dropped unread must not surface as an unhandled rejection.
     page.catch(() => undefined);
-    inFlight.push({ url, page });
+    inFlight.push({ url, page, abort });
   };
+  // A request whose page will not be read is aborted, so it neither runs on past the hand-over nor keeps
+  // the API busy.
+  const dropInFlight = () => {
+    for (const dropped of inFlight.splice(0)) dropped.abort.abort();
+  };
+  let throttledUntilMs: number | undefined;
   let pagesThisInvocation = 0;
   const topUp = () => {
     // Every invocation pages at least once, so the Choice loop always makes progress.
@@ -99,36 +105,61 @@ export async function collectEntityHour(
     }
   };
 
-  topUp();
-  for (let head = inFlight.shift(); head; head = inFlight.shift()) {
-    let page: ODataPage;
-    try {
-      page = await head.page;
-    } catch (error) {
-      // Keep what this invocation already paged; the next invocation retries the failing page.
-      if (error instanceof CitrixUnavailableError && pagesThisInvocation > 0) {
-        log.warn("Citrix API unavailable, handing over to the next invocation", { reason: error.message });
-        break;
-      }
-      throw error;
-    }
-    pager.advance(page.records.length, page.nextLink);
-    progress.records += page.records.length;
-    progress.pages++;
-    pagesThisInvocation++;
-    log.info("fetched page", { page: progress.pages, records: page.records.length, total: progress.records });
-    // Ask for the next page(s) before this one is turned into NDJSON and uploaded.
-    if (pager.done || inFlight[0]?.url !== pager.nextUrl(citrix, input.entity, input.hourUtc))
-      inFlight.length = 0;
+  if (resumed?.notBefore !== undefined)
+    await citrix.waitUntil(Date.parse(resumed.notBefore), deadlineMs, log);
+  try {
     topUp();
-    await writer.add(new Envelope(input.entity, input.hourUtc, new Date(now()).toISOString()), page.records);
+    for (let head = inFlight.shift(); head; head = inFlight.shift()) {
+      let page: ODataPage;
+      try {
+        page = await head.page;
+      } catch (error) {
+        // Keep what this invocation already paged; the next invocation retries the failing page once the
+        // time the API asked for has passed.
+        if (error instanceof CitrixUnavailableError && pagesThisInvocation > 0) {
+          log.warn("Citrix API unavailable, handing over to the next invocation", { reason: error.message });
+          throttledUntilMs = error.retryAtMs;
+          break;
+        }
+        throw error;
+      }
+      const fresh = pager.advance({
+        url: head.url,
+        count: page.records.length,
+        nextLink: page.nextLink,
+        digest: pageDigest(page.records),
+      });
+      pagesThisInvocation++;
+      if (fresh) written.records += page.records.length;
+      else
+        log.warn("the API ignored $skip and served its only page again; dropped the repeat", {
+          url: head.url,
+        });
+      log.info("fetched page", { page: pager.pages, records: page.records.length, total: written.records });
+      // Ask for the next page(s) before this one is turned into NDJSON and uploaded.
+      if (pager.done || inFlight[0]?.url !== pager.nextUrl(citrix, input.entity, input.hourUtc))
+        dropInFlight();
+      topUp();
+      if (fresh) {
+        await writer.add(
+          new Envelope(input.entity, input.hourUtc, new Date(now()).toISOString()),
+          page.records,
+        );
+      }
+    }
+  } finally {
+    dropInFlight();
   }
   await writer.finish();
   segment.parts = writer.sealed;
-  if (segment.parts > 0) progress.segments = [...progress.segments, segment];
-  progress.parts += segment.parts;
-  progress.cursor = pager.cursor;
-  progress.largestPage = pager.largestPage;
+  if (segment.parts > 0) written.segments = [...written.segments, segment];
+  written.parts += segment.parts;
+  // A Retry-After is honoured by the invocation it is handed to, and by no later one.
+  const progress: CollectProgress = {
+    ...written,
+    ...pager.state,
+    ...(throttledUntilMs === undefined ? {} : { notBefore: new Date(throttledUntilMs).toISOString() }),
+  };
   if (pager.done) {
     // Commit reads this instead of the Map's output. Written after every part is stored, so it never names a
     // part that is missing; an invocation Step Functions gave up on may overwrite it with its own complete
@@ -154,50 +185,4 @@ export async function collectEntityHour(
     storedBytes: writer.storedBytes,
   });
   return { runId: input.runId, entity: input.entity, hourUtc: input.hourUtc, done: pager.done, progress };
-}
-
-/**
- * OData paging rules. With `@odata.nextLink` the server drives and the last page has none. Without it we
- * page by $skip and stop on an empty page, or on a short page once a longer one was seen: a service may
- * cap $top below TOP_N, so a first short page is not proof of the end (that costs one extra request).
- */
-export class PageWalker {
-  done = false;
-
-  constructor(
-    private readonly pageSize: number,
-    public cursor: PageCursor,
-    public largestPage = 0,
-  ) {}
-
-  /** Whether pages further ahead can be guessed: $skip paging, and a full page proved TOP_N is honoured. */
-  guessesAhead(): boolean {
-    return !this.done && "skip" in this.cursor && this.largestPage === this.pageSize;
-  }
-
-  /** The URL `ahead` pages after the next one, assuming full pages (see guessesAhead). */
-  guessUrl(citrix: CitrixClient, entity: string, hourUtc: string, ahead: number): string {
-    const skip = "skip" in this.cursor ? this.cursor.skip : 0;
-    return citrix.pageUrl(entity, hourUtc, this.pageSize, skip + ahead * this.pageSize);
-  }
-
-  nextUrl(citrix: CitrixClient, entity: string, hourUtc: string): string {
-    return "nextLink" in this.cursor
-      ? this.cursor.nextLink
-      : citrix.pageUrl(entity, hourUtc, this.pageSize, this.cursor.skip);
-  }
-
-  advance(count: number, nextLink: string | undefined): void {
-    const following = "nextLink" in this.cursor;
-    if (nextLink) {
-      this.cursor = { nextLink };
-    } else if (following) {
-      this.done = true;
-    } else {
-      const skip = "skip" in this.cursor ? this.cursor.skip : 0;
-      this.done = count === 0 || (count < this.pageSize && count < this.largestPage);
-      this.cursor = { skip: skip + count };
-    }
-    this.largestPage = Math.max(this.largestPage, count);
-  }
 }

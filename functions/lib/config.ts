@@ -22,6 +22,7 @@ export interface CollectorConfig {
   entities: string[];
   pageSize: number;
   maxPagesInFlight: number;
+  maxPagesPerEntityHour: number;
   lookbackMinutes: number;
   maxHoursPerRun: number;
   firstHourUtc: string | undefined;
@@ -161,6 +162,9 @@ const envSchema = z.object({
   TOP_N: integer(1000, 1, 10_000),
   // 1: each page is requested when the previous one arrived; more only while the API honours TOP_N.
   MAX_PAGES_IN_FLIGHT: integer(1, 1, 8),
+  // A backstop against paging that makes no progress in a way PageWalker does not recognise. At least 2:
+  // in $skip paging an hour that fits in one page takes a second request to show it has no more.
+  MAX_PAGES_PER_ENTITY_HOUR: integer(100_000, 2, 10_000_000),
   LOOKBACK_MINUTES: integer(75, 60, 7 * 24 * 60),
   MAX_HOURS_PER_RUN: integer(24, 1, 168),
   FIRST_HOUR_UTC: z.preprocess(
@@ -222,6 +226,7 @@ export function loadConfig(env: Env): CollectorConfig {
     entities: values.ENTITIES,
     pageSize: values.TOP_N,
     maxPagesInFlight: values.MAX_PAGES_IN_FLIGHT,
+    maxPagesPerEntityHour: values.MAX_PAGES_PER_ENTITY_HOUR,
     lookbackMinutes: values.LOOKBACK_MINUTES,
     maxHoursPerRun: values.MAX_HOURS_PER_RUN,
     firstHourUtc: values.FIRST_HOUR_UTC,

@@ -55,6 +55,9 @@ export const planOutputSchema = z.object({
 });
 export type PlanOutput = z.infer<typeof planOutputSchema>;
 
+/** How many nextLink hops PageWalker remembers across invocations; longer cycles hit the page bound. */
+export const MAX_RECENT_LINKED_URLS = 32;
+
 /** Where the next invocation resumes paging: a $skip offset, or the nextLink the API handed out. */
 export const pageCursorSchema = z.union([
   z.object({ skip: count }),
@@ -82,6 +85,12 @@ export const collectProgressSchema = z.object({
   invocations: count,
   /** Longest page seen so far: a later shorter page ends $skip paging (see PageWalker). */
   largestPage: count,
+  /** Digest of the records of the last page received: the API serving it again is no progress. */
+  lastPageDigest: z.string().max(64).optional(),
+  /** Digests of the latest URLs that answered with a nextLink, oldest first: a link back to one is a cycle. */
+  recentLinkedUrls: z.array(z.string().max(64)).max(MAX_RECENT_LINKED_URLS).optional(),
+  /** The API asked (Retry-After, or a backoff not yet waited) not to be called before this time. */
+  notBefore: z.iso.datetime().optional(),
 });
 export type CollectProgress = z.infer<typeof collectProgressSchema>;
 

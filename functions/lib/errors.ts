@@ -36,11 +36,30 @@ export class CitrixAuthError extends CollectorError {
 export class CitrixUnavailableError extends CollectorError {
   override readonly name = "CitrixUnavailableError";
   readonly retryable = true;
+  /**
+   * When the next attempt may go out (epoch ms): what Retry-After asked for, or the backoff this invocation
+   * had no time or attempts left to wait. An invocation that hands over carries it to the next one.
+   */
+  readonly retryAtMs: number | undefined;
+  constructor(message: string, options?: { cause?: unknown; retryAtMs?: number }) {
+    super(message, options);
+    this.retryAtMs = options?.retryAtMs;
+  }
 }
 
 /** The API answered something that is not an OData page (not JSON, no `value` list, or a non-retryable 4xx). */
 export class CitrixResponseError extends CollectorError {
   override readonly name = "CitrixResponseError";
+  readonly retryable = false;
+}
+
+/**
+ * The API's paging made no progress: it ignored `$skip` and served a full page again, its `@odata.nextLink`
+ * pointed at itself or back at a page already read, or an entity-hour ran past MAX_PAGES_PER_ENTITY_HOUR.
+ * Retrying would loop the same way, so an operator looks at what the message says the API did.
+ */
+export class CitrixPagingError extends CollectorError {
+  override readonly name = "CitrixPagingError";
   readonly retryable = false;
 }
 
@@ -82,4 +101,5 @@ export const COLLECTOR_ERRORS = [
   StorageError,
   SecretsManagerUnavailableError,
   StagingLostError,
+  CitrixPagingError,
 ] as const;

@@ -2,9 +2,10 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { createServer as createTlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { CitrixClient, type CitrixClientOptions } from "../../functions/lib/citrix-client";
 import type { CitrixCredentialsSource } from "../../functions/lib/citrix-credentials";
+import type { CitrixUnavailableError } from "../../functions/lib/errors";
 import { createLogger } from "../../functions/lib/log";
 import { type CitrixSimulator, startCitrixSimulator } from "../../local/citrix-simulator";
 import { failure } from "../support/failure";
@@ -373,6 +374,57 @@ describe("retries", () => {
     expect(error.name).toBe("CitrixUnavailableError");
     expect(error.message).toContain("after 1 attempt(s) (HTTP 429 from");
     expect(sleeps).toEqual([]);
+    // What the next invocation is told to wait for.
+    const { retryAtMs } = error as CitrixUnavailableError;
+    expect(retryAtMs).toBeGreaterThan(Date.now() + 115_000);
+    expect(retryAtMs).toBeLessThanOrEqual(Date.now() + 120_000);
+  });
+
+  it("gives up on its last attempt with the backoff it did not wait as the time to retry at", async () => {
+    simulator.inject({ kind: "status", status: 503, times: 2 });
+    const c = client({ maxAttempts: 2, random: () => 1 });
+    const before = Date.now();
+    const error = (await failure(page(c))) as CitrixUnavailableError;
+    expect(sleeps).toEqual([500]);
+    expect(error.retryAtMs).toBeGreaterThanOrEqual(before + 1000);
+    expect(error.retryAtMs).toBeLessThanOrEqual(Date.now() + 1000);
+  });
+
+  it("waits until a handed-over time before paging, but not past the deadline", async () => {
+    const c = client();
+    await c.waitUntil(Date.now() + 90_000, Date.now() + 60_000, log);
+    await c.waitUntil(Date.now() - 1, Date.now() + 60_000, log);
+    await c.waitUntil(Date.now() + 20_000, Date.now() + 60_000, log);
+    expect(sleeps).toHaveLength(2);
+    expect(sleeps[0]).toBeGreaterThan(59_000);
+    expect(sleeps[0]).toBeLessThanOrEqual(60_000);
+    expect(sleeps[1]).toBeGreaterThan(19_000);
+    expect(sleeps[1]).toBeLessThanOrEqual(20_000);
+  });
+
+  it("ends an aborted request at once with the abort's reason, unretried, also during a backoff pause", async () => {
+    // The client's own sleep, which an abort cuts short.
+    const c = client({ sleep: undefined });
+    const url = c.pageUrl("sessions", HOUR, 10, 0);
+    simulator.inject({ kind: "slow", delayMs: 5000, times: 1 });
+    const inFlight = new AbortController();
+    const started = Date.now();
+    const request = c.getPage(url, Date.now() + 60_000, log, undefined, inFlight.signal);
+    await vi.waitFor(() => expect(dataRequests()).toHaveLength(1));
+    inFlight.abort(new Error("handed over"));
+    expect((await failure(request)).message).toBe("handed over");
+    await vi.waitFor(() => expect(dataRequests()[0]?.aborted).toBe(true));
+
+    simulator.inject({ kind: "status", status: 503, times: 1, retryAfter: "30" });
+    const backingOff = new AbortController();
+    const retried = c.getPage(url, Date.now() + 60_000, log, undefined, backingOff.signal);
+    await vi.waitFor(() =>
+      expect(logs.some((line) => line.includes("transient Citrix API failure"))).toBe(true),
+    );
+    backingOff.abort(new Error("dropped"));
+    expect((await failure(retried)).message).toBe("dropped");
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(dataRequests()).toHaveLength(2);
   });
 
   it("times out a request that hangs, and retries it", async () => {

@@ -1,8 +1,9 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { createHandler as createCommitHandler } from "../../functions/commit/handler";
 import type { Env } from "../../functions/lib/config";
+import type { CollectOutput } from "../../functions/lib/contracts";
 import { createLogger } from "../../functions/lib/log";
 import { createMetricsFactory } from "../../functions/lib/metrics";
 import { runtimeFromEnvironment } from "../../functions/lib/runtime";
@@ -43,6 +44,27 @@ async function open(
 const tokenRequests = (s: Stand) =>
   s.simulator.requests.filter((request) => request.path.startsWith("/cctrustoauth2/"));
 const faultsServed = (s: Stand) => s.simulator.requests.filter((request) => request.fault !== undefined);
+const dataRequests = (s: Stand) =>
+  s.simulator.requests.filter((request) => request.path.startsWith("/casodata/"));
+/** Faults that last, as a server's own behaviour does: far more than any bounded paging could meet. */
+const ALWAYS = 100_000;
+/** A 15 s collect timeout less the stand's 5 s HTTP timeout and this reserve leaves 1 ms: one page per invocation. */
+const ONE_PAGE_PER_INVOCATION = {
+  env: { INVOCATION_RESERVE_MS: "9999" },
+  run: { timeoutsMs: { collect: 15_000 } },
+} as const;
+
+/** Wraps the collect handler to record what every invocation hands to the next one. */
+function recordCollectOutputs(outputs: CollectOutput[]) {
+  return (key: string, handler: LocalHandler): LocalHandler =>
+    key !== "collect"
+      ? handler
+      : async (event, context) => {
+          const output = (await handler(event, context)) as CollectOutput;
+          outputs.push(output);
+          return output;
+        };
+}
 
 /** Wraps the collect handler to record the name of every error it ends with (what the Task's Retry sees). */
 function recordCollectFailures(thrown: string[]) {
@@ -164,6 +186,160 @@ describe("throttling and outages", () => {
     // The first attempt and the definition's six retries.
     expect(result.invocations.collect).toBe(7);
     expect(result.retries).toBe(6);
+  });
+});
+
+describe("paging that makes no progress ends: every record once, or CitrixPagingError", () => {
+  it("collects a one-page hour once from a server that ignores $skip, dropping the page it serves again", async () => {
+    const s = await open();
+    s.simulator.setOptions({ volume: { sessions: 400 } });
+    s.simulator.inject({ kind: "ignoreSkip", times: ALWAYS });
+    const result = await s.run("ignores-skip-1");
+
+    await expectCollectedOnce(s, result);
+    expect(dataRequests(s).map((request) => request.skip)).toEqual([0, 400]);
+    expect(result.collected?.[0]?.progress).toMatchObject({ pages: 2, records: 400 });
+    expect(s.logs.some((line) => line.includes("served its only page again; dropped the repeat"))).toBe(true);
+  });
+
+  it("notices the repeat across invocations too (the previous page's digest rides in the cursor)", async () => {
+    const s = await open(ONE_PAGE_PER_INVOCATION.env);
+    s.simulator.setOptions({ volume: { sessions: 400 } });
+    s.simulator.inject({ kind: "ignoreSkip", times: ALWAYS });
+    const result = await s.run("ignores-skip-2", ONE_PAGE_PER_INVOCATION.run);
+
+    await expectCollectedOnce(s, result);
+    expect(result.invocations.collect).toBe(2);
+    expect(dataRequests(s)).toHaveLength(2);
+  });
+
+  it.each([
+    ["one page at a time", "1", {}],
+    ["with pages guessed ahead", "4", {}],
+    ["one page per invocation", "1", ONE_PAGE_PER_INVOCATION],
+  ] as const)(
+    "fails by name, unretried, when a server that ignores $skip serves a full page again (%s)",
+    async (_how, inFlight, budget) => {
+      const s = await open({ MAX_PAGES_IN_FLIGHT: inFlight, ...("env" in budget ? budget.env : {}) });
+      s.simulator.inject({ kind: "ignoreSkip", times: ALWAYS });
+      const result = await s.run("ignores-skip-3", "run" in budget ? budget.run : {});
+
+      await expectFailedUntouched(s, result, "CitrixPagingError");
+      const page2 = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1000&$skip=1000`;
+      expect(result.error?.cause).toContain(
+        `the API ignored $skip: ${page2} ($skip=1000) returned the same 1000 records as $skip=0`,
+      );
+      expect(result.error?.cause).toContain("raise TOP_N");
+      expect(result.retries).toBe(0);
+      // The first page, the repeat, and at most the pages guessed ahead with it.
+      expect(dataRequests(s).length).toBeLessThanOrEqual(1 + Number(inFlight));
+    },
+  );
+
+  it("collects a one-page hour once from a service that pages by opaque $skiptoken links only", async () => {
+    const s = await open();
+    s.simulator.setOptions({ paging: "skipToken", volume: { sessions: 400 } });
+    const result = await s.run("skiptoken-1");
+
+    await expectCollectedOnce(s, result);
+    expect(dataRequests(s)).toHaveLength(2);
+  });
+
+  it("collects a many-page hour once from that service, by its links", async () => {
+    const s = await open({ MAX_PAGES_IN_FLIGHT: "4" });
+    s.simulator.setOptions({ paging: "skipToken" });
+    const result = await s.run("skiptoken-2");
+
+    await expectCollectedOnce(s, result);
+    expect(dataRequests(s).map((request) => request.skip)).toEqual([0, 1000, 2000]);
+  });
+
+  it("fails by name on a nextLink that points at the page itself, after one request", async () => {
+    const s = await open();
+    s.simulator.inject({ kind: "selfLink", times: ALWAYS });
+    const result = await s.run("self-link-1");
+
+    await expectFailedUntouched(s, result, "CitrixPagingError");
+    const page1 = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1000&$skip=0`;
+    expect(result.error?.cause).toContain(`the API's @odata.nextLink points at the page itself: ${page1}`);
+    expect(dataRequests(s)).toHaveLength(1);
+  });
+
+  it.each([
+    ["within an invocation", {}],
+    ["across invocations (the recent links ride in the cursor)", ONE_PAGE_PER_INVOCATION],
+  ] as const)("fails by name on a nextLink cycle of three pages, %s", async (_how, budget) => {
+    const s = await open("env" in budget ? budget.env : {});
+    s.simulator.setOptions({ volume: { sessions: 5000 } });
+    s.simulator.inject({ kind: "linkCycle", pages: 3, times: ALWAYS });
+    const result = await s.run("link-cycle-1", "run" in budget ? budget.run : {});
+
+    await expectFailedUntouched(s, result, "CitrixPagingError");
+    expect(result.error?.cause).toContain("cycles back to a page already read");
+    // $skip=0, then the ring's links to pages 2, 3 and 1; the link from there to page 2 is not followed.
+    expect(dataRequests(s).map((request) => request.skip)).toEqual([0, 1000, 2000, 0]);
+    expect(result.retries).toBe(0);
+  });
+
+  it("fails by name once an entity-hour reaches MAX_PAGES_PER_ENTITY_HOUR before its end", async () => {
+    const s = await open({ MAX_PAGES_PER_ENTITY_HOUR: "2" });
+    const result = await s.run("page-bound-1");
+
+    await expectFailedUntouched(s, result, "CitrixPagingError");
+    expect(result.error?.cause).toContain("(MAX_PAGES_PER_ENTITY_HOUR is 2)");
+    expect(dataRequests(s)).toHaveLength(2);
+  });
+});
+
+describe("hand-over", () => {
+  it("carries Retry-After to the next invocation, which waits it out before its first request", async () => {
+    const s = await open();
+    s.simulator.inject({ kind: "status", status: 429, times: 2, retryAfter: "300", after: 1 });
+    const outputs: CollectOutput[] = [];
+    const result = await s.run("carried-retry-after-1", {
+      citrix: { client: { maxAttempts: 2 } },
+      wrap: recordCollectOutputs(outputs),
+    });
+
+    await expectCollectedOnce(s, result);
+    expect(outputs).toHaveLength(2);
+    const notBefore = Date.parse(outputs[0]?.progress.notBefore ?? "");
+    expect(notBefore).toBeGreaterThan(Date.now() + 290_000);
+    expect(outputs[1]?.progress.notBefore).toBeUndefined();
+    // The first invocation's own backoff, then the second's wait for the time it was handed.
+    expect(s.sleeps).toHaveLength(2);
+    expect(s.sleeps[0]).toBe(300_000);
+    expect(s.sleeps[1]).toBeGreaterThan(290_000);
+    expect(s.sleeps[1]).toBeLessThanOrEqual(300_000);
+    const waited = s.logs.findIndex((line) => line.includes("waiting as the Citrix API asked"));
+    const resumed = s.logs.findIndex((line, n) => n > waited && line.includes("fetched page"));
+    expect(waited).toBeGreaterThan(-1);
+    expect(resumed).toBeGreaterThan(waited);
+    expect(dataRequests(s).map((request) => request.status)).toEqual([200, 429, 429, 200, 200]);
+  });
+
+  it("aborts the requests still in flight when it hands over, and lands every record once", async () => {
+    const s = await open({ MAX_PAGES_IN_FLIGHT: "3" });
+    s.simulator.setOptions({ volume: { sessions: 4500 } });
+    // Page 2 fails at once (one attempt per invocation), while pages 3 and 4, guessed ahead, take 3 s.
+    s.simulator.inject({ kind: "status", status: 503, times: 1, skip: 1000 });
+    s.simulator.inject({ kind: "slow", delayMs: 3000, times: 1, skip: 2000 });
+    s.simulator.inject({ kind: "slow", delayMs: 3000, times: 1, skip: 3000 });
+    const result = await s.run("abort-in-flight-1", { citrix: { client: { maxAttempts: 1 } } });
+
+    await expectCollectedOnce(s, result);
+    expect(result.collected?.[0]?.progress.invocations).toBe(2);
+    const slow = dataRequests(s).filter((request) => request.fault === "slow");
+    expect(slow.map((request) => request.skip)).toEqual([2000, 3000]);
+    await vi.waitFor(() => expect(slow.every((request) => request.aborted)).toBe(true));
+    // Each page the feed holds came from a request that completed.
+    for (const skip of [0, 1000, 2000, 3000, 4000]) {
+      expect(
+        dataRequests(s).some(
+          (request) => request.skip === skip && request.status === 200 && !request.aborted,
+        ),
+      ).toBe(true);
+    }
   });
 });
 

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { type CitrixSimulator, startCitrixSimulator } from "../../local/citrix-simulator";
 
 const HOUR = "2026-11-24T08:00:00Z";
@@ -372,6 +372,90 @@ describe("faults", () => {
     expect((await postToken(sim.tokenUrl, form)).status).toBe(429);
     expect(await statuses(1)).toEqual([200]);
     expect((await postToken(sim.tokenUrl, form)).status).toBe(200);
+  });
+
+  const KEYS = (page: Page) => page.value.map((r) => r.SessionKey);
+  const sessionKeys = (from: number, to: number) =>
+    sim
+      .records("sessions", HOUR)
+      .slice(from, to)
+      .map((r) => r.SessionKey);
+  const follow = async (link: string | undefined): Promise<Page> => {
+    expect(link).toBeDefined();
+    const res = await fetch(String(link), { headers: authHeaders(sim, token) });
+    expect(res.status).toBe(200);
+    return (await res.json()) as Page;
+  };
+
+  it("ignoreSkip answers any $skip with page one, `times` times", async () => {
+    sim.inject({ kind: "ignoreSkip", times: 2 });
+    for (let i = 0; i < 2; i++) {
+      expect(KEYS(await getPage(sim, token, "sessions", `${Q}&$top=10&$skip=10`))).toEqual(
+        sessionKeys(0, 10),
+      );
+    }
+    expect(KEYS(await getPage(sim, token, "sessions", `${Q}&$top=10&$skip=10`))).toEqual(sessionKeys(10, 20));
+    expect(sim.requests.slice(-3).map((r) => [r.skip, r.fault])).toEqual([
+      [10, "ignoreSkip"],
+      [10, "ignoreSkip"],
+      [10, undefined],
+    ]);
+  });
+
+  it("selfLink makes the page's @odata.nextLink the URL it was asked at", async () => {
+    sim.inject({ kind: "selfLink", times: 1 });
+    const page = await getPage(sim, token, "sessions", query);
+    expect(page["@odata.nextLink"]).toBe(`${sim.apiBase}/sessions?${query}`);
+    expect(KEYS(await follow(page["@odata.nextLink"]))).toEqual(sessionKeys(0, 10));
+  });
+
+  it("linkCycle links the first `pages` pages in a ring", async () => {
+    sim.inject({ kind: "linkCycle", pages: 2, times: 3 });
+    const first = await getPage(sim, token, "sessions", query);
+    const second = await follow(first["@odata.nextLink"]);
+    const third = await follow(second["@odata.nextLink"]);
+    expect([KEYS(first), KEYS(second), KEYS(third)]).toEqual([
+      sessionKeys(0, 10),
+      sessionKeys(10, 20),
+      sessionKeys(0, 10),
+    ]);
+    expect(third["@odata.nextLink"]).toBe(first["@odata.nextLink"]);
+    expect(() => sim.inject({ kind: "linkCycle", pages: 1, times: 1 })).toThrow(RangeError);
+  });
+
+  it("skipToken paging pages by its own links only: $skip gets page one, a one-page hour has no link", async () => {
+    sim.setOptions({ paging: "skipToken" });
+    try {
+      const whole = await getPage(sim, token, "machines", `${Q}&$top=100&$skip=0`);
+      expect(whole.value).toHaveLength(30);
+      expect(whole["@odata.nextLink"]).toBeUndefined();
+      expect(await getPage(sim, token, "machines", `${Q}&$top=100&$skip=30`)).toEqual(whole);
+      const first = await getPage(sim, token, "sessions", query);
+      expect(KEYS(await follow(first["@odata.nextLink"]))).toEqual(sessionKeys(10, 20));
+    } finally {
+      sim.setOptions({ paging: "skip" });
+    }
+  });
+
+  it("`skip` scopes a fault to one page offset", async () => {
+    sim.inject({ kind: "status", status: 503, times: 1, skip: 10 });
+    expect(await statuses(1)).toEqual([200]);
+    const res = await getData(sim, token, "sessions", `${Q}&$top=10&$skip=10`);
+    expect(res.status).toBe(503);
+    await res.arrayBuffer();
+    expect(() => sim.inject({ kind: "slow", delayMs: 1, times: 1, skip: -1 })).toThrow(RangeError);
+  });
+
+  it("marks a request the client aborted before the answer", async () => {
+    sim.inject({ kind: "slow", delayMs: 2000, times: 1 });
+    const dropped = new AbortController();
+    const pending = getData(sim, token, "sessions", query, { signal: dropped.signal });
+    await vi.waitFor(() => expect(sim.requests.at(-1)?.fault).toBe("slow"));
+    dropped.abort();
+    await expect(pending).rejects.toThrow();
+    await vi.waitFor(() => expect(sim.requests.at(-1)?.aborted).toBe(true));
+    await getPage(sim, token, "sessions", query);
+    expect(sim.requests.at(-1)?.aborted).toBeUndefined();
   });
 
   it("rejects nonsense faults", () => {

@@ -44,6 +44,7 @@ describe("loadConfig defaults", () => {
     );
     expect(config.entities).toEqual(["sessions", "machines", "users"]);
     expect(config.pageSize).toBe(1000);
+    expect(config.maxPagesPerEntityHour).toBe(100_000);
     expect(config.lookbackMinutes).toBe(75);
     expect(config.firstHourUtc).toBeUndefined();
     expect(config.seedStateKey).toBeUndefined();
@@ -76,16 +77,18 @@ describe("loadConfig values", () => {
     expect(config.citrix.apiBase).toBe("https://api.cloud.com/casodata");
   });
 
-  it("parses ENTITIES, TOP_N, LOOKBACK_MINUTES and FIRST_HOUR_UTC", () => {
+  it("parses ENTITIES, TOP_N, MAX_PAGES_PER_ENTITY_HOUR, LOOKBACK_MINUTES and FIRST_HOUR_UTC", () => {
     const config = loadConfig({
       ...base,
       ENTITIES: " sessions , machines ",
       TOP_N: "500",
+      MAX_PAGES_PER_ENTITY_HOUR: "2",
       LOOKBACK_MINUTES: "90",
       FIRST_HOUR_UTC: "2026-11-24T08:00:00Z",
     });
     expect(config.entities).toEqual(["sessions", "machines"]);
     expect(config.pageSize).toBe(500);
+    expect(config.maxPagesPerEntityHour).toBe(2);
     expect(config.lookbackMinutes).toBe(90);
     expect(config.firstHourUtc).toBe("2026-11-24T08:00:00Z");
   });
@@ -178,6 +181,8 @@ describe("loadConfig errors", () => {
   it.each([
     ["TOP_N", "0"],
     ["TOP_N", "2.5"],
+    ["MAX_PAGES_PER_ENTITY_HOUR", "1"],
+    ["MAX_PAGES_PER_ENTITY_HOUR", "many"],
     ["LOOKBACK_MINUTES", "ten"],
     ["MAX_HOURS_PER_RUN", "0"],
     ["FIRST_HOUR_UTC", "2026-11-24T08:30:00Z"],

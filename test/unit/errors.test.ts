@@ -11,6 +11,7 @@ const EXPECTED_NAMES = [
   "StorageError",
   "SecretsManagerUnavailableError",
   "StagingLostError",
+  "CitrixPagingError",
 ];
 
 describe("COLLECTOR_ERRORS", () => {
