@@ -103,7 +103,20 @@ const httpUrl = z.string().transform((raw, ctx) => {
   return raw.replace(/\/+$/, "");
 });
 
-const ENTITY_NAME = /^[A-Za-z][A-Za-z0-9_]*$/;
+// At most 64 characters: entity names are repeated in every Map item Plan hands on (see executionSizeProblems).
+const ENTITY_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
+
+/**
+ * Map items (hours × entities) one execution may plan. Step Functions fails an execution at 25,000 history
+ * events, and one that did cannot be redriven. An item adds 11 events when its entity-hour fits in one
+ * invocation (map iteration started/succeeded, task state entered/scheduled/started/succeeded/exited, choice
+ * entered/exited, pass entered/exited), 7 per continuation and 3 per retry; the execution itself 22.
+ * 1,000 items take 11,022, leaving ~14,000 events for about two continuations or retries per item. The same
+ * bound keeps Plan's output (about 40 bytes + the entity name per item, at most ~110 KB) under the 256 KiB
+ * state payload limit.
+ */
+export const MAX_ITEMS_PER_EXECUTION = 1000;
+const HISTORY_EVENTS_PER_ITEM = 11;
 
 // The full ARN ends in "-" and six random characters; IAM matches the grant on exactly this ARN, which a
 // partial ARN (without the suffix) would never equal.
@@ -201,6 +214,8 @@ export function loadConfig(env: Env): CollectorConfig {
   const { feedPrefix, controlPrefix, stateKey } = bucketLayout(env);
   problems.push(...feedIsolationProblems(feedPrefix, controlPrefix, stateKey));
   problems.push(...citrixCredentialProblems(env));
+  if (parsed.success)
+    problems.push(...executionSizeProblems(parsed.data.MAX_HOURS_PER_RUN, parsed.data.ENTITIES));
   if (!parsed.success || problems.length > 0) {
     throw new ConfigurationError(`Invalid configuration: ${problems.join("; ")}`);
   }
@@ -311,6 +326,18 @@ function citrixCredentialProblems(env: Env): string[] {
     }
     return [];
   });
+}
+
+/** The combinations of accepted values that would not fit one execution, with the numbers. */
+function executionSizeProblems(maxHoursPerRun: number, entities: readonly string[]): string[] {
+  const items = maxHoursPerRun * entities.length;
+  if (items <= MAX_ITEMS_PER_EXECUTION) return [];
+  const hoursThatFit = Math.floor(MAX_ITEMS_PER_EXECUTION / entities.length);
+  return [
+    `MAX_HOURS_PER_RUN (${maxHoursPerRun}) × ENTITIES (${entities.length}) = ${items} Map items per execution, more than the ${MAX_ITEMS_PER_EXECUTION} that fit: ` +
+      `each adds ${HISTORY_EVENTS_PER_ITEM} events to the execution's history (more when it continues or retries) and Step Functions fails an execution at 25,000; ` +
+      `set MAX_HOURS_PER_RUN to ${hoursThatFit} or less`,
+  ];
 }
 
 /** SecOps ingests every object under the feed prefix, so control objects there would become log lines. */

@@ -195,6 +195,25 @@ describe("loadConfig errors", () => {
     expect(error.message).toContain(variable);
   });
 
+  it("rejects more hours × entities than one execution's history holds, with the numbers and the fix", () => {
+    const tenEntities = Array.from({ length: 10 }, (_, i) => `entity${i}`).join(",");
+    const error = configError({ ...base, MAX_HOURS_PER_RUN: "168", ENTITIES: tenEntities });
+    expect(error.message).toContain("MAX_HOURS_PER_RUN (168) × ENTITIES (10) = 1680 Map items per execution");
+    expect(error.message).toContain("set MAX_HOURS_PER_RUN to 100 or less");
+    // The largest combinations accepted: 100 hours of 10 entities, 168 hours of the default 3 (and of 5).
+    expect(loadConfig({ ...base, MAX_HOURS_PER_RUN: "100", ENTITIES: tenEntities }).maxHoursPerRun).toBe(100);
+    expect(loadConfig({ ...base, MAX_HOURS_PER_RUN: "168" }).maxHoursPerRun).toBe(168);
+    expect(loadConfig({ ...base, MAX_HOURS_PER_RUN: "168", ENTITIES: "a,b,c,d,e" }).entities).toHaveLength(5);
+    expect(configError({ ...base, MAX_HOURS_PER_RUN: "168", ENTITIES: "a,b,c,d,e,f" }).message).toContain(
+      "set MAX_HOURS_PER_RUN to 166 or less",
+    );
+  });
+
+  it("rejects an entity name longer than 64 characters", () => {
+    expect(loadConfig({ ...base, ENTITIES: `a${"b".repeat(63)}` }).entities).toHaveLength(1);
+    expect(configError({ ...base, ENTITIES: `a${"b".repeat(64)}` }).message).toContain("ENTITIES");
+  });
+
   it("never puts the client secret value in the message", () => {
     const error = configError({
       ...base,
