@@ -2,16 +2,16 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { parse } from "yaml";
+import { failureMessage } from "../cli/failure";
 import { createHandler as createCollectHandler } from "../functions/collect/handler";
 import { createHandler as createCommitHandler } from "../functions/commit/handler";
 import type { Env } from "../functions/lib/config";
 import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/contracts";
+import { collectInputSchema } from "../functions/lib/contracts";
 import { createLogger, type LogSink, serviceName } from "../functions/lib/log";
 import { createMetricsFactory, type MetricsSink } from "../functions/lib/metrics";
 import { type CitrixDeps, type Runtime, runtimeFromEnvironment } from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
-import { failureMessage } from "../cli/failure";
-import { collectInputSchema } from "../functions/lib/contracts";
 import type { HistoryEvent } from "./execution-history";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
 

@@ -68,7 +68,12 @@ const FORWARDED = /^(MapIteration|ParallelBranch)/;
 
 export class ExecutionHistory {
   readonly events: HistoryEvent[] = [];
-  private readonly root: HistoryFrame = { iteration: undefined, lastEventId: 0, events: 0, attempt: undefined };
+  private readonly root: HistoryFrame = {
+    iteration: undefined,
+    lastEventId: 0,
+    events: 0,
+    attempt: undefined,
+  };
   private readonly frames: HistoryFrame[] = [];
   /** The frame that dispatched last: the engine invokes a Task's handler synchronously right after. */
   private current = this.root;
@@ -131,7 +136,13 @@ export class ExecutionHistory {
       case "ExecutionStarted":
         if (iteration) {
           const link = this.mapLinks.get(iteration.map)?.started ?? 0;
-          this.append(frame, "MapIterationStarted", { mapIterationStartedEventDetails: iteration }, true, link);
+          this.append(
+            frame,
+            "MapIterationStarted",
+            { mapIterationStartedEventDetails: iterationDetails(iteration) },
+            true,
+            link,
+          );
         } else {
           this.append(frame, "ExecutionStarted", {
             executionStartedEventDetails: { input: json(event.input), inputDetails: { truncated: false } },
@@ -140,17 +151,24 @@ export class ExecutionHistory {
         return;
       case "ExecutionSucceeded":
         if (iteration) {
-          this.append(frame, "MapIterationSucceeded", { mapIterationSucceededEventDetails: iteration });
+          this.append(frame, "MapIterationSucceeded", {
+            mapIterationSucceededEventDetails: iterationDetails(iteration),
+          });
           this.link(iteration.map).succeeded = frame.lastEventId;
         } else {
           this.append(frame, "ExecutionSucceeded", {
-            executionSucceededEventDetails: { output: json(event.output), outputDetails: { truncated: false } },
+            executionSucceededEventDetails: {
+              output: json(event.output),
+              outputDetails: { truncated: false },
+            },
           });
         }
         return;
       case "ExecutionFailed":
         if (iteration) {
-          this.append(frame, "MapIterationFailed", { mapIterationFailedEventDetails: iteration });
+          this.append(frame, "MapIterationFailed", {
+            mapIterationFailedEventDetails: iterationDetails(iteration),
+          });
           this.link(iteration.map).failed = frame.lastEventId;
         } else {
           this.append(frame, "ExecutionFailed", {
@@ -160,9 +178,15 @@ export class ExecutionHistory {
         return;
       case "ExecutionAborted":
       case "ExecutionTimeout":
-        if (iteration) this.append(frame, "MapIterationAborted", { mapIterationAbortedEventDetails: iteration });
+        if (iteration)
+          this.append(frame, "MapIterationAborted", {
+            mapIterationAbortedEventDetails: iterationDetails(iteration),
+          });
         else if (event.type === "ExecutionAborted") this.append(frame, "ExecutionAborted", {});
-        else this.append(frame, "ExecutionTimedOut", { executionTimedOutEventDetails: { error: "States.Timeout" } });
+        else
+          this.append(frame, "ExecutionTimedOut", {
+            executionTimedOutEventDetails: { error: "States.Timeout" },
+          });
         return;
     }
     if (!state) return;
@@ -196,12 +220,14 @@ export class ExecutionHistory {
         return;
       }
       case "StateFailed":
-        if (state.type === "Map") this.append(frame, "MapStateFailed", {}, false, this.link(state.name).failed);
+        if (state.type === "Map")
+          this.append(frame, "MapStateFailed", {}, false, this.link(state.name).failed);
         if (state.type === "Task" && frame.attempt) {
           // An attempt the handler did not end itself: the engine's TimeoutSeconds ran out, or the result broke a limit.
           frame.attempt = undefined;
           const details = { ...LAMBDA, error: event.Error, cause: causeText(event.Cause) };
-          if (event.Error === "States.Timeout") this.append(frame, "TaskTimedOut", { taskTimedOutEventDetails: details });
+          if (event.Error === "States.Timeout")
+            this.append(frame, "TaskTimedOut", { taskTimedOutEventDetails: details });
           else this.append(frame, "TaskFailed", { taskFailedEventDetails: details });
         }
         return;
@@ -253,8 +279,8 @@ export class ExecutionHistory {
   }
 
   private link(map: string): { started?: number; succeeded?: number; failed?: number } {
-    let link = this.mapLinks.get(map);
-    if (!link) this.mapLinks.set(map, (link = {}));
+    const link = this.mapLinks.get(map) ?? {};
+    this.mapLinks.set(map, link);
     return link;
   }
 
@@ -300,9 +326,14 @@ function causeText(cause: unknown): string {
 }
 
 /** GetExecutionHistory's response for these events, with timestamps as `stamp` writes them. */
-export function executionHistoryResponse(
+export function executionHistoryResponse<Stamp>(
   events: readonly HistoryEvent[],
-  stamp: (epochMs: number) => string | number,
-): { events: Record<string, unknown>[] } {
+  stamp: (epochMs: number) => Stamp,
+): { events: (Omit<HistoryEvent, "timestamp"> & { timestamp: Stamp })[] } {
   return { events: events.map((event) => ({ ...event, timestamp: stamp(event.timestamp) })) };
+}
+
+/** mapIteration…EventDetails: the Map state's name and the item's index. */
+function iterationDetails(iteration: { map: string; index: number }): { name: string; index: number } {
+  return { name: iteration.map, index: iteration.index };
 }

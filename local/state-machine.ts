@@ -34,7 +34,7 @@ export interface AslState {
   Parameters?: Record<string, unknown>;
   Retry?: { ErrorEquals: string[] }[];
   Catch?: { ErrorEquals: string[] }[];
-  ItemProcessor?: { States: Record<string, AslState> };
+  ItemProcessor?: { StartAt?: string; States: Record<string, AslState>; [field: string]: unknown };
   [field: string]: unknown;
 }
 export interface AslDefinition {
@@ -225,7 +225,11 @@ async function invokeLikeLambda(
       JSON.stringify({ errorType: "Function.ResponseSizeTooLarge", errorMessage }),
     );
   }
-  const output = { ExecutedVersion: "$LATEST", Payload: JSON.parse(serialised) as JsonValue, StatusCode: 200 };
+  const output = {
+    ExecutedVersion: "$LATEST",
+    Payload: JSON.parse(serialised) as JsonValue,
+    StatusCode: 200,
+  };
   const bytes = Buffer.byteLength(JSON.stringify(output));
   if (bytes > STATE_PAYLOAD_LIMIT_BYTES) {
     const error = new StatesTerminalError(

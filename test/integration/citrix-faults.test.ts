@@ -160,7 +160,7 @@ describe("throttling and outages", () => {
     const result = await s.run("refused-1", { citrix: { client: { maxAttempts: 2 } } });
 
     await expectFailedUntouched(s, result, "CitrixUnavailableError");
-    expect(result.error?.cause).toContain("ECONNREFUSED");
+    expect(result.error?.message).toContain("ECONNREFUSED");
     // The first attempt and the definition's six retries.
     expect(result.invocations.collect).toBe(7);
     expect(result.retries).toBe(6);
@@ -186,7 +186,7 @@ describe("tokens", () => {
     const result = await s.run("rejected-1");
 
     await expectFailedUntouched(s, result, "CitrixAuthError");
-    expect(result.error?.cause).toContain("HTTP 401 to a freshly issued token");
+    expect(result.error?.message).toContain("HTTP 401 to a freshly issued token");
     expect(result.retries).toBe(0);
     expect(result.invocations.collect).toBe(1);
   });
@@ -196,8 +196,8 @@ describe("tokens", () => {
     const result = await s.run("wrong-secret-1");
 
     await expectFailedUntouched(s, result, "CitrixAuthError");
-    expect(result.error?.cause).toContain("HTTP 401");
-    expect(result.error?.cause).toContain(
+    expect(result.error?.message).toContain("HTTP 401");
+    expect(result.error?.message).toContain(
       "check CITRIX_CUSTOMER_ID, CITRIX_CLIENT_ID and CITRIX_CLIENT_SECRET",
     );
     expect(result.error?.cause).not.toContain("wrong-client-secret");
@@ -230,7 +230,7 @@ describe("connections and responses", () => {
 
       await expectFailedUntouched(s, result, "CitrixResponseError");
       const url = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1000&$skip=1000`;
-      expect(result.error?.cause).toContain(`response from ${url} ${says}: "{`);
+      expect(result.error?.message).toContain(`response from ${url} ${says}: "{`);
       for (const token of s.simulator.issuedTokens) expect(result.error?.cause).not.toContain(token);
       expect(result.retries).toBe(0);
     },
@@ -244,7 +244,7 @@ describe("wrong settings", () => {
     const result = await s.run("no-token-endpoint-1");
 
     await expectFailedUntouched(s, result, "ConfigurationError");
-    expect(result.error?.cause).toContain("TOKEN_URL leads to no Citrix Cloud token endpoint: HTTP 404");
+    expect(result.error?.message).toContain("TOKEN_URL leads to no Citrix Cloud token endpoint: HTTP 404");
     expect(result.retries).toBe(0);
   });
 
@@ -260,7 +260,7 @@ describe("wrong settings", () => {
     const result = await s.run("unknown-host-1", { citrix: { client: { fetch: unknownHost } } });
 
     await expectFailedUntouched(s, result, "ConfigurationError");
-    expect(result.error?.cause).toBe(
+    expect(result.error?.message).toBe(
       "API_BASE names a host that does not exist: api-xx.cloud.example (DNS lookup failed with ENOTFOUND); check API_BASE",
     );
     expect(result.retries).toBe(0);
@@ -307,8 +307,8 @@ describe("credentials from AWS Secrets Manager", () => {
     const result = await s.run("no-secret-1");
 
     await expectFailedUntouched(s, result, "ConfigurationError");
-    expect(result.error?.cause).toContain("CITRIX_SECRET_ARN: cannot read");
-    expect(result.error?.cause).toContain("ResourceNotFoundException");
+    expect(result.error?.message).toContain("CITRIX_SECRET_ARN: cannot read");
+    expect(result.error?.message).toContain("ResourceNotFoundException");
     expect(result.retries).toBe(0);
     expect(s.simulator.requests).toEqual([]);
   });

@@ -158,7 +158,7 @@ describe("failures leave the watermark and the feed untouched", () => {
 
     expect(result.status).toBe("FAILED");
     expect(result.error?.name).toBe("CitrixResponseError");
-    expect(result.error?.cause).toContain("/casodata/machines");
+    expect(result.error?.message).toContain("/casodata/machines");
     expect(await stand.watermark()).toBeNull();
     expect(await stand.keys("citrix_analytics/")).toEqual([]);
     expect(await stand.keys(STATE_KEY)).toEqual([]);
@@ -181,8 +181,8 @@ describe("failures leave the watermark and the feed untouched", () => {
 
     expect(result.status).toBe("FAILED");
     expect(result.error?.name).toBe("ConfigurationError");
-    expect(result.error?.cause).toContain("TOP_N");
-    expect(result.error?.cause).toContain("ENTITIES");
+    expect(result.error?.message).toContain("TOP_N");
+    expect(result.error?.message).toContain("ENTITIES");
     expect(stand.simulator.requests).toEqual([]);
     expect(await stand.keys("")).toEqual([]);
   });
