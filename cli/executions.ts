@@ -3,10 +3,13 @@ import {
   type DescribeExecutionCommandOutput,
   type ExecutionListItem,
   type ExecutionStatus,
+  type HistoryEvent,
+  paginateGetExecutionHistory,
   paginateListExecutions,
   type SFNClient,
 } from "@aws-sdk/client-sfn";
 import type { CliContext, StateMachine } from "./context";
+import { type FailedState, failedStateIn } from "./failure";
 
 /** Statuses RedriveExecution accepts, for 14 days after the execution stopped. */
 export const REDRIVABLE_STATUSES: readonly ExecutionStatus[] = ["FAILED", "TIMED_OUT", "ABORTED"];
@@ -24,6 +27,8 @@ export interface ExecutionSummary {
   /** Only for redrivable executions: the error and cause the console shows. */
   error?: string;
   cause?: string;
+  /** Only for redrivable executions, when the history shows it: the state that failed. */
+  failedState?: FailedState;
 }
 
 const summary = (item: ExecutionListItem): ExecutionSummary => ({
@@ -83,11 +88,31 @@ export async function recentExecutions(
   const rest = recent.filter((execution) => !failedArns.has(execution.executionArn));
   const described = await Promise.all(
     failed.map(async (execution) => {
-      const details = await sfn.send(new DescribeExecutionCommand({ executionArn: execution.executionArn }));
-      return { ...execution, error: details.error, cause: details.cause };
+      const [details, failedState] = await Promise.all([
+        sfn.send(new DescribeExecutionCommand({ executionArn: execution.executionArn })),
+        failingState(sfn, execution.executionArn),
+      ]);
+      return { ...execution, error: details.error, cause: details.cause, failedState };
     }),
   );
   return [...described, ...rest.sort(newestFirst)];
+}
+
+/** How far back from the end `failingState` reads: the failure is among the last events. */
+const HISTORY_EVENTS_READ = 1000;
+
+/** The state a failed execution stopped in, from the last events of its history. */
+export async function failingState(sfn: SFNClient, executionArn: string): Promise<FailedState | undefined> {
+  const events: HistoryEvent[] = [];
+  const pages = paginateGetExecutionHistory(
+    { client: sfn, pageSize: 200 },
+    { executionArn, reverseOrder: true, includeExecutionData: false },
+  );
+  for await (const page of pages) {
+    events.push(...(page.events ?? []));
+    if (events.length >= HISTORY_EVENTS_READ) break;
+  }
+  return failedStateIn(events);
 }
 
 /** Polls DescribeExecution until the execution stops, backing off from 0.25 s to 5 s between calls. */

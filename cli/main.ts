@@ -130,12 +130,14 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     )
     .option("--hours <n>", "on a first run, collect the newest N eligible hours", positiveInteger, 3)
     .option("--verbose", "log to stderr instead of the run's log file")
+    .option("--history <file>", "write the execution's history there, as GetExecutionHistory returns it")
     .action(
       async (options: {
         citrix: "simulator" | "env";
         s3: "local" | "env";
         hours: number;
         verbose?: true;
+        history?: string;
       }) => {
         // Loaded on demand: the local stand-ins are heavy, and the AWS commands never need them.
         const { runLocally } = await import("../local/run");

@@ -1,6 +1,7 @@
 import type { DescribeExecutionCommandOutput } from "@aws-sdk/client-sfn";
 import type { CommitOutput, HourReport } from "../functions/lib/contracts";
 import type { CliContext } from "./context";
+import { describeFailure } from "./failure";
 
 /**
  * Prints how a waited-for execution ended: per hour, whether it was published now or before, with the
@@ -15,7 +16,7 @@ export function reportStopped(
   const out = (line: string) => ctx.stdout.write(`${line}\n`);
   out(`${name}: ${described.status}`);
   if (described.status !== "SUCCEEDED") {
-    out(`  ${described.error ?? "error"}: ${(described.cause ?? "").replace(/\s+/g, " ")}`);
+    out(`  ${describeFailure(described.error, described.cause).replace(/\s+/g, " ")}`);
     return 1;
   }
   const output = parseOutput(described.output);

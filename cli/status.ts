@@ -5,6 +5,7 @@ import { S3Store } from "../functions/lib/s3-store";
 import { readWatermark } from "../functions/lib/watermark";
 import { type CliContext, formatDate, stateMachineFrom } from "./context";
 import { type ExecutionSummary, recentExecutions } from "./executions";
+import { describeFailure, formatFailedState } from "./failure";
 
 export interface StatusOptions {
   stateMachineArn?: string;
@@ -81,7 +82,9 @@ function executionLine(execution: ExecutionSummary): string {
   const redriven = execution.redriveCount > 0 ? ` (redriven ${execution.redriveCount}×)` : "";
   const line = `${execution.status.padEnd(10)} ${formatDate(execution.startDate)}  ${formatDate(execution.stopDate)}  ${execution.name}${redriven}`;
   if (!execution.redrivable) return line;
-  const cause = (execution.cause ?? "").replace(/\s+/g, " ");
-  const reason = `${execution.error ?? "failed"}${cause ? `: ${cause.length > 160 ? `${cause.slice(0, 160)}…` : cause}` : ""}`;
-  return `${line}\n${" ".repeat(11)}${reason}`;
+  const failure = describeFailure(execution.error, execution.cause).replace(/\s+/g, " ");
+  const reason = failure.length > 240 ? `${failure.slice(0, 240)}…` : failure;
+  const state = execution.failedState;
+  const where = state ? `\n${" ".repeat(11)}in ${formatFailedState(state)}` : "";
+  return `${line}\n${" ".repeat(11)}${reason}${where}`;
 }

@@ -2,15 +2,18 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { parse } from "yaml";
+import { failureMessage } from "../cli/failure";
 import { createHandler as createCollectHandler } from "../functions/collect/handler";
 import { createHandler as createCommitHandler } from "../functions/commit/handler";
 import type { Env } from "../functions/lib/config";
 import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/contracts";
+import { collectInputSchema } from "../functions/lib/contracts";
 import { createLogger, type LogSink, serviceName } from "../functions/lib/log";
 import { createMetricsFactory, type MetricsSink } from "../functions/lib/metrics";
 import type { ExecutionStatusLookup } from "../functions/lib/plan-run";
 import { type CitrixDeps, type Runtime, runtimeFromEnvironment } from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
+import type { HistoryEvent } from "./execution-history";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
 
 export const SERVERLESS_PATH = path.join(__dirname, "..", "serverless.yml");
@@ -72,15 +75,25 @@ export interface RedrivePoint {
 
 export interface LocalCollectionResult {
   status: "SUCCEEDED" | "FAILED";
-  /** What each stage handed on, as the console shows it in the states' outputs. */
+  /** What Plan and Commit handed on, as the console shows it in the states' outputs. */
   plan: PlanOutput | undefined;
+  /**
+   * The last output of the collect function per (entity, hour) item, in the order the items started (the
+   * Map keeps none of them in the state: ResultPath null); undefined when collect never returned.
+   */
   collected: CollectOutput[] | undefined;
   commit: CommitOutput | undefined;
   output: unknown;
-  error: { name: string; cause: string } | undefined;
+  /**
+   * Error and Cause as Step Functions reports them (a failed Task's Cause is the Lambda runtime's JSON error
+   * object), and the message a person reads (the errorMessage of that object, or the Cause itself).
+   */
+  error: { name: string; cause: string; message: string } | undefined;
   /** Set when the execution failed: what a Redrive would restart. */
   redrive: RedrivePoint | undefined;
-  /** Events per Map iteration, by index: what each item adds to the execution's history. */
+  /** The execution's history as AWS keeps it (GetExecutionHistory's events). */
+  history: HistoryEvent[];
+  /** AWS history events per Map iteration, by index: what each item adds to the execution's history. */
   iterationEvents: Record<number, number>;
   /** Task invocations per state name, including retries (Step Functions history grows with these). */
   invocations: Record<string, number>;
@@ -116,12 +129,19 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     commit: createCommitHandler(deps),
   };
   const invocations: Record<string, number> = {};
+  // By item, in the order the items were first invoked; undefined until an invocation returned.
+  const collected = new Map<string, CollectOutput | undefined>();
   const wrapped = Object.fromEntries(
     Object.entries(handlers).map(([key, handler]) => {
       const inner = options.wrap ? options.wrap(key, handler) : handler;
-      const counted: LocalHandler = (event, context) => {
+      const counted: LocalHandler = async (event, context) => {
         invocations[key] = (invocations[key] ?? 0) + 1;
-        return inner(event, context);
+        const item = key === "collect" ? collectInputSchema.safeParse(event).data : undefined;
+        const itemKey = item && `${item.entity} ${item.hourUtc}`;
+        if (itemKey && !collected.has(itemKey)) collected.set(itemKey, undefined);
+        const result = await inner(event, context);
+        if (itemKey) collected.set(itemKey, result as CollectOutput);
+        return result;
       };
       return [key, counted];
     }),
@@ -140,21 +160,14 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   let failure: LocalCollectionResult["error"];
   const outputs: Record<string, unknown> = {};
   let lastEntered: RedrivePoint | undefined;
-  const iterationEvents: Record<number, number> = {};
-  const collected: CollectOutput[] = [];
   const watching = (async () => {
     for await (const event of execution.eventLogs) {
       if (event.type === "StateRetried") retries++;
-      if ("index" in event && event.index !== undefined) {
-        iterationEvents[event.index] = (iterationEvents[event.index] ?? 0) + 1;
+      if (event.type === "ExecutionFailed") {
+        const cause = String(event.Cause ?? "");
+        failure = { name: event.Error, cause, message: failureMessage(cause) };
       }
-      if (event.type === "ExecutionFailed") failure = { name: event.Error, cause: String(event.Cause ?? "") };
       if (event.type === "StateExited") outputs[event.state.name] = event.state.output;
-      // The Map hands no results on (they are in S3): the console shows each CollectPage output instead.
-      if (event.type === "StateExited" && event.state.name === "CollectPage") {
-        const item = event.state.output as CollectOutput;
-        if (item.done) collected.push(item);
-      }
       // States inside a Map iteration carry the iteration index; top-level states do not.
       if (event.type === "StateEntered" && event.index === undefined) {
         lastEntered = { state: event.state.name, input: event.state.input as JsonValue };
@@ -166,29 +179,24 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   try {
     output = await execution.result;
   } catch (error) {
-    failure ??= { name: error instanceof Error ? error.name : "Error", cause: String(error) };
+    const cause = String(error);
+    failure ??= { name: error instanceof Error ? error.name : "Error", cause, message: cause };
   } finally {
     runningLocally.delete(options.executionName);
   }
   await watching;
+  const returned = [...collected.values()].filter((output) => output !== undefined);
   return {
     status: failure ? "FAILED" : "SUCCEEDED",
     plan: outputs.PlanHours as PlanOutput | undefined,
-    collected: outputs.CollectEntityHours
-      ? inPlanOrder(collected, (outputs.PlanHours as PlanOutput | undefined)?.entities)
-      : undefined,
+    collected: returned.length > 0 ? returned : undefined,
     commit: outputs.PublishAndAdvance as CommitOutput | undefined,
     output,
     error: failure,
     redrive: failure ? lastEntered : undefined,
-    iterationEvents,
+    history: execution.history.events,
+    iterationEvents: execution.history.iterationEvents(),
     invocations,
     retries,
   };
-}
-
-/** Map items in the order Plan lists them, hour by hour (iterations finish in any order). */
-function inPlanOrder(collected: CollectOutput[], entities: readonly string[] | undefined): CollectOutput[] {
-  const rank = (item: CollectOutput) => entities?.indexOf(item.entity) ?? 0;
-  return [...collected].sort((a, b) => a.hourUtc.localeCompare(b.hourUtc) || rank(a) - rank(b));
 }

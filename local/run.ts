@@ -5,10 +5,12 @@
  *   citrix "env"   use the CITRIX_* / API_BASE environment (a real tenant) instead of the simulator
  *   s3 "env"       use S3_BUCKET and the AWS SDK's own settings (AWS_ENDPOINT_URL_S3, credentials)
  *   hours N        on a first run, collect the last N eligible hours
+ *   history FILE   write the execution's history there, in the shape of GetExecutionHistory's response
  * The functions' JSON log and EMF metric lines go to .local-data/run-<time>/collector.log (verbose: stderr).
  */
-import { appendFileSync, mkdirSync } from "node:fs";
+import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { failedStateIn, formatFailedState, type HistoryLink } from "../cli/failure";
 import type { Env } from "../functions/lib/config";
 import {
   type CollectOutput,
@@ -21,6 +23,7 @@ import { newestEligibleHour } from "../functions/lib/planner";
 import { s3ClientFor } from "../functions/lib/runtime";
 import { type CitrixSimulator, startCitrixSimulator } from "./citrix-simulator";
 import { type LocalCollectionResult, runLocalCollection } from "./collection";
+import { executionHistoryResponse } from "./execution-history";
 import { CollectionProgress, type Output } from "./progress";
 import { type LocalS3, startLocalS3 } from "./s3-server";
 import type { LocalHandler } from "./state-machine";
@@ -34,6 +37,8 @@ export interface LocalRunOptions {
   hours: number;
   /** Log lines to stderr instead of the run's log file. */
   verbose: boolean;
+  /** Where to write the execution's history (GetExecutionHistory's response, timestamps as ISO-8601). */
+  history?: string;
 }
 
 export interface LocalRunIo {
@@ -106,6 +111,11 @@ export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Prom
     });
     progress.finish();
     if (!options.verbose) out(`\nLog lines: ${logFile}`);
+    if (options.history) {
+      const history = executionHistoryResponse(result.history, (ms) => new Date(ms).toISOString());
+      writeFileSync(options.history, `${JSON.stringify(history, null, 2)}\n`);
+      out(`History: ${path.resolve(options.history)} (${result.history.length} events)`);
+    }
     printSummary(result, out);
     return result.status === "SUCCEEDED" ? 0 : 1;
   } finally {
@@ -149,7 +159,9 @@ function printSummary(result: LocalCollectionResult, out: (line?: string) => voi
   }
   out();
   if (result.status === "FAILED") {
-    out(`FAILED: ${result.error?.name}: ${result.error?.cause}`);
+    out(`FAILED: ${result.error?.name}: ${result.error?.message}`);
+    const failedIn = failedStateIn(result.history as HistoryLink[]);
+    if (failedIn) out(`failed in ${formatFailedState(failedIn)}`);
     out(`watermark unchanged: ${result.plan?.watermark.hourUtc ?? "(not read)"}`);
   } else if (result.commit) {
     out(

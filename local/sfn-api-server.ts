@@ -1,5 +1,5 @@
-// A Step Functions API stand-in for tests and local runs: StartExecution, ListExecutions, DescribeExecution and
-// RedriveExecution over the service's JSON protocol (POST /, X-Amz-Target: AWSStepFunctions.<Operation>,
+// A Step Functions API stand-in for tests and local runs: StartExecution, ListExecutions, DescribeExecution,
+// GetExecutionHistory and RedriveExecution over the service's JSON protocol (POST /, X-Amz-Target: AWSStepFunctions.<Operation>,
 // AWS JSON 1.0 bodies, timestamps as epoch seconds, errors as {"__type", "message"}) on 127.0.0.1, in front of
 // the local engine (runLocalCollection). The operator CLI is tested with the real @aws-sdk/client-sfn
 // pointed here (its `endpoint` option or AWS_ENDPOINT_URL_SFN).
@@ -7,6 +7,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SFNClient } from "@aws-sdk/client-sfn";
 import type { LocalCollectionResult, RedrivePoint } from "./collection";
+import { executionHistoryResponse, type HistoryEvent } from "./execution-history";
 import { startLoopbackServer } from "./loopback-server";
 import type { JsonValue } from "./state-machine";
 
@@ -53,6 +54,8 @@ interface ExecutionRecord {
   redrivePoint: RedrivePoint | undefined;
   redriveCount: number;
   redriveDate: number | undefined;
+  /** The history once the engine finished (the local engine hands it over at the end, not as it goes). */
+  history: HistoryEvent[];
   /** Insertion order breaks ties between executions started in the same millisecond. */
   sequence: number;
 }
@@ -111,6 +114,7 @@ export async function startLocalStepFunctions(
       } finally {
         record.stopDate = Date.now();
       }
+      appendHistory(record, result.history, redrive !== undefined);
       if (result.status === "SUCCEEDED") {
         record.status = "SUCCEEDED";
         record.output = JSON.stringify(result.output ?? null);
@@ -123,6 +127,34 @@ export async function startLocalStepFunctions(
     })();
     running.add(finished);
     void finished.finally(() => running.delete(finished));
+  }
+
+  /**
+   * A run's events join the execution's history. A redrive continues it as AWS does: an ExecutionRedriven
+   * event, then the redriven run's events (its own ExecutionStarted left out), numbered on.
+   */
+  function appendHistory(record: ExecutionRecord, events: HistoryEvent[], redriven: boolean): void {
+    if (!redriven) {
+      record.history = events;
+      return;
+    }
+    const offset = record.history.length + 1;
+    const redrivenEvent: HistoryEvent = {
+      timestamp: record.redriveDate ?? Date.now(),
+      type: "ExecutionRedriven",
+      id: offset,
+      previousEventId: record.history.length,
+      executionRedrivenEventDetails: { redriveCount: record.redriveCount },
+    };
+    const continued = events
+      .filter((event) => event.type !== "ExecutionStarted")
+      .map((event, position) => ({
+        ...event,
+        id: offset + position + 1,
+        // Links to the left-out ExecutionStarted (id 1) now point at ExecutionRedriven.
+        previousEventId: event.previousEventId <= 1 ? offset : event.previousEventId + offset - 1,
+      }));
+    record.history = [...record.history, redrivenEvent, ...continued];
   }
 
   /** The fields ListExecutions gives per execution; DescribeExecution gives these and more. */
@@ -203,6 +235,7 @@ export async function startLocalStepFunctions(
         redrivePoint: undefined,
         redriveCount: 0,
         redriveDate: undefined,
+        history: [],
         sequence: sequence++,
       };
       executions.set(executionArn, record);
@@ -244,6 +277,23 @@ export async function startLocalStepFunctions(
         cause: record.cause,
         redriveStatus: redrive.status,
         redriveStatusReason: redrive.reason,
+      };
+    },
+
+    GetExecutionHistory(input) {
+      const record = find(input.executionArn);
+      const maxResults =
+        typeof input.maxResults === "number" && input.maxResults > 0 ? Math.min(input.maxResults, 1000) : 100;
+      const start = input.nextToken === undefined ? 0 : Number(input.nextToken);
+      if (!Number.isInteger(start) || start < 0) throw new ApiError("InvalidToken", "Invalid Token");
+      const ordered = input.reverseOrder === true ? [...record.history].reverse() : record.history;
+      const page = ordered.slice(start, start + maxResults);
+      const withData = input.includeExecutionData !== false;
+      return {
+        events: executionHistoryResponse(page, (ms) => ms / 1000).events.map((event) =>
+          withData ? event : withoutExecutionData(event),
+        ),
+        nextToken: start + maxResults < ordered.length ? String(start + maxResults) : undefined,
       };
     },
 
@@ -331,4 +381,17 @@ export async function startLocalStepFunctions(
       return closing;
     },
   };
+}
+
+/** includeExecutionData false: the events without their input, output, parameters and results. */
+function withoutExecutionData(event: Record<string, unknown>): Record<string, unknown> {
+  const data = new Set(["input", "inputDetails", "output", "outputDetails", "parameters"]);
+  return Object.fromEntries(
+    Object.entries(event).map(([key, value]) => [
+      key,
+      key.endsWith("EventDetails") && typeof value === "object" && value !== null
+        ? Object.fromEntries(Object.entries(value).filter(([field]) => !data.has(field)))
+        : value,
+    ]),
+  );
 }

@@ -1,14 +1,23 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { StateMachine } from "aws-local-stepfunctions";
+import { type RunOptions, StateMachine } from "aws-local-stepfunctions";
 import { parse } from "yaml";
+import {
+  type EngineEvent,
+  ExecutionHistory,
+  STATE_PAYLOAD_LIMIT_BYTES,
+  StatesTerminalError,
+  type TaskAttempt,
+} from "./execution-history";
 
 /**
  * Runs the deployed definition file in aws-local-stepfunctions, binding each Task to the handler of the
  * function its `FunctionName: { Fn::GetAtt: [<function>, Arn] }` names, and emulating what the
  * `arn:aws:states:::lambda:invoke` integration does around it: JSON round-trip of the payload, the
- * `{ Payload }` result shape, the 256 KiB state payload limit, and a Lambda context with a time budget.
+ * `{ Payload }` result shape, the runtime's error shape, Lambda's 6 MB response quota, and a Lambda context
+ * with a time budget. Every execution keeps an AWS-shaped history (local/execution-history.ts), which also
+ * enforces the 256 KiB state payload quota and the 25,000-event history quota on every state.
  */
 export const DEFINITION_PATH = path.join(__dirname, "..", "statemachine", "collector.asl.yml");
 
@@ -25,7 +34,7 @@ export interface AslState {
   Parameters?: Record<string, unknown>;
   Retry?: { ErrorEquals: string[] }[];
   Catch?: { ErrorEquals: string[] }[];
-  ItemProcessor?: { States: Record<string, AslState> };
+  ItemProcessor?: { StartAt?: string; States: Record<string, AslState>; [field: string]: unknown };
   [field: string]: unknown;
 }
 export interface AslDefinition {
@@ -56,15 +65,28 @@ function functionKeyOf(state: AslState): string | undefined {
   return target?.["Fn::GetAtt"]?.[0];
 }
 
-const STATE_PAYLOAD_LIMIT_BYTES = 256 * 1024;
+/** Lambda's synchronous invocation response quota: 6 MB, as Lambda counts it. */
+export const LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024 + 100;
 
+/**
+ * A failed lambda:invoke as Step Functions reports it: Error is the runtime's errorType, Cause the runtime's
+ * JSON error object as a string (the engine reports an error's `cause` as the Cause).
+ */
 export class LambdaInvocationError extends Error {
   constructor(
     override readonly name: string,
-    message: string,
+    cause: string,
   ) {
-    super(message);
+    super(cause, { cause });
   }
+}
+
+/** The Cause of a failed lambda:invoke: what the Node.js runtime reports for an error the handler threw. */
+export function lambdaErrorCause(error: unknown): string {
+  const errorType = error instanceof Error ? error.name : "Error";
+  const errorMessage = error instanceof Error ? error.message : String(error);
+  const trace = error instanceof Error && error.stack ? error.stack.split("\n") : [];
+  return JSON.stringify({ errorType, errorMessage, trace });
 }
 
 export interface LocalExecutionOptions {
@@ -82,11 +104,14 @@ export interface LocalExecutionOptions {
    * Map re-runs, which re-collects more than AWS would but exercises the same idempotence.
    */
   startAt?: string;
+  /** The region the history's TaskScheduled events name. */
+  region?: string;
 }
 
 export function startLocalExecution(options: LocalExecutionOptions) {
   const loaded = options.definition ?? loadDefinition();
   const definition = options.startAt ? { ...loaded, StartAt: options.startAt } : loaded;
+  const history = new ExecutionHistory(definition, options.region ?? "us-east-1");
   const tasks = taskStates(definition);
   const taskResourceLocalHandlers: Record<string, (input: JsonValue) => Promise<JsonValue>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
@@ -95,14 +120,16 @@ export function startLocalExecution(options: LocalExecutionOptions) {
     if (!functionKey || !handler)
       throw new Error(`Task ${state} invokes "${functionKey}", which has no local handler`);
     const timeoutMs = options.timeoutsMs[functionKey] ?? 900_000;
-    taskResourceLocalHandlers[state] = (input) => invokeLikeLambda(handler, input, timeoutMs);
+    taskResourceLocalHandlers[state] = (input) =>
+      invokeLikeLambda(handler, input, timeoutMs, history.taskScheduled(state, input));
     if (options.retryPauseMs !== undefined) retryIntervalOverrides[state] = options.retryPauseMs;
   }
+  installHistoryTap();
   // The file is validated as deployed; a redrive's copy starts elsewhere, which leaves PlanHours unreachable.
   let machine = new StateMachine(loaded as never, { validationOptions: { checkArn: false } });
   if (definition !== loaded)
     machine = new StateMachine(definition as never, { validationOptions: { noValidate: true } });
-  return machine.run(options.input ?? {}, {
+  const execution = machine.run(options.input ?? {}, {
     overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
     context: {
       Execution: {
@@ -111,13 +138,63 @@ export function startLocalExecution(options: LocalExecutionOptions) {
         Input: options.input ?? {},
       },
     },
-  });
+    [HISTORY_TAP]: history,
+  } as RunOptions);
+  return { ...execution, history };
+}
+
+/**
+ * The run option that carries an execution's history. The engine hands its run options on to every Map
+ * iteration it starts, so each nested engine finds the same history there.
+ */
+const HISTORY_TAP = "citrixCollectorHistory";
+
+interface EngineInternals {
+  execute(
+    this: object & { definition: unknown },
+    input: unknown,
+    options: {
+      runOptions?: Record<string, unknown>;
+      eventLogger: { dispatch(event: EngineEvent): void };
+    },
+    cleanup: () => void,
+  ): Promise<unknown>;
+}
+
+let tapInstalled = false;
+
+/**
+ * aws-local-stepfunctions has no hook that runs between a state's end and the next state's start (its
+ * eventLogs are read asynchronously, after the next state began). Its StateMachine.execute, which each
+ * execution and each Map iteration runs with its own event logger, is wrapped once so that every event is
+ * shown to the execution's ExecutionHistory synchronously as it is dispatched, and a limit the history
+ * finds broken fails the state in place. Executions without a history in their run options are untouched.
+ */
+function installHistoryTap(): void {
+  if (tapInstalled) return;
+  tapInstalled = true;
+  const engine = StateMachine.prototype as unknown as EngineInternals;
+  const execute = engine.execute;
+  engine.execute = function (input, options, cleanup) {
+    const history = options.runOptions?.[HISTORY_TAP];
+    if (history instanceof ExecutionHistory) {
+      const logger = options.eventLogger;
+      const dispatch = logger.dispatch.bind(logger);
+      const frame = history.frameFor(this, this.definition);
+      logger.dispatch = (event) => {
+        history.observe(frame, event);
+        dispatch(event);
+      };
+    }
+    return execute.call(this, input, options, cleanup);
+  };
 }
 
 async function invokeLikeLambda(
   handler: LocalHandler,
   input: JsonValue,
   timeoutMs: number,
+  attempt: TaskAttempt,
 ): Promise<JsonValue> {
   const { Payload } = input as { Payload: JsonValue };
   const startedAt = Date.now();
@@ -125,23 +202,43 @@ async function invokeLikeLambda(
     getRemainingTimeInMillis: () => timeoutMs - (Date.now() - startedAt),
     awsRequestId: randomUUID(),
   };
+  const fail = (errorType: string, cause: string) => {
+    attempt.failed(errorType, cause);
+    return new LambdaInvocationError(errorType, cause);
+  };
   let result: unknown;
   try {
     result = await handler(JSON.parse(JSON.stringify(Payload)), context);
   } catch (error) {
     // Lambda reports errorType = error.name, which Step Functions matches as the state's Error.
-    const name = error instanceof Error ? error.name : "Error";
-    throw new LambdaInvocationError(name, error instanceof Error ? error.message : String(error));
+    throw fail(error instanceof Error ? error.name : "Error", lambdaErrorCause(error));
   }
   if (Date.now() - startedAt > timeoutMs) {
-    throw new LambdaInvocationError("Sandbox.Timedout", `the handler ran past its ${timeoutMs} ms timeout`);
+    const errorMessage = `RequestId: ${context.awsRequestId} Error: Task timed out after ${(timeoutMs / 1000).toFixed(2)} seconds`;
+    throw fail("Sandbox.Timedout", JSON.stringify({ errorType: "Sandbox.Timedout", errorMessage }));
   }
   const serialised = JSON.stringify(result ?? null);
-  if (Buffer.byteLength(serialised) > STATE_PAYLOAD_LIMIT_BYTES) {
-    throw new LambdaInvocationError(
-      "States.DataLimitExceeded",
-      `the handler returned ${serialised.length} bytes`,
+  if (Buffer.byteLength(serialised) > LAMBDA_RESPONSE_LIMIT_BYTES) {
+    const errorMessage = `Response payload size exceeded maximum allowed payload size (${LAMBDA_RESPONSE_LIMIT_BYTES} bytes).`;
+    throw fail(
+      "Function.ResponseSizeTooLarge",
+      JSON.stringify({ errorType: "Function.ResponseSizeTooLarge", errorMessage }),
     );
   }
-  return { Payload: JSON.parse(serialised) as JsonValue, StatusCode: 200 };
+  const output = {
+    ExecutedVersion: "$LATEST",
+    Payload: JSON.parse(serialised) as JsonValue,
+    StatusCode: 200,
+  };
+  const bytes = Buffer.byteLength(JSON.stringify(output));
+  if (bytes > STATE_PAYLOAD_LIMIT_BYTES) {
+    const error = new StatesTerminalError(
+      "States.DataLimitExceeded",
+      `The state/task 'arn:aws:states:::lambda:invoke' returned a result of ${bytes} bytes, exceeding the maximum number of bytes service limit (${STATE_PAYLOAD_LIMIT_BYTES}).`,
+    );
+    attempt.failed(error.name, error.message);
+    throw error;
+  }
+  attempt.succeeded(output);
+  return output;
 }

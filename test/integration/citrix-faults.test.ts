@@ -182,7 +182,7 @@ describe("throttling and outages", () => {
     const result = await s.run("refused-1", { citrix: { client: { maxAttempts: 2 } } });
 
     await expectFailedUntouched(s, result, "CitrixUnavailableError");
-    expect(result.error?.cause).toContain("ECONNREFUSED");
+    expect(result.error?.message).toContain("ECONNREFUSED");
     // The first attempt and the definition's six retries.
     expect(result.invocations.collect).toBe(7);
     expect(result.retries).toBe(6);
@@ -226,10 +226,10 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
 
       await expectFailedUntouched(s, result, "CitrixPagingError");
       const page2 = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1000&$skip=1000`;
-      expect(result.error?.cause).toContain(
+      expect(result.error?.message).toContain(
         `the API ignored $skip: ${page2} ($skip=1000) returned the same 1000 records as $skip=0`,
       );
-      expect(result.error?.cause).toContain("raise TOP_N");
+      expect(result.error?.message).toContain("raise TOP_N");
       expect(result.retries).toBe(0);
       // The first page, the repeat, and at most the pages guessed ahead with it.
       expect(dataRequests(s).length).toBeLessThanOrEqual(1 + Number(inFlight));
@@ -261,7 +261,7 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
 
     await expectFailedUntouched(s, result, "CitrixPagingError");
     const page1 = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1000&$skip=0`;
-    expect(result.error?.cause).toContain(`the API's @odata.nextLink points at the page itself: ${page1}`);
+    expect(result.error?.message).toContain(`the API's @odata.nextLink points at the page itself: ${page1}`);
     expect(dataRequests(s)).toHaveLength(1);
   });
 
@@ -275,7 +275,7 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
     const result = await s.run("link-cycle-1", "run" in budget ? budget.run : {});
 
     await expectFailedUntouched(s, result, "CitrixPagingError");
-    expect(result.error?.cause).toContain("cycles back to a page already read");
+    expect(result.error?.message).toContain("cycles back to a page already read");
     // $skip=0, then the ring's links to pages 2, 3 and 1; the link from there to page 2 is not followed.
     expect(dataRequests(s).map((request) => request.skip)).toEqual([0, 1000, 2000, 0]);
     expect(result.retries).toBe(0);
@@ -286,7 +286,7 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
     const result = await s.run("page-bound-1");
 
     await expectFailedUntouched(s, result, "CitrixPagingError");
-    expect(result.error?.cause).toContain("(MAX_PAGES_PER_ENTITY_HOUR is 2)");
+    expect(result.error?.message).toContain("(MAX_PAGES_PER_ENTITY_HOUR is 2)");
     expect(dataRequests(s)).toHaveLength(2);
   });
 });
@@ -362,7 +362,7 @@ describe("tokens", () => {
     const result = await s.run("rejected-1");
 
     await expectFailedUntouched(s, result, "CitrixAuthError");
-    expect(result.error?.cause).toContain("HTTP 401 to a freshly issued token");
+    expect(result.error?.message).toContain("HTTP 401 to a freshly issued token");
     expect(result.retries).toBe(0);
     expect(result.invocations.collect).toBe(1);
   });
@@ -372,8 +372,8 @@ describe("tokens", () => {
     const result = await s.run("wrong-secret-1");
 
     await expectFailedUntouched(s, result, "CitrixAuthError");
-    expect(result.error?.cause).toContain("HTTP 401");
-    expect(result.error?.cause).toContain(
+    expect(result.error?.message).toContain("HTTP 401");
+    expect(result.error?.message).toContain(
       "check CITRIX_CUSTOMER_ID, CITRIX_CLIENT_ID and CITRIX_CLIENT_SECRET",
     );
     expect(result.error?.cause).not.toContain("wrong-client-secret");
@@ -406,7 +406,7 @@ describe("connections and responses", () => {
 
       await expectFailedUntouched(s, result, "CitrixResponseError");
       const url = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1000&$skip=1000`;
-      expect(result.error?.cause).toContain(`response from ${url} ${says}: "{`);
+      expect(result.error?.message).toContain(`response from ${url} ${says}: "{`);
       for (const token of s.simulator.issuedTokens) expect(result.error?.cause).not.toContain(token);
       expect(result.retries).toBe(0);
     },
@@ -420,7 +420,7 @@ describe("wrong settings", () => {
     const result = await s.run("no-token-endpoint-1");
 
     await expectFailedUntouched(s, result, "ConfigurationError");
-    expect(result.error?.cause).toContain("TOKEN_URL leads to no Citrix Cloud token endpoint: HTTP 404");
+    expect(result.error?.message).toContain("TOKEN_URL leads to no Citrix Cloud token endpoint: HTTP 404");
     expect(result.retries).toBe(0);
   });
 
@@ -436,7 +436,7 @@ describe("wrong settings", () => {
     const result = await s.run("unknown-host-1", { citrix: { client: { fetch: unknownHost } } });
 
     await expectFailedUntouched(s, result, "ConfigurationError");
-    expect(result.error?.cause).toBe(
+    expect(result.error?.message).toBe(
       "API_BASE names a host that does not exist: api-xx.cloud.example (DNS lookup failed with ENOTFOUND); check API_BASE",
     );
     expect(result.retries).toBe(0);
@@ -488,8 +488,8 @@ describe("credentials from AWS Secrets Manager", () => {
     const result = await s.run("no-secret-1");
 
     await expectFailedUntouched(s, result, "ConfigurationError");
-    expect(result.error?.cause).toContain("CITRIX_SECRET_ARN: cannot read");
-    expect(result.error?.cause).toContain("ResourceNotFoundException");
+    expect(result.error?.message).toContain("CITRIX_SECRET_ARN: cannot read");
+    expect(result.error?.message).toContain("ResourceNotFoundException");
     expect(result.retries).toBe(0);
     expect(s.simulator.requests).toEqual([]);
   });

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { StartExecutionCommand } from "@aws-sdk/client-sfn";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { main } from "../../cli/main";
 import type { Env } from "../../functions/lib/config";
 import { startCitrixSimulator } from "../../local/citrix-simulator";
@@ -35,7 +35,8 @@ let api: LocalStepFunctions;
 /** The operator's shell: the state machine and the bucket, and no Citrix credentials at all. */
 let operatorEnv: Env;
 
-beforeAll(async () => {
+/** Fresh stand-ins: every test starts from an empty bucket and no executions, so each passes on its own. */
+async function openStandIns(): Promise<void> {
   stand = await startStand({
     now: NOW,
     simulator: { volume: { sessions: 1200, machines: 40, users: 300 } },
@@ -46,11 +47,12 @@ beforeAll(async () => {
     execute: ({ name, input, redrive }) => stand.run(name, { input, redrive }),
   });
   operatorEnv = { STATE_MACHINE_ARN: api.stateMachineArn, S3_BUCKET: BUCKET, S3_PREFIX: FEED_PREFIX };
-});
-afterAll(async () => {
+}
+
+async function closeStandIns(): Promise<void> {
   await api.close();
   await stand.close();
-});
+}
 
 /** Runs the CLI in this process, as the bin does, against the stand-ins. */
 async function cli(args: string[], env: Env = operatorEnv): Promise<CliResult> {
@@ -100,6 +102,11 @@ async function statusJson(): Promise<StatusJson> {
   return JSON.parse(result.stdout) as StatusJson;
 }
 
+/** StartExecution calls the API answered so far. */
+function startExecutions(): number {
+  return api.requests.filter((request) => request.target.endsWith("StartExecution")).length;
+}
+
 /** What the hourly schedule does: StartExecution with {}; resolves when it stopped. */
 async function scheduledExecution(name: string): Promise<void> {
   await api
@@ -109,6 +116,9 @@ async function scheduledExecution(name: string): Promise<void> {
 }
 
 describe("citrix-collector against the deployed state machine (local Step Functions API, S3 and Citrix)", () => {
+  beforeEach(openStandIns);
+  afterEach(closeStandIns);
+
   it("status before any run: no watermark, no executions, and no Citrix credentials needed", async () => {
     const text = await cli(["status"]);
     expect(text.code).toBe(0);
@@ -138,7 +148,9 @@ describe("citrix-collector against the deployed state machine (local Step Functi
       }),
     ]);
     const text = await cli(["status"]);
-    expect(text.stdout).toMatch(/FAILED .* scheduled-1\n\s+CitrixResponseError: response from .*\/machines/);
+    expect(text.stdout).toMatch(
+      /FAILED .* scheduled-1\n\s+CitrixResponseError: response from .*\/machines.*\n\s+in CollectPage \(CollectEntityHours item \d+\)\n/,
+    );
     expect(text.stdout).toContain("1 execution(s) can be redriven");
 
     // The fault fired once and is gone: the redrive collects and publishes.
@@ -159,6 +171,8 @@ describe("citrix-collector against the deployed state machine (local Step Functi
   });
 
   it("backfill checks the range like Plan does, then starts an execution that publishes it", async () => {
+    await scheduledExecution("scheduled-1");
+    const startedBefore = startExecutions();
     const tooNew = await cli(["backfill", "--from", HOURS[2] as string, "--to", "2026-11-24T11:00:00Z"]);
     expect(tooNew.code).toBe(2);
     expect(tooNew.stderr).toBe(
@@ -178,7 +192,7 @@ describe("citrix-collector against the deployed state machine (local Step Functi
     ]);
     expect(notAnHour.code).toBe(2);
     expect(notAnHour.stderr.split("\n")).toHaveLength(2);
-    expect(api.requests.filter((request) => request.target.endsWith("StartExecution"))).toHaveLength(1);
+    expect(startExecutions()).toBe(startedBefore);
 
     // Hours before FIRST_HOUR_UTC were never published: a backfill publishes them and leaves the watermark.
     const started = await cli([
@@ -209,6 +223,16 @@ describe("citrix-collector against the deployed state machine (local Step Functi
   });
 
   it("lists failed executions first, then the newest, and redrives every failed one with --all-failed", async () => {
+    await scheduledExecution("scheduled-1");
+    const backfilled = await cli([
+      "backfill",
+      "--from",
+      "2026-11-24T05:00:00Z",
+      "--to",
+      "2026-11-24T06:00:00Z",
+      "--wait",
+    ]);
+    expect(backfilled.code).toBe(0);
     stand.simulator.inject({ kind: "status", status: 403, times: 1, entity: "users" });
     const failing = await cli([
       "backfill",
@@ -249,6 +273,7 @@ describe("citrix-collector against the deployed state machine (local Step Functi
   });
 
   it("answers one line and exit code 1 when Step Functions refuses", async () => {
+    await scheduledExecution("scheduled-2");
     const succeeded = await cli(["redrive", "scheduled-2"]);
     expect(succeeded).toEqual({
       code: 1,
@@ -262,6 +287,12 @@ describe("citrix-collector against the deployed state machine (local Step Functi
 });
 
 describe("citrix-collector as a process", () => {
+  beforeAll(async () => {
+    await openStandIns();
+    await scheduledExecution("scheduled-1");
+  });
+  afterAll(closeStandIns);
+
   const processEnv = (): Env => ({
     ...operatorEnv,
     AWS_REGION: "us-east-1",

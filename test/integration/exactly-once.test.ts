@@ -293,9 +293,9 @@ describe("a backfill of an explicit hour range", () => {
       "InvalidInputError",
       "InvalidInputError",
     ]);
-    expect(early.error?.cause).toContain("not settled yet");
-    expect(long.error?.cause).toContain("MAX_HOURS_PER_RUN");
-    expect(malformed.error?.cause).toContain("backfill.from");
+    expect(early.error?.message).toContain("not settled yet");
+    expect(long.error?.message).toContain("MAX_HOURS_PER_RUN");
+    expect(malformed.error?.message).toContain("backfill.from");
     expect(s.simulator.requests).toEqual([]);
     expect(await s.keys("")).toEqual([]);
   });

@@ -97,7 +97,7 @@ describe("S3 trouble in Commit", () => {
     const result = await s.run("denied-1");
 
     expect(result.error?.name).toBe("StorageError");
-    expect(result.error?.cause).toContain("AccessDenied");
+    expect(result.error?.message).toContain("AccessDenied");
     expect(result.retries).toBe(0);
     expect(await s.watermark()).toBeNull();
   });
@@ -179,6 +179,7 @@ describe("collection leases", () => {
               output: {},
               error: undefined,
               redrive: undefined,
+              history: [],
               iterationEvents: {},
               invocations: {},
               retries: 0,
