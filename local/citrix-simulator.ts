@@ -25,6 +25,8 @@ export interface SimulatorOptions {
   maxPageSize?: number;
   tokenTtlSeconds?: number;
   seed?: string;
+  /** Pads every `$skiptoken` the server hands out to at least this many characters (real ones can be long). */
+  skipTokenLength?: number;
 }
 
 export type Fault = (
@@ -427,7 +429,7 @@ function parseQuery(params: URLSearchParams): PageQuery {
   const skipToken = params.get("$skiptoken");
   if (skipToken !== null) {
     if (skip !== undefined) throw new BadRequest("$skip and $skiptoken cannot be combined");
-    const m = /^sim-skip:(\d+)$/.exec(Buffer.from(skipToken, "base64url").toString("utf8"));
+    const m = /^sim-skip:(\d+)(?::0*)?$/.exec(Buffer.from(skipToken, "base64url").toString("utf8"));
     if (!m) throw new BadRequest("invalid $skiptoken");
     skip = Number(m[1]);
   }
@@ -681,7 +683,12 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     const odataContext = `${apiBase}/$metadata#${entity}`;
     const linkTo = (offset: number): string => {
       const { year, month, day, hour } = query.parts;
-      const token = Buffer.from(`sim-skip:${offset}`).toString("base64url");
+      const plain = `sim-skip:${offset}`;
+      // base64url makes 4 characters of every 3 bytes.
+      const padding = Math.max(0, Math.ceil(((options.skipTokenLength ?? 0) * 3) / 4) - plain.length - 1);
+      const token = Buffer.from(padding > 0 ? `${plain}:${"0".repeat(padding)}` : plain).toString(
+        "base64url",
+      );
       const top = query.top === undefined ? "" : `&$top=${query.top}`;
       return `${apiBase}/${entity}?year=${year}&month=${month}&day=${day}&hour=${hour}${top}&$skiptoken=${token}`;
     };
