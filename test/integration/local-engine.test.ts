@@ -73,6 +73,8 @@ function planFor(entities: string[]): LocalHandler {
     runId: "engine-test",
     mode: "scheduled",
     hours: ["2026-11-24T08:00:00Z"],
+    entities,
+    deferred: {},
     items: entities.map((entity) => ({ entity, hourUtc: "2026-11-24T08:00:00Z" })),
     watermark: { hourUtc: null, etag: null },
     maxConcurrency: 1,
@@ -242,7 +244,12 @@ describe("the 25,000-event history quota", () => {
             failOnce = false;
             throw new StorageUnavailableError("S3 answered 503");
           }
-          return { ...(event as object), calls: calls + 1, done: entity !== "machines" || calls + 1 === 3 };
+          return {
+            ...(event as object),
+            calls: calls + 1,
+            done: entity !== "machines" || calls + 1 === 3,
+            progress: { records: calls + 1, parts: 1 },
+          };
         },
         commit: async () => ({ status: "committed" }),
       },
@@ -264,8 +271,8 @@ describe("the 25,000-event history quota", () => {
       "TaskStateExited",
       "ChoiceStateEntered",
       "ChoiceStateExited",
-      "SucceedStateEntered",
-      "SucceedStateExited",
+      "PassStateEntered",
+      "PassStateExited",
       "MapIterationSucceeded",
     ]);
   });
@@ -396,8 +403,8 @@ describe("the history of a real collection", () => {
         "TaskStateExited",
         "ChoiceStateEntered",
         "ChoiceStateExited",
-        "SucceedStateEntered",
-        "SucceedStateExited",
+        "PassStateEntered",
+        "PassStateExited",
         "MapIterationSucceeded",
         "MapStateSucceeded",
         "MapStateExited",
@@ -406,8 +413,6 @@ describe("the history of a real collection", () => {
         "TaskStarted",
         "TaskSucceeded",
         "TaskStateExited",
-        "ChoiceStateEntered",
-        "ChoiceStateExited",
         "SucceedStateEntered",
         "SucceedStateExited",
         "ExecutionSucceeded",
