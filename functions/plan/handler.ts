@@ -2,10 +2,10 @@ import { parseStateInput, planInputSchema } from "../lib/contracts";
 import { invocationLogFields, type LambdaInvocation } from "../lib/log";
 import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { planRun } from "../lib/plan-run";
-import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
+import { type StoreRuntime, storeRuntimeFromEnvironment } from "../lib/runtime";
 
 export interface PlanHandlerDeps {
-  runtime: () => Runtime;
+  runtime: () => StoreRuntime;
   now: () => number;
   metrics: MetricsFactory;
 }
@@ -34,7 +34,7 @@ export function createHandler(deps: PlanHandlerDeps) {
 }
 
 export const handler = createHandler({
-  runtime: runtimeFromEnvironment(),
+  runtime: storeRuntimeFromEnvironment(),
   now: Date.now,
   metrics: createMetricsFactory(),
 });
