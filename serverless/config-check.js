@@ -12,7 +12,8 @@ class ConfigCheck {
     this.log = log;
     const check = () => this.check();
     this.hooks = {
-      "before:package:initialize": check,
+      // Before the cleanup, which already deletes the last package in .serverless/.
+      "before:package:cleanup": check,
       // `serverless deploy function` updates a function's environment without packaging the service.
       "before:deploy:function:initialize": check,
     };

@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NON_DEFAULT_SETTINGS, settingsReadBy } from "../support/settings";
 
 // `serverless package` with the configuration check (serverless/config-check.js): a bad setting stops it
@@ -13,6 +13,22 @@ const ROOT = path.join(__dirname, "..", "..");
 const SERVERLESS = path.join(ROOT, "node_modules", "serverless", "bin", "serverless.js");
 const SECRET_ARN = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:citrix-analytics-collector-AbC123";
 const scratch = mkdtempSync(path.join(os.tmpdir(), "deploy-check-"));
+// Serverless packages in a copy of the service: every `serverless package` deletes the service's .serverless/,
+// which the other deployment tests read.
+const service = path.join(scratch, "service");
+beforeAll(() => {
+  for (const entry of [
+    "serverless.yml",
+    "package.json",
+    "tsconfig.json",
+    "functions",
+    "serverless",
+    "statemachine",
+  ]) {
+    cpSync(path.join(ROOT, entry), path.join(service, entry), { recursive: true });
+  }
+  symlinkSync(path.join(ROOT, "node_modules"), path.join(service, "node_modules"));
+});
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 interface PackageRun {
@@ -26,7 +42,7 @@ function serverlessPackage(name: string, settings: Record<string, string>): Prom
   const target = path.join(scratch, name);
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [SERVERLESS, "package", "--package", target], {
-      cwd: ROOT,
+      cwd: service,
       env: {
         PATH: process.env.PATH,
         HOME: scratch,
