@@ -1,6 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ConfigurationError } from "../functions/lib/errors";
 import { backfill } from "./backfill";
+import { checkConfig } from "./check-config";
 import { type CliContext, processContext, UsageError } from "./context";
 import { redrive } from "./redrive";
 import { status } from "./status";
@@ -12,8 +13,8 @@ const EXIT_USAGE = 2;
 const NAME = "citrix-collector";
 
 /**
- * The operator CLI: `status`, `backfill`, `redrive` against the deployed state machine and its bucket, and
- * `run` for a local collection. Every error is one line on stderr; the exit code says whose it is.
+ * The operator CLI: `status`, `backfill`, `redrive` against the deployed state machine and its bucket,
+ * `check-config` for the settings in this shell, and `run` for a local collection. Every error is one line on stderr; the exit code says whose it is.
  */
 export async function main(argv: readonly string[], context: Partial<CliContext> = {}): Promise<number> {
   const ctx: CliContext = { ...processContext(), ...context };
@@ -111,6 +112,18 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         exit(await redrive(ctx, execution, { ...options, ...flags }));
       },
     );
+
+  program
+    .command("check-config")
+    .summary("check the collector's settings in this shell, as serverless deploy does")
+    .description(
+      "check the collector's variables in this shell (S3_BUCKET, CITRIX_* or CITRIX_SECRET_ARN, TOP_N, ...) as the Lambdas read them: one line per problem and exit code 2, or ok",
+    )
+    .action(() => {
+      const problems = checkConfig(ctx);
+      for (const problem of problems) ctx.stderr.write(`${NAME}: ${problem}\n`);
+      exit(problems.length > 0 ? EXIT_USAGE : 0);
+    });
 
   program
     .command("run")

@@ -24,6 +24,14 @@ export interface SimulatorOptions {
   paging?: PagingMode;
   maxPageSize?: number;
   tokenTtlSeconds?: number;
+  /** base64 issues tokens with characters that URL encoding changes ("="), as opaque tokens may have. */
+  tokenEncoding?: "base64url" | "base64";
+  /**
+   * Error answers quote the request they refuse, as a gateway or OAuth server in debug mode does: the token
+   * endpoint's the form fields (client_secret included), the data API's the Authorization header (the token),
+   * each form-encoded, encodeURIComponent-encoded and JSON-escaped.
+   */
+  echoRequests?: boolean;
   seed?: string;
   /** Pads every `$skiptoken` the server hands out to at least this many characters (real ones can be long). */
   skipTokenLength?: number;
@@ -472,6 +480,7 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
   const seed = options.seed ?? "citrix-sim";
   const maxPageSize = options.maxPageSize ?? 5000;
   const tokenTtlSeconds = options.tokenTtlSeconds ?? 3600;
+  const tokenEncoding = options.tokenEncoding ?? "base64url";
   let volume = options.volume ?? DEFAULT_VOLUME;
   let pageLatencyMs = options.pageLatencyMs ?? 0;
   let paging: PagingMode = options.paging ?? "skip";
@@ -570,16 +579,35 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     return JSON.stringify({ error: { code, message } });
   }
 
+  /** An error body with the request's fields quoted in every encoding (echoRequests), else as it is. */
+  function withEcho(body: string, fields: Record<string, string>): string {
+    if (!options.echoRequests) return body;
+    const entries = Object.entries(fields);
+    return JSON.stringify({
+      ...(JSON.parse(body) as object),
+      request: {
+        form: new URLSearchParams(fields).toString(),
+        uri: entries.map(([name, value]) => `${name}=${encodeURIComponent(value)}`).join("&"),
+        fields,
+      },
+    });
+  }
+
   function handleToken(
     req: IncomingMessage,
     res: ServerResponse,
     pathCustomer: string,
     entry: RequestLogEntry,
   ) {
+    let form = new URLSearchParams();
     const answer = (status: number, body: object, headers: Record<string, string> = {}): void => {
       entry.status = status;
       requests.push(entry);
-      send(res, status, JSON.stringify(body), { "cache-control": "no-store", ...headers });
+      const text = JSON.stringify(body);
+      send(res, status, status >= 400 ? withEcho(text, Object.fromEntries(form)) : text, {
+        "cache-control": "no-store",
+        ...headers,
+      });
     };
     if (req.method !== "POST") return answer(405, { error: "invalid_request" }, { allow: "POST" });
     const chunks: Buffer[] = [];
@@ -594,7 +622,7 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
       if (!(req.headers["content-type"] ?? "").toLowerCase().includes("application/x-www-form-urlencoded")) {
         return answer(400, { error: "invalid_request" });
       }
-      const form = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+      form = new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
       if (form.get("grant_type") !== "client_credentials")
         return answer(400, { error: "unsupported_grant_type" });
       if (form.get("client_id") !== clientId || form.get("client_secret") !== clientSecret) {
@@ -606,7 +634,8 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
         const transient = fault.status === 429 || fault.status === 503;
         return answer(fault.status, { error: transient ? "temporarily_unavailable" : "server_error" });
       }
-      const token = randomBytes(24).toString("base64url");
+      // 25 bytes: base64 ends in "==".
+      const token = randomBytes(25).toString(tokenEncoding);
       tokens.set(token, { expiresAt: Date.now() + tokenTtlSeconds * 1000 });
       issuedTokens.push(token);
       answer(200, { token_type: "bearer", access_token: token, expires_in: tokenTtlSeconds });
@@ -623,7 +652,7 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     const fail = (status: number, body: string, headers: Record<string, string> = {}): void => {
       entry.status = status;
       requests.push(entry);
-      send(res, status, body, headers);
+      send(res, status, withEcho(body, { authorization: req.headers.authorization ?? "" }), headers);
     };
     if (req.method !== "GET") return fail(405, odataError("MethodNotAllowed", "only GET"), { allow: "GET" });
 

@@ -11,7 +11,12 @@ import { collectInputSchema } from "../functions/lib/contracts";
 import { createLogger, type LogSink, serviceName } from "../functions/lib/log";
 import { createMetricsFactory, type MetricsSink } from "../functions/lib/metrics";
 import type { ExecutionStatusLookup } from "../functions/lib/plan-run";
-import { type CitrixDeps, type Runtime, runtimeFromEnvironment } from "../functions/lib/runtime";
+import {
+  type CitrixDeps,
+  runtimeFromEnvironment,
+  type StoreRuntime,
+  storeRuntimeFromEnvironment,
+} from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
 import type { HistoryEvent } from "./execution-history";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
@@ -50,8 +55,8 @@ export interface LocalCollectionOptions {
   wrap?: (functionKey: string, handler: LocalHandler) => LocalHandler;
   /** Redrives a failed execution: starts at the state that failed, with the input it had (see startAt). */
   redrive?: RedrivePoint;
-  /** Adjusts the per-container runtime once it is built (tests swap in a Citrix client with fast backoff). */
-  adaptRuntime?: (runtime: Runtime) => Runtime;
+  /** Adjusts each function's per-container runtime once it is built (tests swap in an instrumented store). */
+  adaptRuntime?: <R extends StoreRuntime>(runtime: R) => R;
   /** The Secrets Manager client and the Citrix client's backoff the collect function is built over. */
   citrix?: CitrixDeps;
   /** Whether a lease holder still runs; by default, whether it runs in this process. */
@@ -106,27 +111,26 @@ export interface LocalCollectionResult {
  */
 export async function runLocalCollection(options: LocalCollectionOptions): Promise<LocalCollectionResult> {
   const functions = deployedFunctions();
-  // Built on first use, as in a Lambda container, so a bad configuration fails the Plan state by name.
+  // Built on first use, as in a Lambda container, so a bad configuration fails the first state by name. Plan
+  // and commit load theirs without the Citrix settings, as they are deployed without them.
   const service = serviceName(options.env);
-  const built = runtimeFromEnvironment(
-    options.env,
-    () => options.s3,
-    createLogger({}, options.logSink, service),
-    options.citrix,
-  );
-  let adapted: Runtime | undefined;
-  const deps = {
-    runtime: () => (adapted ??= options.adaptRuntime ? options.adaptRuntime(built()) : built()),
-    metrics: createMetricsFactory(service, options.metricsSink ?? options.logSink),
+  const log = createLogger({}, options.logSink, service);
+  const adapt = <R extends StoreRuntime>(build: () => R): (() => R) => {
+    let adapted: R | undefined;
+    return () => (adapted ??= options.adaptRuntime ? options.adaptRuntime(build()) : build());
   };
+  const collectRuntime = adapt(runtimeFromEnvironment(options.env, () => options.s3, log, options.citrix));
+  const storeRuntime = adapt(storeRuntimeFromEnvironment(options.env, () => options.s3, log));
+  const metrics = createMetricsFactory(service, options.metricsSink ?? options.logSink);
   const handlers: Record<string, LocalHandler> = {
     plan: createPlanHandler({
-      ...deps,
+      runtime: storeRuntime,
+      metrics,
       now: options.now ?? Date.now,
       executionStatus: options.executionStatus ?? localExecutionStatus,
     }),
-    collect: createCollectHandler(deps),
-    commit: createCommitHandler(deps),
+    collect: createCollectHandler({ runtime: collectRuntime, metrics }),
+    commit: createCommitHandler({ runtime: storeRuntime, metrics }),
   };
   const invocations: Record<string, number> = {};
   // By item, in the order the items were first invoked; undefined until an invocation returned.

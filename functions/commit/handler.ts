@@ -2,10 +2,10 @@ import { commitInputSchema, parseStateInput } from "../lib/contracts";
 import { invocationLogFields, type LambdaInvocation } from "../lib/log";
 import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { publishRun } from "../lib/publisher";
-import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
+import { type StoreRuntime, storeRuntimeFromEnvironment } from "../lib/runtime";
 
 export interface CommitHandlerDeps {
-  runtime: () => Runtime;
+  runtime: () => StoreRuntime;
   metrics: MetricsFactory;
 }
 
@@ -33,4 +33,7 @@ export function createHandler(deps: CommitHandlerDeps) {
   };
 }
 
-export const handler = createHandler({ runtime: runtimeFromEnvironment(), metrics: createMetricsFactory() });
+export const handler = createHandler({
+  runtime: storeRuntimeFromEnvironment(),
+  metrics: createMetricsFactory(),
+});

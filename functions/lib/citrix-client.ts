@@ -92,7 +92,10 @@ class TransientHttpError extends Error {
 export class CitrixClient {
   private token: CachedToken | undefined;
   private tokenRequest: Promise<CachedToken> | undefined;
-  /** Values no message may carry: the client secret and the current token, once known. */
+  /**
+   * What no message may carry: the client secret and the tokens, once known, in every form a response may
+   * quote them in (see secretForms).
+   */
   private readonly secrets = new Set<string>();
   private readonly fetch: typeof fetch;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -226,7 +229,7 @@ export class CitrixClient {
     observer: CitrixRequestObserver | undefined,
   ): Promise<CachedToken> {
     const credentials = await this.options.credentials.get(log);
-    this.secrets.add(credentials.clientSecret);
+    for (const form of secretForms(credentials.clientSecret)) this.secrets.add(form);
     const setting = this.tokenUrlSetting;
     const tokenUrl = this.options.tokenUrl ?? citrixTokenUrl(this.options.apiBase, credentials.customerId);
     const form = new URLSearchParams({
@@ -262,7 +265,7 @@ export class CitrixClient {
             `${setting} leads to no Citrix Cloud token endpoint: ${tokenUrl} answered HTTP ${response.status} without an access_token; ${fixTokenUrl(setting)}`,
           );
         }
-        this.secrets.add(accessToken);
+        for (const form of secretForms(accessToken)) this.secrets.add(form);
         const expiresIn = expiresInSeconds(isObject(parsed) ? parsed.expires_in : undefined);
         const lifetimeMs = expiresIn * 1000;
         // Short-lived tokens (tests, odd tenants) still get reused for most of their life.
@@ -364,10 +367,27 @@ export class CitrixClient {
   /** A short, one-line excerpt of a body for an error message, with every known secret blanked out. */
   private snippet(body: string): string {
     let text = body;
-    for (const secret of this.secrets) text = text.replaceAll(secret, "[redacted]");
+    // Longest first, so a form that contains a shorter one is blanked out whole.
+    const forms = [...this.secrets].sort((a, b) => b.length - a.length);
+    for (const form of forms) text = text.replaceAll(form, "[redacted]");
     const flat = text.replace(/\s+/g, " ").trim();
     return JSON.stringify(flat.length > SNIPPET_LENGTH ? `${flat.slice(0, SNIPPET_LENGTH)}…` : flat);
   }
+}
+
+/**
+ * The forms a secret comes back in when a server quotes the request it refused: as it is, form-encoded (how
+ * the token request sends it: spaces as "+"), percent-encoded by encodeURIComponent, and JSON-escaped.
+ */
+export function secretForms(secret: string): string[] {
+  if (secret === "") return [];
+  const forms = new Set([
+    secret,
+    new URLSearchParams({ s: secret }).toString().slice("s=".length),
+    encodeURIComponent(secret),
+    JSON.stringify(secret).slice(1, -1),
+  ]);
+  return [...forms];
 }
 
 function fixTokenUrl(setting: UrlSetting): string {

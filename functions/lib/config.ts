@@ -202,25 +202,80 @@ const envSchema = z.object({
   MAP_MAX_CONCURRENCY: integer(4, 1, 40),
   HTTP_TIMEOUT_MS: integer(30_000, 100, 300_000),
   INVOCATION_RESERVE_MS: integer(30_000, 0, 600_000),
+  // Read by Powertools itself, which ignores a value it does not know: checked here so a typo fails the deploy.
+  POWERTOOLS_LOG_LEVEL: z.preprocess(
+    blankToUndefined,
+    z
+      .enum(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "SILENT"], {
+        error: "must be one of TRACE, DEBUG, INFO, WARN, ERROR, CRITICAL, SILENT (upper case)",
+      })
+      .optional(),
+  ),
+  POWERTOOLS_METRICS_DISABLED: z.preprocess(
+    blankToUndefined,
+    z.enum(["true", "false"], { error: 'must be "true" or "false"' }).optional(),
+  ),
 });
+
+/** The variables only the Citrix API client reads: the collect function's, and only its. */
+const CITRIX_CLIENT_VARIABLES: readonly string[] = [
+  ...CITRIX_CREDENTIAL_VARIABLES,
+  "CITRIX_SECRET_ARN",
+  "API_BASE",
+  "TOKEN_URL",
+];
+
+/** What the functions that never call Citrix (plan, commit) are configured with. */
+export type ConfigWithoutCitrix = Omit<CollectorConfig, "citrix">;
+
+export interface LoadOptions {
+  /**
+   * false for the functions that never call Citrix: the CITRIX_* credentials, API_BASE and TOKEN_URL are
+   * neither read nor required, so those functions are deployed without the credentials.
+   */
+  citrix?: boolean;
+}
 
 /**
  * Parses and validates the environment. Throws one ConfigurationError listing every bad variable, so an
  * operator fixes them all in one go; nothing here touches the network.
  */
-export function loadConfig(env: Env): CollectorConfig {
-  const parsed = envSchema.safeParse(env);
+export function loadConfig(env: Env): CollectorConfig;
+export function loadConfig(env: Env, options: LoadOptions & { citrix: false }): ConfigWithoutCitrix;
+export function loadConfig(env: Env, options: LoadOptions = {}): CollectorConfig | ConfigWithoutCitrix {
+  const parsed = parseConfig(env, options);
+  if ("problems" in parsed) {
+    throw new ConfigurationError(`Invalid configuration: ${parsed.problems.join("; ")}`);
+  }
+  return parsed.config;
+}
+
+/**
+ * Every problem loadConfig would report, one per entry, none when the environment is valid: for the deploy
+ * check and `citrix-collector check-config`, which print one line per problem.
+ */
+export function configProblems(env: Env, options: LoadOptions = {}): string[] {
+  const parsed = parseConfig(env, options);
+  return "problems" in parsed ? parsed.problems : [];
+}
+
+function parseConfig(
+  env: Env,
+  { citrix = true }: LoadOptions,
+): { config: CollectorConfig | ConfigWithoutCitrix } | { problems: string[] } {
+  const read = citrix
+    ? env
+    : Object.fromEntries(Object.entries(env).filter(([name]) => !CITRIX_CLIENT_VARIABLES.includes(name)));
+  const parsed = envSchema.safeParse(read);
   const problems = parsed.success ? [] : schemaProblems(parsed.error.issues);
   const { feedPrefix, controlPrefix, stateKey } = bucketLayout(env);
   problems.push(...feedIsolationProblems(feedPrefix, controlPrefix, stateKey));
-  problems.push(...citrixCredentialProblems(env));
+  if (citrix) problems.push(...citrixCredentialProblems(env));
   if (parsed.success)
     problems.push(...executionSizeProblems(parsed.data.MAX_HOURS_PER_RUN, parsed.data.ENTITIES));
-  if (!parsed.success || problems.length > 0) {
-    throw new ConfigurationError(`Invalid configuration: ${problems.join("; ")}`);
-  }
+  if (!parsed.success || problems.length > 0) return { problems };
   const values = parsed.data;
-  return {
+  const config: CollectorConfig = {
     bucket: values.S3_BUCKET,
     feedPrefix,
     controlPrefix,
@@ -252,6 +307,9 @@ export function loadConfig(env: Env): CollectorConfig {
     httpTimeoutMs: values.HTTP_TIMEOUT_MS,
     invocationReserveMs: values.INVOCATION_RESERVE_MS,
   };
+  if (citrix) return { config };
+  const { citrix: _notRead, ...withoutCitrix } = config;
+  return { config: withoutCitrix };
 }
 
 /** Where the watermark lives, for the operator CLI's `status`: no Citrix credentials needed. */

@@ -2,16 +2,24 @@ import { S3Client } from "@aws-sdk/client-s3";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { CitrixClient, type CitrixClientTuning } from "./citrix-client";
 import { citrixCredentialsSource, type SecretsManagerFactory } from "./citrix-credentials";
-import { type CollectorConfig, type Env, loadConfig } from "./config";
+import { type CollectorConfig, type ConfigWithoutCitrix, type Env, loadConfig } from "./config";
 import { createLogger, type Logger } from "./log";
 import { S3Store } from "./s3-store";
 
-/** What every handler works with; built once per Lambda container and reused by warm invocations. */
-export interface Runtime {
-  config: CollectorConfig;
+/**
+ * What the plan and commit functions work with: S3 only. They are deployed without the Citrix credentials,
+ * so their configuration is loaded without them. Built once per Lambda container, reused when warm.
+ */
+export interface StoreRuntime {
+  config: ConfigWithoutCitrix;
   store: S3Store;
-  citrix: CitrixClient;
   log: Logger;
+}
+
+/** What the collect function works with: the store and the Citrix API client. */
+export interface Runtime extends StoreRuntime {
+  config: CollectorConfig;
+  citrix: CitrixClient;
 }
 
 /** What the Citrix client is built over besides the configuration; tests point these at local stand-ins. */
@@ -75,9 +83,25 @@ export function runtimeFromEnvironment(
   log?: Logger,
   citrix?: CitrixDeps,
 ): () => Runtime {
-  let runtime: Runtime | undefined;
+  return lazily(() => createRuntime(loadConfig(env), s3(env), log, citrix));
+}
+
+/** The same for the plan and commit functions, whose environment holds no Citrix setting. */
+export function storeRuntimeFromEnvironment(
+  env: Env = process.env,
+  s3: (env: Env) => S3Client = s3ClientFor,
+  log: Logger = createLogger(),
+): () => StoreRuntime {
+  return lazily(() => {
+    const config = loadConfig(env, { citrix: false });
+    return { config, store: new S3Store(s3(env), config.bucket), log };
+  });
+}
+
+function lazily<T>(build: () => T): () => T {
+  let built: T | undefined;
   return () => {
-    runtime ??= createRuntime(loadConfig(env), s3(env), log, citrix);
-    return runtime;
+    built ??= build();
+    return built;
   };
 }

@@ -4,10 +4,10 @@ import { stepFunctionsExecutionStatus } from "../lib/execution-status";
 import { invocationLogFields, type LambdaInvocation } from "../lib/log";
 import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
 import { type ExecutionStatusLookup, planRun } from "../lib/plan-run";
-import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
+import { type StoreRuntime, storeRuntimeFromEnvironment } from "../lib/runtime";
 
 export interface PlanHandlerDeps {
-  runtime: () => Runtime;
+  runtime: () => StoreRuntime;
   now: () => number;
   metrics: MetricsFactory;
   /** Whether the execution holding a collection lease still runs. */
@@ -39,7 +39,7 @@ export function createHandler(deps: PlanHandlerDeps) {
 }
 
 export const handler = createHandler({
-  runtime: runtimeFromEnvironment(),
+  runtime: storeRuntimeFromEnvironment(),
   now: Date.now,
   metrics: createMetricsFactory(),
   executionStatus: stepFunctionsExecutionStatus(new SFNClient({})),

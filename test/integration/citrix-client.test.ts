@@ -490,3 +490,73 @@ describe("responses are checked before anything is used", () => {
     expect(simulator.requests).toEqual([]);
   });
 });
+
+describe("a server that quotes the request it refuses (the simulator's echoRequests)", () => {
+  // Characters each encoding changes: "@" and "/" (percent-encoding), " " ("+" in a form, "%20" otherwise),
+  // '"' and "\" (JSON), "é" (UTF-8 percent-encoding).
+  const SECRET = 'p@ss wörd/+&="x\\';
+  const SECRET_FORMS = [
+    SECRET,
+    "p%40ss+w%C3%B6rd%2F%2B%26%3D%22x%5C",
+    "p%40ss%20w%C3%B6rd%2F%2B%26%3D%22x%5C",
+    'p@ss wörd/+&=\\"x\\\\',
+  ];
+  let echoing: CitrixSimulator;
+  beforeEach(async () => {
+    echoing = await startCitrixSimulator({ echoRequests: true, tokenEncoding: "base64" });
+  });
+  afterEach(async () => {
+    await echoing.close();
+  });
+  const echoingClient = (clientSecret: string) =>
+    new CitrixClient({
+      credentials: {
+        origin: "CITRIX_CLIENT_SECRET",
+        get: async () => ({ customerId: echoing.customerId, clientId: echoing.clientId, clientSecret }),
+        forget: () => undefined,
+      },
+      apiBase: echoing.apiBase,
+      tokenUrl: undefined,
+      timeoutMs: 2000,
+      sleep: async () => undefined,
+    });
+  const leaked = (error: Error, forms: string[]) => {
+    const seen = [error.message, String(error.cause ?? ""), logs.join("")].join("\n");
+    return forms.filter((form) => seen.includes(form));
+  };
+
+  it("blanks out the client secret raw, form-encoded, percent-encoded and JSON-escaped", async () => {
+    // The token endpoint really quotes every encoded form of what it was sent (its JSON body cannot hold the
+    // raw one, which the tests above cover).
+    const quoted = await fetch(echoing.tokenUrl, {
+      method: "POST",
+      headers: { "Content-Type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ grant_type: "client_credentials", client_id: "x", client_secret: SECRET }),
+    }).then((response) => response.text());
+    expect(SECRET_FORMS.slice(1).filter((form) => !quoted.includes(form))).toEqual([]);
+
+    const c = echoingClient(SECRET);
+    const error = await failure(c.getPage(c.pageUrl("sessions", HOUR, 10, 0), Date.now() + 60_000, log));
+    expect(error.name).toBe("CitrixAuthError");
+    expect(error.message).toContain("HTTP 401");
+    expect(error.message).toContain("[redacted]");
+    expect(leaked(error, SECRET_FORMS)).toEqual([]);
+  });
+
+  it("blanks out a token raw and in every encoding when the data API quotes the Authorization header", async () => {
+    echoing.inject({ kind: "status", status: 403, times: 1 });
+    const c = echoingClient(echoing.clientSecret);
+    const error = await failure(c.getPage(c.pageUrl("sessions", HOUR, 10, 0), Date.now() + 60_000, log));
+    expect(error.name).toBe("CitrixAuthError");
+    const [token] = echoing.issuedTokens;
+    if (token === undefined) throw new Error("no token was issued");
+    // A base64 token ends in "=", which both URL encodings change.
+    const tokenForms = [
+      token,
+      token.replace(/[+/=]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
+    ];
+    expect(tokenForms[1]).not.toBe(token);
+    expect(error.message).toContain("[redacted]");
+    expect(leaked(error, tokenForms)).toEqual([]);
+  });
+});

@@ -286,6 +286,33 @@ describe("citrix-collector against the deployed state machine (local Step Functi
   });
 });
 
+describe("citrix-collector check-config", () => {
+  const valid: Env = {
+    S3_BUCKET: BUCKET,
+    CITRIX_SECRET_ARN:
+      "arn:aws:secretsmanager:eu-west-1:123456789012:secret:citrix-analytics-collector-AbC123",
+  };
+
+  it("prints ok and exits 0 for valid settings", async () => {
+    expect(await cli(["check-config"], valid)).toEqual({ code: 0, stdout: "ok\n", stderr: "" });
+  });
+
+  it("prints one line per problem on stderr and exits 2", async () => {
+    const result = await cli(["check-config"], {
+      ...valid,
+      TOP_N: "0",
+      STATE_KEY: "citrix_analytics/state.json",
+      CITRIX_CLIENT_SECRET: "left-beside-the-secret",
+    });
+    expect(result.code).toBe(2);
+    expect(result.stdout).toBe("");
+    const lines = result.stderr.trimEnd().split("\n");
+    expect(lines.map((line) => line.split(" ")[1])).toEqual(["TOP_N", "STATE_KEY", "CITRIX_CLIENT_SECRET"]);
+    for (const line of lines) expect(line).toMatch(/^citrix-collector: /);
+    expect(result.stderr).not.toContain("left-beside-the-secret");
+  });
+});
+
 describe("citrix-collector as a process", () => {
   beforeAll(async () => {
     await openStandIns();

@@ -1,10 +1,23 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
+import { loadConfig } from "../../functions/lib/config";
 import { COLLECTOR_ERRORS } from "../../functions/lib/errors";
 import { METRIC_UNITS, METRICS_NAMESPACE } from "../../functions/lib/metrics";
 import { deployedFunctions } from "../../local/collection";
 import { type AslDefinition, type AslState, loadDefinition, taskStates } from "../../local/state-machine";
+import {
+  LOCAL_ONLY,
+  readmeConfigurationVariables,
+  SET_BY_DEPLOYMENT,
+  settingsReadBy,
+} from "../support/settings";
+
+const FUNCTION_KEYS = ["plan", "collect", "commit"] as const;
+type FunctionKey = (typeof FUNCTION_KEYS)[number];
+/** The example secret `npm run package` packages with (package.json). */
+const PACKAGED_SECRET_ARN =
+  "arn:aws:secretsmanager:eu-west-1:123456789012:secret:citrix-analytics-collector-AbC123";
 
 // Error names Step Functions and the Lambda integration raise themselves.
 const SERVICE_ERRORS = new Set([
@@ -113,28 +126,71 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
     expect(schedules[0]?.[1].Properties.ScheduleExpression).toBe("rate(1 hour)");
   });
 
-  it("deploys the three functions on Node.js 22 with the SPEC's environment", () => {
+  const variablesOf = (functionKey: FunctionKey): Record<string, string> =>
+    (
+      resource(`${functionKey[0]?.toUpperCase()}${functionKey.slice(1)}LambdaFunction`).Properties
+        .Environment as {
+        Variables: Record<string, string>;
+      }
+    ).Variables;
+
+  it("deploys the three functions on Node.js 22", () => {
     const functions = ofType("AWS::Lambda::Function");
     expect(functions.map(([id]) => id).sort()).toEqual([
       "CollectLambdaFunction",
       "CommitLambdaFunction",
       "PlanLambdaFunction",
     ]);
-    for (const [, fn] of functions) {
-      expect(fn.Properties.Runtime).toBe("nodejs22.x");
-      const variables = (fn.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
-      for (const name of [
-        "S3_BUCKET",
-        "S3_PREFIX",
-        "STATE_KEY",
-        "API_BASE",
-        "ENTITIES",
-        "TOP_N",
-        "LOOKBACK_MINUTES",
-        "CITRIX_SECRET_ARN",
-      ]) {
-        expect(Object.keys(variables)).toContain(name);
-      }
+    for (const [, fn] of functions) expect(fn.Properties.Runtime).toBe("nodejs22.x");
+  });
+
+  it("gives each function exactly the settings its code reads (the Citrix ones to collect only)", () => {
+    for (const functionKey of FUNCTION_KEYS) {
+      const settings = Object.keys(variablesOf(functionKey)).filter(
+        (name) => !SET_BY_DEPLOYMENT.includes(name),
+      );
+      expect({ functionKey, settings: settings.sort() }).toEqual({
+        functionKey,
+        settings: settingsReadBy(functionKey),
+      });
+    }
+    for (const functionKey of ["plan", "commit"] as const) {
+      expect(
+        Object.keys(variablesOf(functionKey)).filter((name) => /^CITRIX_|^API_BASE$|^TOKEN_URL$/.test(name)),
+      ).toEqual([]);
+    }
+  });
+
+  it("matches the README's configuration table both ways", () => {
+    const table = readmeConfigurationVariables();
+    expect(table.length).toBeGreaterThan(20);
+    const deployed = new Set(FUNCTION_KEYS.flatMap((functionKey) => Object.keys(variablesOf(functionKey))));
+    // Every documented setting reaches a function...
+    expect(table.filter((name) => !deployed.has(name) && !LOCAL_ONLY.includes(name))).toEqual([]);
+    // ...and every variable a function gets is documented, apart from what serverless.yml sets itself.
+    expect(
+      [...deployed].filter((name) => !table.includes(name) && !SET_BY_DEPLOYMENT.includes(name)),
+    ).toEqual([]);
+  });
+
+  it("deploys the configuration's own defaults when nothing is set", () => {
+    const defaults = loadConfig({
+      S3_BUCKET: "citrix-analytics-logs",
+      CITRIX_SECRET_ARN: PACKAGED_SECRET_ARN,
+    });
+    const { citrix: _collectOnly, ...defaultsWithoutCitrix } = defaults;
+    for (const functionKey of FUNCTION_KEYS) {
+      const variables = variablesOf(functionKey);
+      if (functionKey === "collect") expect(loadConfig(variables)).toEqual(defaults);
+      // serverless.yml defaults SEED_STATE_KEY to the state key (so the IAM grant names one object): the same read.
+      else if (functionKey === "plan") {
+        expect(loadConfig(variables, { citrix: false })).toEqual({
+          ...defaultsWithoutCitrix,
+          seedStateKey: defaults.stateKey,
+        });
+      } else expect(loadConfig(variables, { citrix: false })).toEqual(defaultsWithoutCitrix);
+      // The Powertools defaults: INFO, metrics on.
+      expect(variables).toMatchObject({ POWERTOOLS_LOG_LEVEL: "INFO", POWERTOOLS_METRICS_DISABLED: "false" });
     }
   });
 

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { StorageError } from "../../functions/lib/errors";
 import { hourRange } from "../../functions/lib/hours";
-import type { Runtime } from "../../functions/lib/runtime";
+import type { StoreRuntime } from "../../functions/lib/runtime";
 import type { LocalHandler } from "../../local/state-machine";
 import { InstrumentedStore, lambdaDied } from "../support/instrumented-store";
 import { expectFeedMatchesSimulator, FEED_PREFIX, STATE_KEY, type Stand, startStand } from "../support/stand";
@@ -25,7 +25,10 @@ async function open(env: Record<string, string> = {}, simulator = {}): Promise<S
 }
 
 /** Swaps an instrumented store into the container's runtime; `store` records every feed write. */
-function instrument(s: Stand): { store: InstrumentedStore; adaptRuntime: (runtime: Runtime) => Runtime } {
+function instrument(s: Stand): {
+  store: InstrumentedStore;
+  adaptRuntime: <R extends StoreRuntime>(runtime: R) => R;
+} {
   const store = new InstrumentedStore(s.store, FEED_PREFIX);
   return { store, adaptRuntime: (runtime) => ({ ...runtime, store }) };
 }

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { StorageError } from "../../functions/lib/errors";
 import { stepFunctionsExecutionStatus } from "../../functions/lib/execution-status";
-import type { Runtime } from "../../functions/lib/runtime";
+import type { StoreRuntime } from "../../functions/lib/runtime";
 import type { LocalCollectionResult } from "../../local/collection";
 import { startLocalStepFunctions } from "../../local/sfn-api-server";
 import { InstrumentedStore, lambdaDied } from "../support/instrumented-store";
@@ -25,7 +25,10 @@ async function open(env: Record<string, string> = {}): Promise<Stand> {
   return stand;
 }
 
-function instrument(s: Stand): { store: InstrumentedStore; adaptRuntime: (runtime: Runtime) => Runtime } {
+function instrument(s: Stand): {
+  store: InstrumentedStore;
+  adaptRuntime: <R extends StoreRuntime>(runtime: R) => R;
+} {
   const store = new InstrumentedStore(s.store, FEED_PREFIX);
   return { store, adaptRuntime: (runtime) => ({ ...runtime, store }) };
 }

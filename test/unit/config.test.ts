@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { citrixTokenUrl, type Env, loadConfig } from "../../functions/lib/config";
+import { citrixTokenUrl, configProblems, type Env, loadConfig } from "../../functions/lib/config";
 import { ConfigurationError } from "../../functions/lib/errors";
+import { FIELD_VARIABLES, NON_DEFAULT_SETTINGS } from "../support/settings";
 
 const SECRET = "Sup3r-s3cret-VALUE";
 const base: Env = {
@@ -330,4 +331,78 @@ describe("loadConfig with CITRIX_SECRET_ARN", () => {
       );
     }
   });
+});
+
+describe("loadConfig for the functions that never call Citrix (plan, commit)", () => {
+  const {
+    CITRIX_CUSTOMER_ID: _c,
+    CITRIX_CLIENT_ID: _i,
+    CITRIX_CLIENT_SECRET: _s,
+    ...withoutCredentials
+  } = base;
+
+  it("needs none of the Citrix settings and returns no Citrix configuration", () => {
+    const config = loadConfig(withoutCredentials, { citrix: false });
+    expect(config.bucket).toBe("my-bucket");
+    expect("citrix" in config).toBe(false);
+    // The same environment is not enough for the collect function.
+    expect(configError(withoutCredentials).message).toContain("CITRIX_CLIENT_SECRET is required");
+  });
+
+  it("neither reads nor checks the Citrix settings, and still checks everything else", () => {
+    const citrixOnly = { CITRIX_SECRET_ARN: "not-an-arn", API_BASE: "not a url", TOKEN_URL: "ftp://x" };
+    expect(() => loadConfig({ ...withoutCredentials, ...citrixOnly }, { citrix: false })).not.toThrow();
+    const problems = configProblems(
+      { ...citrixOnly, TOP_N: "0", STATE_KEY: "citrix_analytics/state.json" },
+      {
+        citrix: false,
+      },
+    );
+    expect(problems.map((problem) => problem.split(" ")[0])).toEqual(["S3_BUCKET", "TOP_N", "STATE_KEY"]);
+  });
+});
+
+describe("configProblems", () => {
+  it("lists each problem loadConfig reports, one per entry, and none for a valid environment", () => {
+    const env = { ...base, TOP_N: "0", STATE_KEY: "citrix_analytics/state.json" };
+    const problems = configProblems(env);
+    expect(problems).toHaveLength(2);
+    expect(configError(env).message).toBe(`Invalid configuration: ${problems.join("; ")}`);
+    expect(configProblems(base)).toEqual([]);
+  });
+});
+
+describe("the Powertools variables (read by Powertools, which ignores values it does not know)", () => {
+  const LEVELS = "must be one of TRACE, DEBUG, INFO, WARN, ERROR, CRITICAL, SILENT (upper case)";
+  it.each([
+    ["POWERTOOLS_LOG_LEVEL", "debug", LEVELS],
+    ["POWERTOOLS_LOG_LEVEL", "VERBOSE", LEVELS],
+    ["POWERTOOLS_METRICS_DISABLED", "yes", 'must be "true" or "false"'],
+  ])("rejects %s=%j, naming it", (variable, value, message) => {
+    expect(configProblems({ ...base, [variable]: value })).toEqual([`${variable} ${message}`]);
+  });
+
+  it("accepts the levels and flags Powertools knows, and blanks", () => {
+    for (const env of [
+      { POWERTOOLS_LOG_LEVEL: "DEBUG", POWERTOOLS_METRICS_DISABLED: "true" },
+      { POWERTOOLS_LOG_LEVEL: "", POWERTOOLS_METRICS_DISABLED: "" },
+    ]) {
+      expect(configProblems({ ...base, ...env })).toEqual([]);
+    }
+  });
+});
+
+describe("the variables behind each configuration field (test/support/settings.ts, used by the deployment tests)", () => {
+  it.each(Object.entries(NON_DEFAULT_SETTINGS).filter(([variable]) => !variable.startsWith("POWERTOOLS_")))(
+    "%s changes exactly the fields said to be built from it",
+    (variable, value) => {
+      const before = loadConfig(base);
+      const after = loadConfig({ ...base, [variable]: value });
+      const fields = Object.keys(FIELD_VARIABLES) as (keyof typeof FIELD_VARIABLES)[];
+      const changed = fields.filter(
+        (field) => JSON.stringify(before[field]) !== JSON.stringify(after[field]),
+      );
+      expect(changed).toEqual(fields.filter((field) => FIELD_VARIABLES[field].includes(variable)));
+    },
+  );
 });
