@@ -52,18 +52,17 @@ export interface HourManifest {
  * meets, an hour held by an execution that died is finished by the next one, with no claim to time out.
  */
 export async function publishRun(deps: PublishDeps, input: CommitInput): Promise<CommitOutput> {
+  const hours = [...input.hours].sort();
   const reports: HourReport[] = [];
-  for (const hourUtc of [...input.hours].sort()) {
-    reports.push(await publishHour(deps, input, hourUtc));
-  }
+  for (const hourUtc of hours) reports.push(await publishHour(deps, input, hourUtc));
   const before = input.watermark.hourUtc;
-  const firstHour = input.hours.length > 0 ? parseHour([...input.hours].sort()[0] as string) : undefined;
+  const first = hours[0] === undefined ? undefined : parseHour(hours[0]);
   const after = await advanceWatermark(
     deps.store,
     deps.config,
     input.watermark,
     // A first run starts the watermark; a backfill only moves one that exists.
-    input.mode === "scheduled" && firstHour !== undefined ? formatHour(firstHour - HOUR_MS) : undefined,
+    input.mode === "scheduled" && first !== undefined ? formatHour(first - HOUR_MS) : undefined,
     input.runId,
   );
   deps.log.info("watermark checked", { from: before, to: after });

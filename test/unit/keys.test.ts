@@ -1,9 +1,15 @@
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../functions/lib/config";
 import {
+  collectedResultKey,
   feedPartKey,
+  hourOfPublishedMarker,
+  leaseKey,
+  leasePrefix,
   manifestKey,
   partFileName,
+  publishedMarkerKey,
+  publishedPrefix,
   stagingPartKey,
   stagingRunPrefix,
 } from "../../functions/lib/keys";
@@ -100,5 +106,44 @@ describe("control keys", () => {
     ];
     for (const key of controlKeys) expect(key.startsWith(feed), key).toBe(false);
     expect(feedPartKey(config.feedPrefix, "sessions", HOUR, 0).startsWith(feed)).toBe(true);
+  });
+});
+
+describe("control keys of the commit protocol", () => {
+  it("publishedMarkerKey and hourOfPublishedMarker are inverses, and markers sort in hour order", () => {
+    const hours = [
+      "2026-12-31T23:00:00Z",
+      "2027-01-01T00:00:00Z",
+      "2027-01-01T09:00:00Z",
+      "2027-01-01T10:00:00Z",
+    ];
+    const keys = hours.map((hourUtc) => publishedMarkerKey(CONTROL, hourUtc));
+    expect(keys[0]).toBe("_citrix_collector/citrix_analytics/published/year=2026/month=12/day=31/hour=23");
+    expect(keys.map((key) => hourOfPublishedMarker(CONTROL, key))).toEqual(hours);
+    expect([...keys].reverse().sort()).toEqual(keys);
+  });
+
+  it("hourOfPublishedMarker ignores keys that are not markers of this control prefix", () => {
+    expect(
+      hourOfPublishedMarker(CONTROL, `${CONTROL}/published/year=2026/month=11/day=24/hour=08.json`),
+    ).toBe(undefined);
+    expect(hourOfPublishedMarker(CONTROL, `${CONTROL}/manifests/year=2026/month=11/day=24/hour=08`)).toBe(
+      undefined,
+    );
+    expect(hourOfPublishedMarker(CONTROL, `other/published/year=2026/month=11/day=24/hour=08`)).toBe(
+      undefined,
+    );
+    expect(hourOfPublishedMarker(CONTROL, `${CONTROL}/published/year=2026/month=11/day=24/hour=8`)).toBe(
+      undefined,
+    );
+  });
+
+  it("keeps results, leases and markers under the control prefix, results inside the run's staging", () => {
+    expect(collectedResultKey(CONTROL, "run-1", "sessions", HOUR)).toBe(
+      `${stagingRunPrefix(CONTROL, "run-1")}collected/sessions/year=2026/month=11/day=24/hour=08.json`,
+    );
+    expect(leaseKey(CONTROL, "run-1")).toBe(`${leasePrefix(CONTROL)}run-1.json`);
+    expect(leasePrefix(CONTROL)).toBe("_citrix_collector/citrix_analytics/leases/");
+    expect(publishedPrefix(CONTROL)).toBe("_citrix_collector/citrix_analytics/published/");
   });
 });
