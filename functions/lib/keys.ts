@@ -61,7 +61,11 @@ export function collectedResultKey(
 
 /** One create-only manifest per hour: it fixes, once, which staging parts become the hour's feed objects. */
 export function manifestKey(controlPrefix: string, hourUtc: string): string {
-  return `${controlPrefix}/manifests/${hourPath(hourUtc)}.json`;
+  return `${manifestPrefix(controlPrefix)}${hourPath(hourUtc)}.json`;
+}
+
+export function manifestPrefix(controlPrefix: string): string {
+  return `${controlPrefix}/manifests/`;
 }
 
 /**
@@ -78,12 +82,14 @@ export function publishedPrefix(controlPrefix: string): string {
 
 /** The hour a published marker stands for, or undefined for a key that is not one. */
 export function hourOfPublishedMarker(controlPrefix: string, key: string): string | undefined {
-  const match = /^year=(\d{4})\/month=(\d{2})\/day=(\d{2})\/hour=(\d{2})$/.exec(
-    key.slice(publishedPrefix(controlPrefix).length),
-  );
-  return key.startsWith(publishedPrefix(controlPrefix)) && match
-    ? `${match[1]}-${match[2]}-${match[3]}T${match[4]}:00:00Z`
-    : undefined;
+  if (!key.startsWith(publishedPrefix(controlPrefix))) return undefined;
+  return hourOfPath(key.slice(publishedPrefix(controlPrefix).length));
+}
+
+/** The inverse of hourPath. */
+function hourOfPath(path: string): string | undefined {
+  const match = /^year=(\d{4})\/month=(\d{2})\/day=(\d{2})\/hour=(\d{2})$/.exec(path);
+  return match ? `${match[1]}-${match[2]}-${match[3]}T${match[4]}:00:00Z` : undefined;
 }
 
 /**

@@ -1,8 +1,9 @@
 import type { CollectorConfig } from "./config";
 import { backfillRequestSchema, type PlanInput, type PlanOutput, parseStateInput } from "./contracts";
+import { formatHour, HOUR_MS, parseHour } from "./hours";
 import { leaseKey, leasePrefix } from "./keys";
 import type { Logger } from "./log";
-import { lagHours, planBackfillHours, planHours, planWorkItems } from "./planner";
+import { lagHours, newestEligibleHour, planBackfillHours, planHours, planWorkItems } from "./planner";
 import type { S3Store } from "./s3-store";
 import {
   advanceWatermark,
@@ -58,7 +59,7 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     ? parseStateInput(backfillRequestSchema, input.request, "PlanHours (backfill request)").backfill
     : undefined;
   let watermark = await readWatermark(store, config.stateKey, config.seedStateKey);
-  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName);
+  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName, nowMs);
   const deferred: Record<string, string[]> = {};
   let hours: string[];
   if (backfill) {
@@ -123,25 +124,36 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
 }
 
 /**
- * A lost state file is recovered from the published markers, and the watermark moves over hours published
- * after it whose execution did not get to move it (it died in Commit, or finished after a later one).
+ * The watermark a scheduled run plans from. A lost state file is recovered from the published markers (and
+ * stored again); a first run starts after the hour before its first hour (FIRST_HOUR_UTC, or the newest
+ * eligible one), which Commit stores; and the watermark moves over hours published after it whose execution
+ * did not get to move it (it died in Commit, or finished after a later one).
  */
-async function catchUpWatermark(deps: PlanDeps, read: Watermark, runId: string): Promise<Watermark> {
+async function catchUpWatermark(
+  deps: PlanDeps,
+  read: Watermark,
+  runId: string,
+  nowMs: number,
+): Promise<Watermark> {
   const { store, config, log } = deps;
   let watermark = read;
   if (watermark.hourUtc === null) {
     const recovered = await recoverWatermark(store, config.controlPrefix);
-    if (recovered !== undefined) {
-      log.warn("no state file, but hours were published: continuing after the newest published hour", {
-        stateKey: config.stateKey,
-        recovered,
-      });
-      watermark = { hourUtc: recovered, etag: watermark.etag };
+    if (recovered === undefined) {
+      const start = config.firstHourUtc
+        ? (parseHour(config.firstHourUtc) as number)
+        : newestEligibleHour(nowMs, config.lookbackMinutes);
+      return { hourUtc: formatHour(start - HOUR_MS), etag: null };
     }
+    log.warn("no state file, but hours were published: continuing after the published hours", {
+      stateKey: config.stateKey,
+      recovered,
+    });
+    watermark = { hourUtc: recovered, etag: null };
   }
-  const moved = await advanceWatermark(store, config, watermark, undefined, runId);
+  const moved = await advanceWatermark(store, config, watermark, runId);
   if (moved === watermark.hourUtc && watermark.etag !== null) return watermark;
-  // Moved, or re-created after a loss: read it back for the ETag Commit writes over.
+  // Moved or stored anew: read it back for the ETag Commit writes over.
   const written = await readWatermark(store, config.stateKey);
   return written.hourUtc === null ? watermark : written;
 }

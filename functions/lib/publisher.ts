@@ -1,3 +1,4 @@
+import { mapConcurrently } from "./concurrency";
 import type { CollectorConfig } from "./config";
 import {
   type CollectedResult,
@@ -8,7 +9,6 @@ import {
   type StagingSegment,
 } from "./contracts";
 import { InvalidInputError, StagingLostError } from "./errors";
-import { formatHour, HOUR_MS, parseHour } from "./hours";
 import {
   collectedResultKey,
   feedPartKey,
@@ -20,7 +20,14 @@ import {
 } from "./keys";
 import type { Logger } from "./log";
 import type { S3Store } from "./s3-store";
-import { advanceWatermark } from "./watermark";
+import { advanceWatermark, type PublishedMarker } from "./watermark";
+
+/**
+ * Commit's parallelism: hours at a time, and copies at a time within an hour. Up to 32 S3 requests in flight
+ * keep a 168-hour catch-up to seconds, well inside S3's per-prefix request rates and the SDK's 50 sockets.
+ */
+const HOURS_IN_PARALLEL = 4;
+const COPIES_IN_PARALLEL = 8;
 
 export interface PublishDeps {
   store: S3Store;
@@ -53,18 +60,12 @@ export interface HourManifest {
  */
 export async function publishRun(deps: PublishDeps, input: CommitInput): Promise<CommitOutput> {
   const hours = [...input.hours].sort();
-  const reports: HourReport[] = [];
-  for (const hourUtc of hours) reports.push(await publishHour(deps, input, hourUtc));
-  const before = input.watermark.hourUtc;
-  const first = hours[0] === undefined ? undefined : parseHour(hours[0]);
-  const after = await advanceWatermark(
-    deps.store,
-    deps.config,
-    input.watermark,
-    // A first run starts the watermark; a backfill only moves one that exists.
-    input.mode === "scheduled" && first !== undefined ? formatHour(first - HOUR_MS) : undefined,
-    input.runId,
+  // Hours are independent (each has its own manifest and marker); the watermark is derived afterwards.
+  const reports = await mapConcurrently(hours, HOURS_IN_PARALLEL, (hourUtc) =>
+    publishHour(deps, input, hourUtc),
   );
+  const before = input.watermark.hourUtc;
+  const after = await advanceWatermark(deps.store, deps.config, input.watermark, input.runId);
   deps.log.info("watermark checked", { from: before, to: after });
   // Every hour this execution claimed has its marker now, so nobody needs this staging any more.
   const staging = await deps.store.listKeys(stagingRunPrefix(deps.config.controlPrefix, input.runId));
@@ -111,12 +112,13 @@ async function publishHour(deps: PublishDeps, input: CommitInput, hourUtc: strin
       log.info("finishing an hour another execution claimed", { publisher: manifest.runId });
     }
     await copyHour(deps, manifest, marker);
-    const record = JSON.stringify({
+    const record: PublishedMarker = {
       manifest: manifest.runId,
       by: input.runId,
       at: new Date().toISOString(),
-    });
-    await store.put(marker, record, "application/json", { ifNoneMatch: "*" });
+      watermark: input.watermark.hourUtc,
+    };
+    await store.put(marker, JSON.stringify(record), "application/json", { ifNoneMatch: "*" });
   }
   const outcome: HourReport["outcome"] = published
     ? "already-published"
@@ -147,36 +149,30 @@ async function publishHour(deps: PublishDeps, input: CommitInput, hourUtc: strin
  */
 async function copyHour(deps: PublishDeps, manifest: HourManifest, marker: string): Promise<void> {
   const { store, config } = deps;
-  for (const [entity, published] of Object.entries(manifest.entities)) {
-    for (const segment of published.segments) {
-      for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
-        const source = stagingPartKey(
-          config.controlPrefix,
-          manifest.runId,
-          entity,
-          manifest.hourUtc,
-          segment.attempt,
-          part,
-          segment.compressed,
-        );
-        const destination = feedPartKey(
-          config.feedPrefix,
-          entity,
-          manifest.hourUtc,
-          part,
-          segment.compressed,
-        );
-        if ((await store.copyIfAbsent(source, destination)) !== "no-source") continue;
-        if (await store.exists(marker)) return;
-        if (await store.exists(destination)) continue;
-        throw new StagingLostError(
-          `hour ${manifest.hourUtc} is claimed by execution ${manifest.runId}, whose staging part s3://${store.bucket}/${source} is gone although the hour is not published; ` +
-            `it cannot be finished from staging: delete s3://${store.bucket}/${manifestKey(config.controlPrefix, manifest.hourUtc)} ` +
-            `and every object under s3://${store.bucket}/${feedPartKey(config.feedPrefix, entity, manifest.hourUtc, 0).replace(/part-\d+\.ndjson$/, "")} of that hour, then redrive`,
-        );
-      }
-    }
-  }
+  const parts = Object.entries(manifest.entities).flatMap(([entity, published]) =>
+    published.segments.flatMap((segment) =>
+      Array.from({ length: segment.parts }, (_, i) => ({ entity, segment, part: segment.firstPart + i })),
+    ),
+  );
+  await mapConcurrently(parts, COPIES_IN_PARALLEL, async ({ entity, segment, part }) => {
+    const source = stagingPartKey(
+      config.controlPrefix,
+      manifest.runId,
+      entity,
+      manifest.hourUtc,
+      segment.attempt,
+      part,
+      segment.compressed,
+    );
+    const destination = feedPartKey(config.feedPrefix, entity, manifest.hourUtc, part, segment.compressed);
+    if ((await store.copyIfAbsent(source, destination)) !== "no-source") return;
+    if ((await store.exists(marker)) || (await store.exists(destination))) return;
+    throw new StagingLostError(
+      `hour ${manifest.hourUtc} is claimed by execution ${manifest.runId}, whose staging part s3://${store.bucket}/${source} is gone although the hour is not published; ` +
+        `it cannot be finished from staging: delete s3://${store.bucket}/${manifestKey(config.controlPrefix, manifest.hourUtc)} ` +
+        `and every object under s3://${store.bucket}/${feedPartKey(config.feedPrefix, entity, manifest.hourUtc, 0).replace(/part-\d+\.ndjson$/, "")} of that hour, then redrive`,
+    );
+  });
 }
 
 /** This execution's results for every planned entity of the hour; all must exist before it claims the hour. */
@@ -200,14 +196,12 @@ async function readCollectedIfPresent(
   input: CommitInput,
   hourUtc: string,
 ): Promise<Map<string, CollectedResult>> {
-  const found = new Map<string, CollectedResult>();
-  for (const entity of input.entities) {
+  const results = await mapConcurrently(input.entities, input.entities.length, async (entity) => {
     const key = collectedResultKey(deps.config.controlPrefix, input.runId, entity, hourUtc);
     const stored = await deps.store.getText(key);
-    if (stored)
-      found.set(entity, parseStored(collectedResultSchema.safeParse(parseJson(stored.body)), deps, key));
-  }
-  return found;
+    return stored && parseStored(collectedResultSchema.safeParse(parseJson(stored.body)), deps, key);
+  });
+  return new Map(results.flatMap((result) => (result ? [[result.entity, result] as const] : [])));
 }
 
 async function readManifest(store: S3Store, key: string): Promise<HourManifest> {

@@ -72,15 +72,41 @@ export async function publishedHoursAfter(
   return keys.flatMap((key) => hourOfPublishedMarker(controlPrefix, key) ?? []).sort();
 }
 
+/** What a published marker records: the watermark its publisher planned from, for recoverWatermark. */
+export interface PublishedMarker {
+  manifest: string;
+  by: string;
+  at: string;
+  watermark: string | null;
+}
+
 /**
  * When neither the state file nor a seed state file exists but hours were published, the state file was lost
- * (deleted, or a new STATE_KEY): continue from the newest published hour and the contiguous run before it,
- * instead of FIRST_HOUR_UTC or the newest eligible hour, so nothing the watermark lagged behind is skipped
- * and nothing published is collected again. Undefined on a true first run.
+ * (deleted, or a new STATE_KEY). The newest marker records the watermark its execution planned from, and
+ * every hour up to that one was published then: continue over the hours published contiguously after it.
+ * Hours published beyond a gap (the gap may be an hour a failed execution never claimed) are not trusted.
+ * Undefined when nothing was ever published: a first run.
  */
 export async function recoverWatermark(store: S3Store, controlPrefix: string): Promise<string | undefined> {
   const published = await publishedHoursAfter(store, controlPrefix, null);
-  return published[published.length - 1];
+  const newest = published[published.length - 1];
+  if (newest === undefined) return undefined;
+  const marker = parseMarker((await store.getText(publishedMarkerKey(controlPrefix, newest)))?.body);
+  const oldest = parseHour(published[0] as string) as number;
+  // A marker that records no watermark (a backfill before any): trust only the run from the oldest marker.
+  const base = marker?.watermark ?? formatHour(oldest - HOUR_MS);
+  return newestContiguousHour(base, published);
+}
+
+function parseMarker(body: string | undefined): PublishedMarker | undefined {
+  try {
+    const marker = JSON.parse(body ?? "") as Partial<PublishedMarker>;
+    return typeof marker.watermark === "string" && parseHour(marker.watermark) !== undefined
+      ? (marker as PublishedMarker)
+      : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export interface WatermarkLayout {
@@ -90,27 +116,23 @@ export interface WatermarkLayout {
 
 /**
  * Moves the watermark forward over every hour published contiguously after it (by this execution or any
- * other), never backwards. `base` stands in for a watermark that does not exist yet: the hour before the
- * first hour a first run planned; without one, a missing watermark is left alone (a backfill never creates
- * it). Writes only over the state object it last read (If-Match on its ETag, or create-only when there was
- * none); when another execution moved it in between, re-reads and tries again. Returns the watermark after.
+ * other), never backwards; a missing one is left alone (Plan creates it, a backfill never does). Writes only
+ * over the state object it last read (If-Match on its ETag, or create-only when there was none); when
+ * another execution moved it in between, re-reads and tries again. Returns the watermark after.
  */
 export async function advanceWatermark(
   store: S3Store,
   layout: WatermarkLayout,
   planned: Watermark,
-  base: string | undefined,
   runId: string,
 ): Promise<string | null> {
   let current = planned;
   for (let attempt = 1; attempt <= WATERMARK_WRITE_ATTEMPTS; attempt++) {
-    const from = current.hourUtc ?? base;
-    if (from === undefined) return current.hourUtc;
+    const from = current.hourUtc;
+    if (from === null) return null;
     const target = newestContiguousHour(from, await publishedHoursAfter(store, layout.controlPrefix, from));
-    // A watermark known but not stored (recovered from the markers, or the seed's) is written as it is.
-    if (current.hourUtc !== null && current.hourUtc >= target && current.etag !== null)
-      return current.hourUtc;
-    if (current.hourUtc === null && target === from) return null;
+    // A watermark known but not stored (a first run's start, recovered, or the seed's) is written as it is.
+    if (from >= target && current.etag !== null) return from;
     const body = JSON.stringify({
       last_hour_utc: target,
       updated_at: new Date().toISOString(),

@@ -53,7 +53,8 @@ describe("a scheduled collection, end to end through the deployed definition", (
     );
     expect(result.commit).toMatchObject({
       status: "committed",
-      watermark: { before: null, after: HOURS[2] },
+      // A first run plans from the hour before its first hour; no state file existed before this Commit.
+      watermark: { before: "2026-11-24T07:00:00Z", after: HOURS[2] },
     });
   });
 

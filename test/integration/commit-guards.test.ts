@@ -40,6 +40,15 @@ describe("Commit refuses to claim an hour it cannot fill", () => {
     expect(await s.store.exists(manifestKey(CONTROL, HOURS[1] as string))).toBe(false);
     expect(await s.keys(`${FEED_PREFIX}/users/year=2026/month=11/day=24/hour=09/`)).toEqual([]);
     expect(await s.watermark()).toBeNull();
+
+    // 10:00 was published beside it (hours go in parallel), past the gap at 09:00. With no state file yet, the
+    // next run trusts only what is contiguous after the watermark the markers record: it collects 09:00.
+    const next = await s.run("after-missing-1");
+    expect(next.status).toBe("SUCCEEDED");
+    expect(next.plan?.watermark.hourUtc).toBe(HOURS[0]);
+    expect(next.plan?.hours).toEqual([HOURS[1]]);
+    expect(await s.watermark()).toBe(HOURS[2]);
+    for (const hourUtc of HOURS) await expectFeedMatchesSimulator(s, "users", hourUtc);
   });
 });
 
@@ -87,7 +96,6 @@ describe("the watermark's compare-and-swap", () => {
       store,
       LAYOUT,
       { hourUtc: "2026-11-24T07:00:00Z", etag: '"stale"' },
-      undefined,
       "cas-1",
     ).catch((caught: unknown) => caught);
 

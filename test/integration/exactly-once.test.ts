@@ -12,6 +12,7 @@ const HOURS = ["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z", "2026-11-24T10:00
 const ENTITIES = ["sessions", "machines", "users"];
 const STAGING = "_citrix_collector/citrix_analytics/staging/";
 const LEASES = "_citrix_collector/citrix_analytics/leases/";
+const CONTROL = "_citrix_collector/citrix_analytics";
 
 let stand: Stand | undefined;
 afterEach(async () => {
@@ -94,9 +95,11 @@ describe("a Commit that fails half-way", () => {
   it("is finished by the next execution from its staging, and its redrive later writes nothing twice", async () => {
     const s = await open();
     const { store, adaptRuntime } = instrument(s);
-    let copies = 0;
-    store.beforeCopy = () => {
-      if (++copies === 5) throw new StorageError("injected: access denied half-way through publishing");
+    // Copies of 09:00's parts (one per entity) fail after the first: 09:00 is claimed, partly copied.
+    let copies09 = 0;
+    store.beforeCopy = (destination) => {
+      if (destination.includes("/year=2026/month=11/day=24/hour=09/") && ++copies09 > 1)
+        throw new StorageError("injected: access denied half-way through publishing");
     };
     const failed = await s.run("commit-fails-1", { adaptRuntime });
 
@@ -104,18 +107,21 @@ describe("a Commit that fails half-way", () => {
     expect(failed.error?.name).toBe("StorageError");
     expect(failed.redrive?.state).toBe("PublishAndAdvance");
     expect(await s.watermark()).toBeNull();
-    expect(store.feedWrites).toHaveLength(4);
+    const partial = store.feedWrites.filter((key) => key.includes("hour=09/"));
+    expect(partial.length).toBeGreaterThan(0);
+    expect(await s.keys(`${CONTROL}/published/`)).not.toContain(
+      `${CONTROL}/published/year=2026/month=11/day=24/hour=09`,
+    );
 
-    // 08:00 (3 parts) was published before the failure, 09:00 was claimed and got 1 of its 3 parts. The next
-    // scheduled execution counts 08:00 as published and finishes 09:00 from the failed execution's staging:
-    // the hour's manifest names those parts, so the feed gets exactly them, each once.
+    // Hours are published in parallel: 08:00 and 10:00 were, 09:00 was claimed and got some of its parts. The
+    // next scheduled execution counts the published hours and finishes 09:00 from the failed execution's
+    // staging: the hour's manifest names those parts, so the feed gets exactly them, each once.
     store.beforeCopy = () => undefined;
     const next = await s.run("scheduled-after-failure", { adaptRuntime });
     expect(next.status).toBe("SUCCEEDED");
-    expect(next.plan?.hours).toEqual(HOURS.slice(1));
+    expect(next.plan?.hours).toEqual([HOURS[1]]);
     expect(next.commit?.hours.map((hour) => [hour.hourUtc, hour.outcome, hour.publisher])).toEqual([
       [HOURS[1], "completed-for-another", "commit-fails-1"],
-      [HOURS[2], "published", "scheduled-after-failure"],
     ]);
     await expectPublishedOnce(s, HOURS);
     expect(await s.watermark()).toBe(HOURS[2]);
@@ -219,7 +225,10 @@ describe("a stale execution redriven after a newer one succeeded", () => {
       HOURS.map(() => ["already-published", "newer-1"]),
     );
     expect(store.feedWrites).toEqual([]);
-    expect(redriven.commit?.watermark).toEqual({ before: null, after: "2026-11-24T12:00:00Z" });
+    expect(redriven.commit?.watermark).toEqual({
+      before: "2026-11-24T07:00:00Z",
+      after: "2026-11-24T12:00:00Z",
+    });
     expect(await s.watermark()).toBe("2026-11-24T12:00:00Z");
     await expectPublishedOnce(
       s,
