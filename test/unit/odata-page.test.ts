@@ -88,10 +88,28 @@ describe("readODataPage", () => {
     expect(lines(readODataPage(body))).toEqual(['{"a":1}']);
   });
 
-  it("re-serialises a pretty-printed page, so every record is still one line", () => {
+  it("compacts a pretty-printed page, so every record is still one line", () => {
     const pretty = Buffer.from(JSON.stringify(JSON.parse(SAMPLE.toString()), null, 2));
     const page = readODataPage(pretty);
     expect(lines(page)).toEqual(lines(readODataPage(SAMPLE)));
+  });
+
+  it("changes only the whitespace of a multi-line record, and nothing of the records beside it", () => {
+    const body = Buffer.from(
+      [
+        '{"value":[{"Id":9007199254740993, "Name":"a  b"},',
+        '{\r\n  "Id" : 9007199254740995,\n\t"Name": "Zo\\u00eb \\" } \\\\",\n  "n": [ 1.50E+3 , -0.0 ]\n}',
+        ',{"Id":12345678901234567890}]}',
+      ].join(""),
+    );
+    const page = readODataPage(body);
+    expect(lines(page)).toEqual([
+      '{"Id":9007199254740993, "Name":"a  b"}',
+      '{"Id":9007199254740995,"Name":"Zo\\u00eb \\" } \\\\","n":[1.50E+3,-0.0]}',
+      '{"Id":12345678901234567890}',
+    ]);
+    // The page passed to readODataPage is left as it was.
+    expect(body.toString()).toContain('{\r\n  "Id" : 9007199254740995');
   });
 
   it("replaces invalid UTF-8 as fetch's text() would, instead of copying it into the feed", () => {
