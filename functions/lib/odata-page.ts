@@ -53,7 +53,7 @@ export class ODataPageRejected extends Error {
  *
  * A record spread over several lines (a pretty-printed page) loses the whitespace between its tokens and
  * nothing else, so the other records of its page pass through untouched. Anything else the fast pass does not
- * expect (a repeated "value", invalid UTF-8, a record nested deeper than MAX_DEPTH, any error) goes to a full
+ * expect (invalid UTF-8, a record nested deeper than MAX_DEPTH, any error) goes to a full
  * parse, which either names what is wrong or re-serialises the records.
  */
 export function readODataPage(body: Buffer): ODataPageContent {
@@ -150,7 +150,7 @@ class PageScanner {
       if (body[i] !== COLON) return undefined;
       const valueStart = this.whitespace(i + 1);
       if (key === "value") {
-        if (bounds !== undefined) return undefined;
+        // A repeated "value" replaces the earlier one, as in JSON.parse.
         bounds = [];
         i = this.records(valueStart, bounds);
       } else {
