@@ -1,6 +1,7 @@
 // Mutation testing: `npm run mutate` (the exactly-once core), or one file with
-// `npm run mutate -- --mutate functions/lib/part-writer.ts`. Integration tests read the packaged template:
-// run `npm run package` first. Not part of `npm test`: a run takes minutes to hours.
+// `npm run mutate -- --mutate functions/lib/part-writer.ts`; MUTATE_TESTS='test/unit/**' narrows the tests
+// (see vitest.mutate.config.mts). Integration tests read the packaged templates: run
+// `npm run package:variant && npm run package` first. Not part of `npm test`: a run takes minutes to hours.
 /** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
 export default {
   testRunner: "vitest",
@@ -18,8 +19,9 @@ export default {
   ],
   // The machine is shared: two test processes at most (override with --concurrency).
   concurrency: 2,
-  // Integration tests start servers and a local Step Functions engine; a slow machine must not time them out.
-  timeoutMS: 60_000,
+  // Added to each test's dry-run time before a mutant counts as an endless loop: the shared machine is slow,
+  // but every endless-loop mutant costs this much.
+  timeoutMS: 10_000,
   reporters: ["clear-text", "progress", "html"],
   htmlReporter: { fileName: "reports/mutation/index.html" },
   tempDirName: ".stryker-tmp",

@@ -160,7 +160,7 @@ describe("readODataPage", () => {
 
   it("nests records up to 256 levels deep in the fast pass, deeper ones go to the full parse", () => {
     const nested = (depth: number, open: string, close: string) =>
-      `{"a":${open.repeat(depth - 2)}{}${close.repeat(depth - 2)}}`;
+      `{"a":${open.repeat(depth - 1)}1${close.repeat(depth - 1)}}`;
     for (const [open, close] of [
       ['{"a":', "}"],
       ["[", "]"],
@@ -211,6 +211,12 @@ describe("readODataPage", () => {
     ['{"value":[{"a":.5}]}', "is not JSON"],
     ['{"value":[{"a":"\\u12g4"}]}', "is not JSON"],
     ['{"value":[{"a":"x}]}', "is not JSON"],
+    // Characters whose UTF-8 bytes share some with a byte order mark (EF BB BF) are not one.
+    ['\uf03f{"value":[]}', "is not JSON"],
+    ['\u3eff{"value":[]}', "is not JSON"],
+    ['\ufec0{"value":[]}', "is not JSON"],
+    ['\uff5b{"value":[]}', "is not JSON"],
+    [' \u00bf{"value":[]}', "is not JSON"],
   ])("rejects %j: %s", (body, reason) => {
     const read = () => readODataPage(Buffer.from(body));
     expect(read).toThrow(new ODataPageRejected(reason));
