@@ -101,7 +101,7 @@ describe("NdjsonPartWriter", () => {
     const big = { Id: 1, text: "x".repeat(5000) };
     const { parts } = await write(
       [
-        [{ Id: 0 }, big, { Id: 2 }],
+        [big, { Id: 0 }, big, { Id: 2 }],
         [big, big],
       ],
       {
@@ -110,7 +110,15 @@ describe("NdjsonPartWriter", () => {
         gzip: false,
       },
     );
-    expect(parts).toEqual([[line({ Id: 0 })], [line(big)], [line({ Id: 2 })], [line(big)], [line(big)]]);
+    // The first line of the hour too: no empty part before it.
+    expect(parts).toEqual([
+      [line(big)],
+      [line({ Id: 0 })],
+      [line(big)],
+      [line({ Id: 2 })],
+      [line(big)],
+      [line(big)],
+    ]);
   });
 
   it("keeps every line of many parts intact while it reuses their buffers", async () => {
@@ -147,5 +155,37 @@ describe("NdjsonPartWriter", () => {
     await expect(
       write([records(3)], { maxRecords: 1, maxBytes: 1000, gzip: false }, nowhere),
     ).rejects.toThrow(/PutObject run-\d+\/part-0/);
+  });
+
+  it("leaves no unhandled rejection behind when its caller fails before finish()", async () => {
+    // A rejection nobody handles ends a Node process: the invocation would die instead of failing cleanly.
+    class WatchedStore extends S3Store {
+      settled: Promise<unknown> = Promise.resolve();
+      override put(...args: Parameters<S3Store["put"]>) {
+        const result = super.put(...args);
+        this.settled = result.catch(() => undefined);
+        return result;
+      }
+    }
+    const nowhere = new WatchedStore(client, "no-such-bucket");
+    const writer = new NdjsonPartWriter(
+      nowhere,
+      { maxRecords: 1, maxBytes: 1000, gzip: false },
+      (part) => `abandoned/part-${part}`,
+      createLogger({}, () => undefined),
+    );
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      // Part 0 is sealed and uploading when the caller stops, as if its next page had failed.
+      await writer.add(ENVELOPE, readODataPage(Buffer.from(JSON.stringify({ value: records(2) }))).records);
+      await nowhere.settled;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+    expect(unhandled).toEqual([]);
+    await expect(writer.finish()).rejects.toThrow(/PutObject abandoned\/part-0/);
   });
 });
