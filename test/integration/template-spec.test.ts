@@ -81,6 +81,13 @@ describe("the packaged CloudFormation templates against AWS's resource specifica
       ["Resources.PlanRole.Properties.ManagedPolicyArns: Fn::Join gives a string, expected list"],
     ],
     [
+      "a misspelled intrinsic function",
+      broken("LagAlarm", (resource) => {
+        properties(resource).AlarmName = { "Fn::Jion": ["-", ["a", "b"]] };
+      }),
+      ["Resources.LagAlarm.Properties.AlarmName: Fn::Jion is not an intrinsic function"],
+    ],
+    [
       "a resource type that does not exist",
       broken("CollectorStateMachineLogGroup", (resource) => {
         resource.Type = "AWS::Logs::LogGrup";

@@ -72,6 +72,9 @@ const INTRINSIC_RESULTS: Record<string, "string" | "list" | "unknown"> = {
   "Fn::Select": "unknown",
   "Fn::FindInMap": "unknown",
   "Fn::ImportValue": "unknown",
+  "Fn::Length": "unknown",
+  "Fn::ToJsonString": "string",
+  "Fn::Transform": "unknown",
   // Fn::If is checked branch by branch, Ref by what it names.
 };
 
@@ -111,7 +114,8 @@ export function specViolations(template: Template, spec: CloudFormationSpec): st
             : checkValue(`${at}.Fn::If[${branch}]`, argument[branch], types, owner),
         );
       }
-      const result = name === "Ref" ? refResult(String(argument)) : (INTRINSIC_RESULTS[name] ?? "unknown");
+      const result = name === "Ref" ? refResult(String(argument)) : INTRINSIC_RESULTS[name];
+      if (result === undefined) return [`${at}: ${name} is not an intrinsic function`];
       if (result === "unknown" || types.some((type) => accepts(type, result))) return [];
       return [`${at}: ${name} gives a ${result}, expected ${describe(types)}`];
     }
