@@ -2,7 +2,7 @@ import { isUtf8 } from "node:buffer";
 
 /**
  * The records of one OData page: byte ranges of one buffer, each the UTF-8 text of one JSON object on one
- * line, exactly as the API sent it. Ranges, not one Buffer view per record: a million-record hour would
+ * line, exactly as the API sent it (a record sent over several lines without the whitespace between tokens). Ranges, not one Buffer view per record: a million-record hour would
  * otherwise allocate a million small objects for the garbage collector.
  */
 export class PageRecords {
@@ -51,8 +51,10 @@ export class ODataPageRejected extends Error {
  * checked natively), notes where each record starts and ends, and the record bytes are passed through as
  * sent: "the OData record, unchanged", big numbers and escapes exactly as the API wrote them.
  *
- * Anything the fast pass does not expect (a pretty-printed page, a repeated "value", invalid UTF-8, any
- * error) goes to a full parse, which either names what is wrong or re-serialises the records.
+ * A record spread over several lines (a pretty-printed page) loses the whitespace between its tokens and
+ * nothing else, so the other records of its page pass through untouched. Anything else the fast pass does not
+ * expect (invalid UTF-8, a record nested deeper than MAX_DEPTH, any error) goes to a full
+ * parse, which either names what is wrong or re-serialises the records.
  */
 export function readODataPage(body: Buffer): ODataPageContent {
   return (isUtf8(body) && new PageScanner(body).page()) || parseWholePage(UTF8.decode(body));
@@ -124,6 +126,8 @@ const FAILED = -1;
 class PageScanner {
   /** Set when whitespace inside a record holds a line break: the record would not fit an NDJSON line. */
   private lineBreak = false;
+  /** The page with multi-line records compacted in place; a copy of the body, made for the first one. */
+  private compacted: Buffer | undefined;
 
   constructor(private readonly body: Buffer) {}
 
@@ -146,7 +150,7 @@ class PageScanner {
       if (body[i] !== COLON) return undefined;
       const valueStart = this.whitespace(i + 1);
       if (key === "value") {
-        if (bounds !== undefined) return undefined;
+        // A repeated "value" replaces the earlier one, as in JSON.parse.
         bounds = [];
         i = this.records(valueStart, bounds);
       } else {
@@ -161,7 +165,30 @@ class PageScanner {
       i = this.whitespace(i + 1);
     }
     if (this.whitespace(i + 1) !== body.length || bounds === undefined) return undefined;
-    return { records: new PageRecords(body, bounds), nextLink };
+    return { records: new PageRecords(this.compacted ?? body, bounds), nextLink };
+  }
+
+  /**
+   * Drops the whitespace between the tokens of the record at `start`…`end` (known to be valid JSON), moving
+   * the rest to the front of its range; returns where the record now ends. Strings, numbers and escapes
+   * keep their bytes: only this record changes, and only in whitespace JSON ignores.
+   */
+  private compact(start: number, end: number): number {
+    const { body } = this;
+    this.compacted ??= Buffer.from(body);
+    const target = this.compacted;
+    let at = start;
+    let inString = false;
+    for (let i = start; i < end; i++) {
+      const b = body[i] as number;
+      if (inString) {
+        if (b === BACKSLASH) target[at++] = body[i++] as number;
+        else if (b === QUOTE) inString = false;
+      } else if (b === QUOTE) inString = true;
+      else if (b === SPACE || b === LF || b === CR || b === TAB) continue;
+      target[at++] = body[i] as number;
+    }
+    return at;
   }
 
   /** `[ {…}, … ]`, noting each record's bounds. */
@@ -174,8 +201,8 @@ class PageScanner {
       if (body[i] !== OPEN_OBJECT) return FAILED;
       this.lineBreak = false;
       const end = this.object(i, 1);
-      if (end === FAILED || this.lineBreak) return FAILED;
-      bounds.push(i, end);
+      if (end === FAILED) return FAILED;
+      bounds.push(i, this.lineBreak ? this.compact(i, end) : end);
       i = this.whitespace(end);
       if (body[i] === CLOSE_ARRAY) return i + 1;
       if (body[i] !== COMMA) return FAILED;

@@ -51,9 +51,9 @@ export class NdjsonPartWriter {
       ) {
         await this.seal();
       }
-      // A line longer than a part gets a part of its own.
-      if (!this.buffer || this.used + size > this.buffer.length) this.grow(size);
-      this.used += envelope.writeLine(records, index, this.buffer as Buffer, this.used);
+      // Every line fits the open part's buffer: a part is sealed before a line would overflow it.
+      this.buffer ??= this.open(size);
+      this.used += envelope.writeLine(records, index, this.buffer, this.used);
       this.records++;
     }
   }
@@ -64,12 +64,13 @@ export class NdjsonPartWriter {
     await this.upload;
   }
 
-  private grow(needed: number): void {
-    const size = Math.max(this.limits.maxBytes, this.used + needed);
-    const next = this.spare && this.spare.length >= size ? this.spare : Buffer.allocUnsafe(size);
+  /** A buffer for a new part starting with a line of `firstLine` bytes; a longer line gets a part of its own. */
+  private open(firstLine: number): Buffer {
+    const size = Math.max(this.limits.maxBytes, firstLine);
+    const buffer = this.spare && this.spare.length >= size ? this.spare : Buffer.allocUnsafe(size);
+    // Taken, so no later part is handed it while this one's upload still reads it.
     this.spare = undefined;
-    this.buffer?.copy(next, 0, 0, this.used);
-    this.buffer = next;
+    return buffer;
   }
 
   private async seal(): Promise<void> {

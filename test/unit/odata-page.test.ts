@@ -88,10 +88,29 @@ describe("readODataPage", () => {
     expect(lines(readODataPage(body))).toEqual(['{"a":1}']);
   });
 
-  it("re-serialises a pretty-printed page, so every record is still one line", () => {
+  it("compacts a pretty-printed page, so every record is still one line", () => {
     const pretty = Buffer.from(JSON.stringify(JSON.parse(SAMPLE.toString()), null, 2));
     const page = readODataPage(pretty);
     expect(lines(page)).toEqual(lines(readODataPage(SAMPLE)));
+  });
+
+  it("changes only the whitespace of a multi-line record, and nothing of the records beside it", () => {
+    const body = Buffer.from(
+      [
+        '{"value":[{"Id":9007199254740993, "Name":"a  b"},',
+        '{\r\n  "Id" : 9007199254740995,\n\t"Name": "Zo\\u00eb \\" } \\\\",\n  "n": [ 1.50E+3 , -0.0 ]\n}',
+        ',{"Id":12345678901234567890},{\n"Id":\n18446744073709551615}]}',
+      ].join(""),
+    );
+    const page = readODataPage(body);
+    expect(lines(page)).toEqual([
+      '{"Id":9007199254740993, "Name":"a  b"}',
+      '{"Id":9007199254740995,"Name":"Zo\\u00eb \\" } \\\\","n":[1.50E+3,-0.0]}',
+      '{"Id":12345678901234567890}',
+      '{"Id":18446744073709551615}',
+    ]);
+    // The page passed to readODataPage is left as it was.
+    expect(body.toString()).toContain('{\r\n  "Id" : 9007199254740995');
   });
 
   it("replaces invalid UTF-8 as fetch's text() would, instead of copying it into the feed", () => {
@@ -108,12 +127,63 @@ describe("readODataPage", () => {
     expect(lines(readODataPage(Buffer.from(`{"value":[${deep},{"b":2}]}`)))).toEqual([deep, '{"b":2}']);
   });
 
-  it("follows the last of repeated keys as JSON.parse does, and a repeated value array goes the slow way", () => {
+  it("follows the last of repeated keys as JSON.parse does, the value array too", () => {
     expect(
       readODataPage(Buffer.from('{"@odata.nextLink":"a","value":[],"@odata.nextLink":"b"}')).nextLink,
     ).toBe("b");
     const twice = Buffer.from('{"value":[{"a":1}],"value":[{"b":2}]}');
     expect(lines(readODataPage(twice))).toEqual(['{"b":2}']);
+  });
+
+  // What the fast pass accepts and passes through as sent; anything it gave up on would come back
+  // re-serialised by the full parse, so each record must be a view of the page's own bytes.
+  it.each([
+    ["numbers in exponent form", '{"value":[{"a":1e5,"b":-2E+3,"c":0.5e-7,"d":9E09,"e":10.25,"f":-0}]}'],
+    ["every literal", '{"value":[{"t":true,"f":false,"n":null,"l":[true,false,null]}]}'],
+    ["tabs, spaces and line breaks between records", '{"value":\t[ {"a":1} ,\r\n\t{"b":[ ]} ]\n}'],
+    ["escapes, \\u with digits and letters", '{"value":[{"a":"\\u00e9\\uABcd\\n\\/\\\\","b":"\\"}"}]}'],
+    ["a UTF-8 byte order mark", '\ufeff{"value":[{"a":1}]}'],
+    [
+      "keys around the value array",
+      '{"@odata.context":"x","value":[{"a":{}},{"b":[[],{}]},{}],"n":[1,{"o":2}]}',
+    ],
+  ])("passes records through as sent: %s", (_, text) => {
+    const body = Buffer.from(text);
+    const page = readODataPage(body);
+    const expected = (JSON.parse(text.replace(/^\ufeff/, "")) as { value: unknown[] }).value;
+    expect(page.records.length).toBe(expected.length);
+    expect([...page.records].every((record) => isViewOf(record, body))).toBe(true);
+    expect(lines(page).map((line) => JSON.parse(line))).toEqual(expected);
+    // The whole page is records and punctuation: nothing of a record was cut off or added.
+    expect(lines(page).every((line) => text.includes(line))).toBe(true);
+  });
+
+  it("nests records up to 256 levels deep in the fast pass, deeper ones go to the full parse", () => {
+    const nested = (depth: number, open: string, close: string) =>
+      `{"a":${open.repeat(depth - 1)}1${close.repeat(depth - 1)}}`;
+    for (const [open, close] of [
+      ['{"a":', "}"],
+      ["[", "]"],
+    ] as const) {
+      const deepest = Buffer.from(`{"value":[${nested(256, open, close)}]}`);
+      expect(isViewOf([...readODataPage(deepest).records][0], deepest)).toBe(true);
+      const deeper = Buffer.from(`{"value":[${nested(257, open, close)}]}`);
+      expect(isViewOf([...readODataPage(deeper).records][0], deeper)).toBe(false);
+      expect(lines(readODataPage(deeper))).toEqual([nested(257, open, close)]);
+    }
+  });
+
+  it("tells each record's length and copies exactly its bytes", () => {
+    const body = Buffer.from('{"value":[{"a":1},{"bb":22},{"ccc":333},{"dddd":4444}]}');
+    const { records } = readODataPage(body);
+    const expected = ['{"a":1}', '{"bb":22}', '{"ccc":333}', '{"dddd":4444}'];
+    expect(records.length).toBe(4);
+    expected.forEach((text, index) => {
+      expect(records.byteLength(index)).toBe(text.length);
+      const target = Buffer.alloc(text.length + 2, "_");
+      expect(records.copy(index, target, 1)).toBe(text.length);
+      expect(target.toString()).toBe(`_${text}_`);
+    });
   });
 
   it.each([
@@ -131,8 +201,26 @@ describe("readODataPage", () => {
     ['{"value":"x"}', 'has no "value" array'],
     ['{"value":[1]}', 'has a "value" that is not a list of objects'],
     ['{"value":[{"a":1},[]]}', 'has a "value" that is not a list of objects'],
+    ["null", 'has no "value" array'],
+    ['{"value":[null]}', 'has a "value" that is not a list of objects'],
+    ['{"value":[0}]}', "is not JSON"],
+    ['{"value":[{"a":1e}]}', "is not JSON"],
+    ['{"value":[{"a":1E+}]}', "is not JSON"],
+    ['{"value":[{"a":1.e5}]}', "is not JSON"],
+    ['{"value":[{"a":-}]}', "is not JSON"],
+    ['{"value":[{"a":.5}]}', "is not JSON"],
+    ['{"value":[{"a":"\\u12g4"}]}', "is not JSON"],
+    ['{"value":[{"a":"x}]}', "is not JSON"],
+    // Characters whose UTF-8 bytes share some with a byte order mark (EF BB BF) are not one.
+    ['\uf03f{"value":[]}', "is not JSON"],
+    ['\u3eff{"value":[]}', "is not JSON"],
+    ['\ufec0{"value":[]}', "is not JSON"],
+    ['\uff5b{"value":[]}', "is not JSON"],
+    [' \u00bf{"value":[]}', "is not JSON"],
   ])("rejects %j: %s", (body, reason) => {
-    expect(() => readODataPage(Buffer.from(body))).toThrow(new ODataPageRejected(reason));
+    const read = () => readODataPage(Buffer.from(body));
+    expect(read).toThrow(new ODataPageRejected(reason));
+    expect(read).toThrow(expect.objectContaining({ name: "ODataPageRejected" }));
   });
 
   it("agrees with JSON.parse of the whole page on thousands of damaged pages", () => {
