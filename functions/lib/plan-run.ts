@@ -59,7 +59,8 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     ? parseStateInput(backfillRequestSchema, input.request, "PlanHours (backfill request)").backfill
     : undefined;
   let watermark = await readWatermark(store, config.stateKey, config.seedStateKey);
-  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName, nowMs);
+  const leases = backfill ? [] : await otherLeases(deps, input);
+  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName, nowMs, leases);
   const deferred: Record<string, string[]> = {};
   let hours: string[];
   if (backfill) {
@@ -79,7 +80,11 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
       firstHourUtc: config.firstHourUtc,
     });
     const published = new Set(await publishedHoursAfter(store, config.controlPrefix, watermark.hourUtc));
-    const held = await heldByRunningExecutions(deps, input);
+    const held = new Map(
+      leases.flatMap(({ lease, status }) =>
+        status === "running" ? lease.hours.map((hourUtc) => [hourUtc, lease.runId] as const) : [],
+      ),
+    );
     hours = [];
     for (const hourUtc of due) {
       const holder = held.get(hourUtc);
@@ -99,6 +104,9 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
         "application/json",
       );
     }
+    // Only now that this execution's own lease holds whatever it took over from them.
+    const ended = leases.filter(({ status }) => status === "ended").map(({ key }) => key);
+    if (ended.length > 0) await store.deleteKeys(ended);
   }
   const output: PlanOutput = {
     runId: input.executionName,
@@ -125,8 +133,9 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
 
 /**
  * The watermark a scheduled run plans from. A lost state file is recovered from the published markers (and
- * stored again); a first run starts after the hour before its first hour (FIRST_HOUR_UTC, or the newest
- * eligible one), which Commit stores; and the watermark moves over hours published after it whose execution
+ * stored again). A first run starts after the hour before its first hour: FIRST_HOUR_UTC, or the newest
+ * eligible one, or the earliest hour an earlier first run leased if that is earlier (it may have overrun the
+ * hour, or died), which Commit stores. The watermark moves over hours published after it whose execution
  * did not get to move it (it died in Commit, or finished after a later one).
  */
 async function catchUpWatermark(
@@ -134,16 +143,20 @@ async function catchUpWatermark(
   read: Watermark,
   runId: string,
   nowMs: number,
+  leases: readonly LeaseOfAnother[],
 ): Promise<Watermark> {
   const { store, config, log } = deps;
   let watermark = read;
   if (watermark.hourUtc === null) {
     const recovered = await recoverWatermark(store, config.controlPrefix);
     if (recovered === undefined) {
-      const start = config.firstHourUtc
+      const configured = config.firstHourUtc
         ? (parseHour(config.firstHourUtc) as number)
         : newestEligibleHour(nowMs, config.lookbackMinutes);
-      return { hourUtc: formatHour(start - HOUR_MS), etag: null };
+      const leased = leases.flatMap(({ lease }) =>
+        lease.hours.map((hourUtc) => parseHour(hourUtc) ?? configured),
+      );
+      return { hourUtc: formatHour(Math.min(configured, ...leased) - HOUR_MS), etag: null };
     }
     log.warn("no state file, but hours were published: continuing after the published hours", {
       stateKey: config.stateKey,
@@ -158,30 +171,31 @@ async function catchUpWatermark(
   return written.hourUtc === null ? watermark : written;
 }
 
-/** Hour → execution, for the leases of executions still running; leases of ended ones are removed. */
-async function heldByRunningExecutions(deps: PlanDeps, input: PlanInput): Promise<Map<string, string>> {
+/** Another execution's lease, and whether that execution still runs. */
+interface LeaseOfAnother {
+  key: string;
+  lease: CollectionLease;
+  status: ExecutionStatus;
+}
+
+/** The leases of other executions; a holder whose status cannot be told is logged (its hours are collected). */
+async function otherLeases(deps: PlanDeps, input: PlanInput): Promise<LeaseOfAnother[]> {
   const { store, config, log } = deps;
-  const held = new Map<string, string>();
   const own = leaseKey(config.controlPrefix, input.executionName);
-  const ended: string[] = [];
+  const found: LeaseOfAnother[] = [];
   for (const key of await store.listKeys(leasePrefix(config.controlPrefix))) {
     if (key === own) continue;
     const lease = parseLease((await store.getText(key))?.body);
     if (!lease) continue;
     const status = await deps.executionStatus(lease.runId, input.executionArn);
-    if (status === "ended") {
-      ended.push(key);
-    } else if (status === "running") {
-      for (const hourUtc of lease.hours) held.set(hourUtc, lease.runId);
-    } else {
-      // Collecting an hour twice costs requests, never a duplicate: the hour's manifest decides once.
+    // Collecting an hour twice costs requests, never a duplicate: the hour's manifest decides once.
+    if (status === "unknown")
       log.warn("could not tell whether another execution still runs; collecting its hours too", {
         holder: lease.runId,
       });
-    }
+    found.push({ key, lease, status });
   }
-  if (ended.length > 0) await store.deleteKeys(ended);
-  return held;
+  return found;
 }
 
 function parseLease(body: string | undefined): CollectionLease | undefined {
