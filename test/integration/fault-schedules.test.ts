@@ -5,7 +5,7 @@ import { generateSchedule, replayCommand, runSchedule, type ScheduleReport } fro
 // seeded random schedules of hourly executions with kills, S3 errors, Citrix API errors, overlaps and
 // redrives, then fault-free runs; each schedule must keep every record once and catch up on its own.
 // SOAK_SEED=<n> replays one seed; `npm run soak -- --schedules N` runs N schedules from SOAK_FIRST_SEED.
-const CI_SCHEDULES = 25;
+const CI_SCHEDULES = 20;
 
 function seeds(): number[] {
   const one = process.env.SOAK_SEED;

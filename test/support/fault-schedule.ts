@@ -18,9 +18,10 @@ const CONTROL_PREFIX = `_citrix_collector/${FEED_PREFIX}`;
 const ENTITIES = ["sessions", "machines"] as const;
 /** Hours per execution: small, so an outage of a few ticks takes more than one run to catch up. */
 const MAX_HOURS_PER_RUN = 3;
-// 10:20 UTC with LOOKBACK_MINUTES 75: the newest eligible hour is 09:00; the feed starts at 07:00.
+// 10:20 UTC with LOOKBACK_MINUTES 75: the newest eligible hour is 09:00; the feed starts at 08:00, so the
+// first run leaves room under MAX_HOURS_PER_RUN for the next hour (which an overlapping run then publishes first).
 const START_MS = Date.parse("2026-11-24T10:20:00Z");
-const FIRST_HOUR_UTC = "2026-11-24T07:00:00Z";
+const FIRST_HOUR_UTC = "2026-11-24T08:00:00Z";
 const LOOKBACK_MINUTES = 75;
 /** Generous: an execution here takes well under a second; one that takes this long is stuck. */
 const EXECUTION_TIMEOUT_MS = 60_000;
@@ -263,10 +264,17 @@ export function describeSchedule(schedule: Schedule): string[] {
   return lines;
 }
 
+/** A watermark or published-marker write that landed, in the order they landed. */
+interface ControlWrite {
+  kind: "watermark" | "published";
+  hourUtc: string;
+}
+
 /**
  * The real S3Store (through InstrumentedStore, which records feed writes) with a hook before every S3 call,
- * where a schedule kills the invocation or the whole local run. It also records every watermark write that
- * landed, so a backwards move is seen even when a later write moves it forward again.
+ * where a schedule kills the invocation or the whole local run. It also logs every watermark and published
+ * marker write that landed, so a watermark that moved back, or moved over an hour before that hour was
+ * published, is seen even when later writes made it right again.
  */
 class KillableStore extends InstrumentedStore {
   calls = 0;
@@ -276,7 +284,7 @@ class KillableStore extends InstrumentedStore {
   constructor(
     stand: Stand,
     private readonly beforeCall: (store: KillableStore, operation: string, key: string) => void,
-    private readonly watermarkWrites: string[],
+    private readonly controlWrites: ControlWrite[],
   ) {
     super(stand.store, FEED_PREFIX, async () => undefined);
   }
@@ -305,8 +313,12 @@ class KillableStore extends InstrumentedStore {
   ): Promise<WriteResult> {
     this.call("PutObject", key);
     const result = await super.put(key, body, contentType, condition);
-    if (result.written && key === STATE_KEY)
-      this.watermarkWrites.push((JSON.parse(String(body)) as { last_hour_utc: string }).last_hour_utc);
+    const marker = hourOfPublishedMarker(CONTROL_PREFIX, key);
+    if (result.written && marker) this.controlWrites.push({ kind: "published", hourUtc: marker });
+    if (result.written && key === STATE_KEY) {
+      const { last_hour_utc } = JSON.parse(String(body)) as { last_hour_utc: string };
+      this.controlWrites.push({ kind: "watermark", hourUtc: last_hour_utc });
+    }
     return result;
   }
 
@@ -369,7 +381,7 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
   // Every store an execution used: feed writes are counted from all of them, late ones of zombies included.
   const stores: KillableStore[] = [];
   const feedWrites = () => stores.flatMap((store) => store.feedWrites);
-  const watermarkWrites: string[] = [];
+  const controlWrites: ControlWrite[] = [];
   const failed: Failed[] = [];
   const running = new Set<string>();
   let executions = 0;
@@ -384,6 +396,8 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
     spec: ExecutionSpec | undefined,
     redrive: RedrivePoint | undefined,
     explained: Set<string>,
+    /** What its first Commit invocation waits for (an execution overrunning its hour). */
+    commitGate?: Promise<void>,
   ): Promise<LocalCollectionResult | undefined> {
     const kill = spec?.kill;
     let killedAt: string | undefined;
@@ -404,12 +418,13 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
         if ((kill.operation ? self.callsOf[operation] : self.calls) === kill.call)
           throw killNow(self, `S3 call ${self.calls} (${operation} ${key})`);
       },
-      watermarkWrites,
+      controlWrites,
     );
     stores.push(store);
     const invocations: Record<string, number> = {};
     const wrap = (key: string, handler: LocalHandler): LocalHandler => {
       return async (event, context) => {
+        if (key === "commit" && commitGate) await commitGate;
         if (store.dead) throw processKilled();
         const invocation = (invocations[key] = (invocations[key] ?? 0) + 1);
         const here = kill?.at === "lambda" && kill.fn === key && kill.invocation === invocation;
@@ -495,29 +510,40 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
     return watermark;
   }
 
-  /** Executions that ran past their hour: the next tick waits for them too. */
+  /**
+   * Executions that run past their hour: each starts its Commit only once the next tick's own executions
+   * have ended, so a later execution publishes later hours first, as when a throttled run overruns.
+   */
   let overrunning: Promise<unknown>[] = [];
+  let releaseOverrunning: () => void = () => undefined;
 
   /** `faultsMet`: the ticks whose faults an execution of this tick can meet (the next one too if it overruns). */
   async function runTick(index: number, tick: TickSpec, nowMs: number, faultsMet: TickSpec[]): Promise<void> {
     for (const fault of tick.s3Faults) stand.s3.inject(fault);
     for (const fault of tick.citrixFaults) stand.simulator.inject(fault);
-    const waited = overrunning;
+    const previous = { runs: overrunning, release: releaseOverrunning };
     overrunning = [];
+    const commitGate = new Promise<void>((resolve) => {
+      releaseOverrunning = resolve;
+    });
+    const own: Promise<unknown>[] = [];
     tick.executions.forEach((spec, n) => {
       const name = `t${index}-${"abc"[n]}`;
       const explained = explainedFailures(spec.overrun ? faultsMet : faultsMet.slice(0, 1));
+      const gate = spec.overrun ? commitGate : undefined;
       let run: Promise<unknown>;
       if (spec.kind === "scheduled") {
-        run = execute(name, nowMs, spec, undefined, explained);
+        run = execute(name, nowMs, spec, undefined, explained, gate);
       } else {
         const candidates = failed.filter((entry) => !running.has(entry.name));
         const chosen = candidates[(spec.pick ?? 0) % Math.max(1, candidates.length)];
-        run = chosen ? execute(chosen.name, nowMs, spec, chosen.redrive, explained) : Promise.resolve();
+        run = chosen ? execute(chosen.name, nowMs, spec, chosen.redrive, explained, gate) : Promise.resolve();
       }
-      (spec.overrun ? overrunning : waited).push(run);
+      (spec.overrun ? overrunning : own).push(run);
     });
-    await Promise.all(waited);
+    await Promise.all(own);
+    previous.release();
+    await Promise.all(previous.runs);
     // Faults last one tick: the checks between ticks read S3 without meeting them.
     stand.s3.clearFaults();
     stand.simulator.clearFaults();
@@ -534,6 +560,7 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
       tick++;
       if (stuck) return report();
     }
+    releaseOverrunning();
     await Promise.all(overrunning);
     overrunning = [];
     if (stuck) return report();
@@ -565,13 +592,7 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
       violations.push(
         `liveness: after ${recovery.ticks} fault-free runs the watermark is ${await stand.watermark()}, not the newest eligible hour ${eligibleHour(START_MS + (tick - 1) * HOUR_MS)}`,
       );
-    const watermarkWrittenBack = watermarkWrites.find(
-      (hourUtc, i) => i > 0 && hourUtc < (watermarkWrites[i - 1] ?? ""),
-    );
-    if (watermarkWrittenBack)
-      violations.push(
-        `the watermark was written backwards at some point: writes in order ${watermarkWrites.join(", ")}`,
-      );
+    checkControlWrites(controlWrites, violations);
     await checkFeed(stand, violations);
     const written = feedWrites();
     const writtenTwice = written.filter((key, i) => written.indexOf(key) !== i);
@@ -619,6 +640,28 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
       kills,
       failedExecutions,
     };
+  }
+}
+
+/** Each watermark write is ≥ the one before, and every hour up to it had its marker when it was written. */
+function checkControlWrites(writes: ControlWrite[], violations: string[]): void {
+  const published = new Set<string>();
+  let previous: string | undefined;
+  for (const write of writes) {
+    if (write.kind === "published") {
+      published.add(write.hourUtc);
+      continue;
+    }
+    if (previous !== undefined && write.hourUtc < previous)
+      violations.push(`the watermark was written back from ${previous} to ${write.hourUtc}`);
+    previous = write.hourUtc;
+    const unpublished = hourRange(Date.parse(FIRST_HOUR_UTC), Date.parse(write.hourUtc)).filter(
+      (hourUtc) => !published.has(hourUtc),
+    );
+    if (unpublished.length > 0)
+      violations.push(
+        `the watermark was written as ${write.hourUtc} before ${unpublished.join(", ")} had been published`,
+      );
   }
 }
 
