@@ -426,7 +426,8 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
       return async (event, context) => {
         if (key === "commit" && commitGate) await commitGate;
         if (store.dead) throw processKilled();
-        const invocation = (invocations[key] = (invocations[key] ?? 0) + 1);
+        const invocation = (invocations[key] ?? 0) + 1;
+        invocations[key] = invocation;
         const here = kill?.at === "lambda" && kill.fn === key && kill.invocation === invocation;
         if (here && kill.when === "before")
           throw killNow(store, `${key} invocation ${invocation}, before it ran`);
