@@ -8,8 +8,8 @@ import type { LocalHandler } from "../../local/state-machine";
 import { InstrumentedStore, lambdaDied } from "./instrumented-store";
 import { expectFeedMatchesSimulator, FEED_PREFIX, STATE_KEY, type Stand, startStand } from "./stand";
 
-// A fault schedule: hourly ticks, each starting one scheduled execution (sometimes two at once, sometimes
-// with a redrive of an earlier failed one beside them), with faults drawn from a seeded PRNG while the fault
+// A fault schedule: hourly ticks, each starting one scheduled execution (sometimes two at once, one that
+// overruns its hour, none, or a redrive of an earlier failed one beside them), with faults drawn from a seeded PRNG while the fault
 // phase lasts, then fault-free ticks until the feed has caught up. Everything random is drawn up front from
 // the seed, so a schedule prints whole and replays with its seed. Interleavings of concurrent executions
 // and Map iterations still depend on timing: a replay meets the same faults, not always at the same instant.
