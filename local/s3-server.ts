@@ -178,6 +178,9 @@ const OBJECT_SUBRESOURCES = new Set<string>([
   ...(objectControllerModule as { METHODS: string[] }).METHODS,
 ]);
 
+/** Errors answered for an injected fault: expected, so a 5xx among them is not logged as a server bug. */
+const INJECTED = new WeakSet<object>();
+
 const OBJECT_SUFFIX = "._S3rver_object";
 const UPLOADS_SUFFIX = "._S3rver_uploads";
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -202,7 +205,7 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
   // Koa is silent about 5xx when `silent` is set; those are bugs worth seeing (on stderr, not stdout).
   app.on("error", (error) => {
     const status = (error as { status?: number }).status ?? 500;
-    if (status >= 500 && status !== 501)
+    if (status >= 500 && status !== 501 && !INJECTED.has(error as object))
       process.stderr.write(`[local-s3] ${String((error as Error).stack ?? error)}\n`);
   });
 
@@ -277,7 +280,9 @@ function s3CompatMiddleware(store: FilesystemStore, faults: S3Fault[]): Middlewa
     const fault = takeFault(faults, operationOf(ctx, key), key);
     if (fault) {
       return guarded(ctx, async () => {
-        throw s3Error(fault.code, fault.status, `injected ${fault.code}`);
+        const error = s3Error(fault.code, fault.status, `injected ${fault.code}`);
+        INJECTED.add(error);
+        throw error;
       });
     }
     if (!(await store.getBucket(bucket))) return next(); // s3rver answers NoSuchBucket

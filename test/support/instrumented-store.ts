@@ -14,8 +14,10 @@ export class InstrumentedStore extends S3Store {
   constructor(
     base: S3Store,
     private readonly feedPrefix: string,
+    /** The pause between repeats of a conflicted conditional write (S3Store's own by default). */
+    pause?: (ms: number) => Promise<void>,
   ) {
-    super(base.client, base.bucket);
+    super(base.client, base.bucket, pause);
   }
 
   override async put(
