@@ -48,7 +48,7 @@ export interface HourManifest {
 }
 
 /**
- * Commit. For each planned hour, in order: if it has no published marker yet, claim it with a create-only
+ * Commit. For each planned hour (a few at a time): if it has no published marker yet, claim it with a create-only
  * manifest built from what this execution collected, or adopt the manifest another execution created; copy
  * every part the manifest names to its feed key create-only; write the marker. Then the watermark moves over
  * every contiguously published hour, this execution's lease is released and its staging cleared.
