@@ -34,7 +34,9 @@ function parseStateFile(body: string, bucket: string, key: string): string | nul
   try {
     parsed = JSON.parse(body);
   } catch {
-    throw new InvalidInputError(`${where} is not JSON: fix it or delete it to start from FIRST_HOUR_UTC`);
+    throw new InvalidInputError(
+      `${where} is not JSON: fix it, or delete it (the collector then continues after the hours published so far)`,
+    );
   }
   const value =
     typeof parsed === "object" && parsed !== null
@@ -59,7 +61,10 @@ export function newestContiguousHour(base: string, published: readonly string[])
   return formatHour(ms);
 }
 
-/** The hours with a published marker after `afterHourUtc` (all of them when null), oldest first. */
+/**
+ * The hours with a published marker after `afterHourUtc` (all of them when null), oldest first:
+ * ListObjectsV2 returns keys in UTF-8 binary order, which for marker keys is hour order.
+ */
 export async function publishedHoursAfter(
   store: S3Store,
   controlPrefix: string,
@@ -69,7 +74,7 @@ export async function publishedHoursAfter(
     publishedPrefix(controlPrefix),
     afterHourUtc === null ? undefined : publishedMarkerKey(controlPrefix, afterHourUtc),
   );
-  return keys.flatMap((key) => hourOfPublishedMarker(controlPrefix, key) ?? []).sort();
+  return keys.flatMap((key) => hourOfPublishedMarker(controlPrefix, key) ?? []);
 }
 
 /** What a published marker records: the watermark its publisher planned from, for recoverWatermark. */
