@@ -38,10 +38,8 @@ function parseStateFile(body: string, bucket: string, key: string): string | nul
       `${where} is not JSON: fix it, or delete it (the collector then continues after the hours published so far)`,
     );
   }
-  const value =
-    typeof parsed === "object" && parsed !== null
-      ? (parsed as Record<string, unknown>).last_hour_utc
-      : undefined;
+  // JSON that is not an object (null, a number, a string, an array) has no last_hour_utc: no watermark yet.
+  const value = (parsed as { last_hour_utc?: unknown } | null)?.last_hour_utc;
   if (value === undefined || value === null) return null;
   const ms = typeof value === "string" ? parseWatermarkHour(value) : undefined;
   if (ms === undefined) {

@@ -100,6 +100,9 @@ describe("the watermark's compare-and-swap", () => {
     ).catch((caught: unknown) => caught);
 
     expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect((error as Error).message).toBe(
+      `the watermark at s3://${s.store.bucket}/${STATE_KEY} kept changing under this execution; retrying the state`,
+    );
     expect(store.races).toBe(5);
     expect(await s.watermark()).toBe("2026-11-24T07:00:00Z");
   });

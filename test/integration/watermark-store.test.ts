@@ -104,6 +104,19 @@ describe("recoverWatermark", () => {
     expect(await recoverWatermark(store, CONTROL)).toBe(H(10));
   });
 
+  it("starts from the watermark the newest marker records, not from the oldest marker", async () => {
+    await publish(5, H(4));
+    await publish(8, H(7));
+    await publish(10, H(7));
+    expect(await recoverWatermark(store, CONTROL)).toBe(H(8));
+  });
+
+  it("without any recorded watermark, continues over the run that starts at the oldest marker", async () => {
+    await publish(8, null);
+    await publish(10, null);
+    expect(await recoverWatermark(store, CONTROL)).toBe(H(8));
+  });
+
   it("without a usable watermark in the newest marker, trusts the run from the oldest marker", async () => {
     await publish(8, H(7));
     await publish(9, null);

@@ -23,6 +23,8 @@ describe("newestContiguousHour", () => {
   });
 
   it("rejects a base that is not a UTC hour", () => {
-    expect(() => newestContiguousHour("2026-11-24T08:30:00Z", [])).toThrow(RangeError);
+    expect(() => newestContiguousHour("2026-11-24T08:30:00Z", [])).toThrow(
+      new RangeError("not a UTC hour: 2026-11-24T08:30:00Z"),
+    );
   });
 });
