@@ -111,7 +111,7 @@ async function publishHour(deps: PublishDeps, input: CommitInput, hourUtc: strin
     if (manifest.runId !== input.runId) {
       log.info("finishing an hour another execution claimed", { publisher: manifest.runId });
     }
-    await copyHour(deps, manifest, marker);
+    await copyHour(deps, manifest);
     const record: PublishedMarker = {
       manifest: manifest.runId,
       by: input.runId,
@@ -147,7 +147,7 @@ async function publishHour(deps: PublishDeps, input: CommitInput, hourUtc: strin
  * as it is. A source that is gone means its execution cleared its staging, which it does only once every
  * hour it claimed has its marker.
  */
-async function copyHour(deps: PublishDeps, manifest: HourManifest, marker: string): Promise<void> {
+async function copyHour(deps: PublishDeps, manifest: HourManifest): Promise<void> {
   const { store, config } = deps;
   const parts = Object.entries(manifest.entities).flatMap(([entity, published]) =>
     published.segments.flatMap((segment) =>
@@ -166,7 +166,8 @@ async function copyHour(deps: PublishDeps, manifest: HourManifest, marker: strin
     );
     const destination = feedPartKey(config.feedPrefix, entity, manifest.hourUtc, part, segment.compressed);
     if ((await store.copyIfAbsent(source, destination)) !== "no-source") return;
-    if ((await store.exists(marker)) || (await store.exists(destination))) return;
+    // S3 may answer NoSuchKey for the source before it looks at the destination's precondition.
+    if (await store.exists(destination)) return;
     throw new StagingLostError(
       `hour ${manifest.hourUtc} is claimed by execution ${manifest.runId}, whose staging part s3://${store.bucket}/${source} is gone although the hour is not published; ` +
         `it cannot be finished from staging: delete s3://${store.bucket}/${manifestKey(config.controlPrefix, manifest.hourUtc)} ` +

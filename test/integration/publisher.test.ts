@@ -35,10 +35,18 @@ afterAll(async () => {
   await s3.close();
 });
 beforeEach(async () => {
+  logs = [];
   await store.deleteKeys(await store.listKeys(""));
 });
 
-const deps = () => ({ store, config: CONFIG, log: createLogger({}, () => undefined) });
+let logs: Record<string, unknown>[] = [];
+const deps = () => ({
+  store,
+  config: CONFIG,
+  log: createLogger({ execution: "test" }, (line) => {
+    logs.push(JSON.parse(line) as Record<string, unknown>);
+  }),
+});
 const input = (runId: string, hours: string[], entities = ["sessions"]): CommitInput => ({
   runId,
   mode: "scheduled",
@@ -114,6 +122,16 @@ describe("publishRun", () => {
       watermark: "2026-11-24T07:00:00Z",
     });
     expect(await json(CONFIG.stateKey)).toMatchObject({ last_hour_utc: H8, execution: "run-1" });
+    // Per-entity counts in entity order, whatever order the results were read in.
+    expect(Object.keys(output.hours[0]?.records ?? {})).toEqual(["machines", "users"]);
+    const published = logs.filter((line) => line.message === "hour published");
+    expect(published).toEqual([
+      expect.objectContaining({ hour: H8, outcome: "published", publisher: "run-1", execution: "test" }),
+    ]);
+    expect(logs.find((line) => line.message === "watermark checked")).toMatchObject({
+      from: "2026-11-24T07:00:00Z",
+      to: H8,
+    });
     expect(await store.listKeys(`${CONTROL}/staging/`)).toEqual([]);
     expect(await store.listKeys(`${CONTROL}/leases/`)).toEqual([]);
   });
@@ -182,6 +200,9 @@ describe("publishRun", () => {
     ]);
     expect(await text(feedPartKey(FEED, "sessions", H8, 1))).toBe('{"run":"dead-1","part":1}\n');
     expect(await json(publishedMarkerKey(CONTROL, H8))).toMatchObject({ manifest: "dead-1", by: "next-1" });
+    expect(logs.filter((line) => line.message === "finishing an hour another execution claimed")).toEqual([
+      expect.objectContaining({ hour: H8, publisher: "dead-1" }),
+    ]);
     // Its own staging is cleared; the other's is left to its owner (or the lifecycle rule).
     expect(await store.listKeys(`${CONTROL}/staging/next-1/`)).toEqual([]);
     expect(await store.listKeys(`${CONTROL}/staging/dead-1/`)).not.toEqual([]);
@@ -212,6 +233,20 @@ describe("publishRun", () => {
       `every object under s3://${BUCKET}/${FEED}/sessions/year=2026/month=11/day=24/hour=08/ of that hour`,
     );
     expect(await store.getText(publishedMarkerKey(CONTROL, H8))).toBeUndefined();
+  });
+
+  it("takes a source S3 calls missing as done when its feed object exists (the copy landed before)", async () => {
+    await collected("run-1", "sessions", H8);
+    const answering = new InstrumentedStore(store, FEED);
+    const copy = answering.copyIfAbsent.bind(answering);
+    // S3 may check the source before the destination's precondition: the copy landed, then it says NoSuchKey.
+    answering.copyIfAbsent = async (source, destination) => {
+      await copy(source, destination);
+      return "no-source";
+    };
+    const output = await publishRun({ ...deps(), store: answering }, input("run-1", [H8]));
+    expect(output.hours[0]?.outcome).toBe("published");
+    expect(await store.getText(publishedMarkerKey(CONTROL, H8))).toBeDefined();
   });
 
   it("takes a missing source whose feed object exists as done", async () => {
@@ -259,6 +294,7 @@ describe("publishRun", () => {
     ["a manifest that is not JSON", "not json", "is not a manifest"],
     ["a manifest without entities", '{"runId":"x"}', "is not a manifest"],
     ["a manifest without a run id", '{"entities":{}}', "is not a manifest"],
+    ["a manifest with null entities", '{"runId":"x","entities":null}', "is not a manifest"],
   ])("refuses %s by name", async (_what, body, message) => {
     await collected("run-1", "sessions", H8);
     await store.put(manifestKey(CONTROL, H8), body, "application/json");
