@@ -30,9 +30,15 @@ afterAll(async () => {
   await s3.close();
 });
 beforeEach(async () => {
+  sleeps = [];
+  logs = [];
+  simulator.clearFaults();
   simulator.setOptions({ paging: "skip", pageLatencyMs: 0 });
   await store.deleteKeys(await store.listKeys(""));
 });
+
+let sleeps: number[] = [];
+let logs: Record<string, unknown>[] = [];
 
 function deps(config: Partial<CollectDeps["config"]> = {}, now?: () => number): CollectDeps {
   return {
@@ -51,7 +57,10 @@ function deps(config: Partial<CollectDeps["config"]> = {}, now?: () => number): 
       tokenUrl: simulator.tokenUrl,
       timeoutMs: 2000,
       maxAttempts: 2,
-      sleep: async () => undefined,
+      sleep: async (ms) => {
+        sleeps.push(ms);
+      },
+      now,
     }),
     config: {
       controlPrefix: CONTROL,
@@ -65,7 +74,9 @@ function deps(config: Partial<CollectDeps["config"]> = {}, now?: () => number): 
       httpTimeoutMs: 0,
       ...config,
     },
-    log: createLogger({}, () => undefined),
+    log: createLogger({}, (line) => {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    }),
     now,
   };
 }
@@ -226,5 +237,98 @@ describe("collectEntityHour", () => {
       CitrixUnavailableError,
     );
     expect(await store.listKeys(`${CONTROL}/staging/run-1/users/`)).toEqual([]);
+  });
+
+  it("stops requesting HTTP_TIMEOUT_MS + INVOCATION_RESERVE_MS before the end of its time, and says where", async () => {
+    let clock = 0;
+    const d = deps({ pageSize: 500, invocationReserveMs: 4000, httpTimeoutMs: 4000 }, () => clock);
+    const getPage = d.citrix.getPage.bind(d.citrix);
+    d.citrix.getPage = async (...args) => {
+      clock += 1000;
+      return getPage(...args);
+    };
+    // 10 s left, 8 s of them kept back: requests may start until 2 s; each page takes 1 s.
+    const output = await collectEntityHour(d, start(), () => 10_000);
+    expect(output.done).toBe(false);
+    expect(output.progress.pages).toBe(2);
+    expect(
+      logs.find((line) => line.message === "time budget spent, continuing in the next invocation"),
+    ).toMatchObject({
+      entity: "sessions",
+      hour: HOUR,
+      pages: 2,
+    });
+  });
+
+  it("waits before its first request until the time the previous invocation was told to wait for", async () => {
+    let clock = 1_000_000;
+    const d = deps({}, () => clock);
+    const progress = {
+      cursor: { skip: 0 },
+      segments: [],
+      parts: 0,
+      records: 0,
+      pages: 0,
+      invocations: 1,
+      largestPage: 0,
+      notBefore: new Date(clock + 5000).toISOString(),
+    };
+    const output = await collectEntityHour(d, { ...start("users"), progress }, LONG);
+    expect(sleeps[0]).toBe(5000);
+    expect(output.done).toBe(true);
+    // Honoured once: the output asks nothing of a next invocation.
+    expect(output.progress.notBefore).toBeUndefined();
+    clock += 0;
+  });
+
+  it("hands the time a 429 asked for to the next invocation", async () => {
+    let clock = 1_000_000;
+    simulator.inject({
+      kind: "status",
+      status: 429,
+      retryAfter: "120",
+      times: 5,
+      after: 1,
+      entity: "sessions",
+    });
+    const output = await collectEntityHour(
+      deps({}, () => clock),
+      start(),
+      LONG,
+    );
+    expect(output.done).toBe(false);
+    expect(output.progress.notBefore).toBe(new Date(clock + 120_000).toISOString());
+    expect(
+      logs.find((line) => line.message === "Citrix API unavailable, handing over to the next invocation"),
+    ).toMatchObject({
+      reason: expect.stringContaining("HTTP 429"),
+    });
+    clock += 0;
+  });
+
+  it("drops the repeat of a server that ignores $skip, collecting its only page once", async () => {
+    simulator.inject({ kind: "ignoreSkip", times: 1, entity: "users", skip: 300 });
+    const output = await collectEntityHour(deps(), start("users"), LONG);
+    expect(output.done).toBe(true);
+    expect(output.progress.records).toBe(300);
+    expect(await staged(output)).toEqual(simulator.records("users", HOUR));
+    expect(
+      logs.find(
+        (line) => line.message === "the API ignored $skip and served its only page again; dropped the repeat",
+      ),
+    ).toMatchObject({
+      url: expect.stringContaining("$skip=300"),
+    });
+  });
+
+  it("aborts the pages it guessed ahead once the hour is done", async () => {
+    // The guess past the end is slow to answer: it is still in flight when the short page ends the hour.
+    simulator.inject({ kind: "slow", delayMs: 2000, times: 2, entity: "sessions", skip: 3000 });
+    const before = simulator.requests.length;
+    const output = await collectEntityHour(deps({ maxPagesInFlight: 4, pageSize: 1000 }), start(), LONG);
+    expect(output.progress.records).toBe(2500);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const slowGuess = simulator.requests.slice(before).find((request) => request.skip === 3000);
+    expect(slowGuess?.aborted).toBe(true);
   });
 });
