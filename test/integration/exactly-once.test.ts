@@ -1,9 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { StorageError } from "../../functions/lib/errors";
 import { hourRange } from "../../functions/lib/hours";
-import type { StoreRuntime } from "../../functions/lib/runtime";
 import type { LocalHandler } from "../../local/state-machine";
-import { InstrumentedStore, lambdaDied } from "../support/instrumented-store";
+import { instrument, lambdaDied } from "../support/instrumented-store";
 import { expectFeedMatchesSimulator, FEED_PREFIX, STATE_KEY, type Stand, startStand } from "../support/stand";
 
 // At 11:20 UTC with LOOKBACK_MINUTES 75 the newest eligible hour is 10:00.
@@ -25,15 +24,6 @@ async function open(env: Record<string, string> = {}, simulator = {}): Promise<S
   return stand;
 }
 
-/** Swaps an instrumented store into the container's runtime; `store` records every feed write. */
-function instrument(s: Stand): {
-  store: InstrumentedStore;
-  adaptRuntime: <R extends StoreRuntime>(runtime: R) => R;
-} {
-  const store = new InstrumentedStore(s.store, FEED_PREFIX);
-  return { store, adaptRuntime: (runtime) => ({ ...runtime, store }) };
-}
-
 /** Every record the simulator serves for these hours is in the feed exactly once, in order. */
 async function expectPublishedOnce(s: Stand, hours: string[], entities = ENTITIES): Promise<void> {
   for (const hourUtc of hours)
@@ -49,7 +39,7 @@ function expectNoKeyWrittenTwice(writes: string[]): void {
 describe("a collect Lambda that dies mid-way", () => {
   it("is retried from its cursor and the feed gets every record once, never the dead attempt's parts", async () => {
     const s = await open({ ENTITIES: "sessions", PART_MAX_RECORDS: "400", TOP_N: "500" });
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     let stagingWrites = 0;
     // The first invocation dies after writing 3 staging parts (1200 of 2500 records of 08:00).
     store.beforePut = (key) => {
@@ -94,7 +84,7 @@ describe("a collect Lambda that dies mid-way", () => {
 describe("a Commit that fails half-way", () => {
   it("is finished by the next execution from its staging, and its redrive later writes nothing twice", async () => {
     const s = await open();
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     // Copies of 09:00's parts (one per entity) fail after the first: 09:00 is claimed, partly copied.
     let copies09 = 0;
     store.beforeCopy = (destination) => {
@@ -142,7 +132,7 @@ describe("a Commit that fails half-way", () => {
 describe("overlapping executions", () => {
   it("started together publish each hour once between them", async () => {
     const s = await open({}, { pageLatencyMs: 3 });
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     const [first, second] = await Promise.all([
       s.run("overlap-a", { adaptRuntime }),
       s.run("overlap-b", { adaptRuntime }),
@@ -172,7 +162,7 @@ describe("overlapping executions", () => {
     await alone.close();
 
     const s = await open({}, { pageLatencyMs: 2 });
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     let collecting: () => void = () => undefined;
     const started = new Promise<void>((resolve) => {
       collecting = resolve;
@@ -216,7 +206,7 @@ describe("a stale execution redriven after a newer one succeeded", () => {
     const newer = await s.run("newer-1", { now: () => NOW + 2 * 3_600_000 });
     expect(newer.status).toBe("SUCCEEDED");
     expect(await s.watermark()).toBe("2026-11-24T12:00:00Z");
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
 
     const redriven = await s.run("stale-1", { adaptRuntime, redrive: stale.redrive });
 
@@ -245,7 +235,7 @@ describe("catching up after an outage", () => {
       { volume: { sessions: 120 } },
     );
     await s.store.put(STATE_KEY, '{"last_hour_utc":"2026-11-23T04:00:00Z"}', "application/json");
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     // 30 hours later (05:00 .. 10:00 the next day are due).
     const due = hourRange(Date.parse("2026-11-23T05:00:00Z"), Date.parse(HOURS[2] as string));
     expect(due).toHaveLength(30);
@@ -268,7 +258,7 @@ describe("a backfill of an explicit hour range", () => {
     const s = await open({ FIRST_HOUR_UTC: HOURS[1] as string });
     const scheduled = await s.run("scheduled-1");
     expect(scheduled.plan?.hours).toEqual(HOURS.slice(1));
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
 
     const backfill = await s.run("backfill-1", {
       adaptRuntime,

@@ -1,10 +1,9 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { StorageError } from "../../functions/lib/errors";
 import { stepFunctionsExecutionStatus } from "../../functions/lib/execution-status";
-import type { StoreRuntime } from "../../functions/lib/runtime";
 import type { LocalCollectionResult } from "../../local/collection";
 import { startLocalStepFunctions } from "../../local/sfn-api-server";
-import { InstrumentedStore, lambdaDied } from "../support/instrumented-store";
+import { type InstrumentedStore, instrument, lambdaDied } from "../support/instrumented-store";
 import { expectFeedMatchesSimulator, FEED_PREFIX, STATE_KEY, type Stand, startStand } from "../support/stand";
 
 // At 11:20 UTC with LOOKBACK_MINUTES 75 the newest eligible hour is 10:00.
@@ -25,14 +24,6 @@ async function open(env: Record<string, string> = {}): Promise<Stand> {
   return stand;
 }
 
-function instrument(s: Stand): {
-  store: InstrumentedStore;
-  adaptRuntime: <R extends StoreRuntime>(runtime: R) => R;
-} {
-  const store = new InstrumentedStore(s.store, FEED_PREFIX);
-  return { store, adaptRuntime: (runtime) => ({ ...runtime, store }) };
-}
-
 async function expectPublishedOnce(s: Stand, hours: string[], store: InstrumentedStore): Promise<void> {
   for (const hourUtc of hours)
     for (const entity of ENTITIES) await expectFeedMatchesSimulator(s, entity, hourUtc);
@@ -42,7 +33,7 @@ async function expectPublishedOnce(s: Stand, hours: string[], store: Instrumente
 describe("S3 trouble in Commit", () => {
   it("rides out a run of 503 SlowDown on the copies and publishes every hour once", async () => {
     const s = await open();
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     // Copies run in parallel, so each attempt meets several of these: more than one attempt's worth, fewer
     // than the Task's ten.
     const fault = s.s3.inject({ operation: "CopyObject", status: 503, code: "SlowDown", times: 20 });
@@ -57,7 +48,7 @@ describe("S3 trouble in Commit", () => {
 
   it("retries a 400 RequestTimeout and a 409 on an unconditional write like any transient error", async () => {
     const s = await open();
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     s.s3.inject({
       operation: "PutObject",
       keyPrefix: `${CONTROL}/manifests/`,
@@ -110,7 +101,7 @@ describe("S3 trouble in Commit", () => {
 describe("a held hour", () => {
   it("two executions finishing the same dead execution's claim at once write each part once", async () => {
     const s = await open();
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     let copies = 0;
     store.beforeCopy = () => {
       if (++copies === 5) throw new StorageError("injected: the Commit died half-way");
@@ -240,7 +231,7 @@ describe("a lost state file", () => {
 describe("a collect invocation that ran out of memory", () => {
   it("is retried (Lambda.Unknown) under a new attempt id and lands every record once", async () => {
     const s = await open({ ENTITIES: "sessions", PART_MAX_RECORDS: "400", TOP_N: "500" });
-    const { store, adaptRuntime } = instrument(s);
+    const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
     let staging = 0;
     store.beforePut = (key) => {
       if (key.includes("/staging/") && ++staging === 3) throw lambdaDied("Lambda.Unknown");

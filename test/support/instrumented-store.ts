@@ -1,3 +1,4 @@
+import type { StoreRuntime } from "../../functions/lib/runtime";
 import { type CopyResult, S3Store, type WriteResult } from "../../functions/lib/s3-store";
 
 type Condition = Parameters<S3Store["put"]>[3];
@@ -46,4 +47,16 @@ export function lambdaDied(name = "Sandbox.Timedout"): Error {
   const error = new Error("the invocation was killed by the test");
   error.name = name;
   return error;
+}
+
+/**
+ * An instrumented store over `base` and the runtime adapter that swaps it into a container's runtime
+ * (`adaptRuntime` of a local run): `store` records every feed write of the run.
+ */
+export function instrument(
+  base: S3Store,
+  feedPrefix: string,
+): { store: InstrumentedStore; adaptRuntime: <R extends StoreRuntime>(runtime: R) => R } {
+  const store = new InstrumentedStore(base, feedPrefix);
+  return { store, adaptRuntime: (runtime) => ({ ...runtime, store }) };
 }
