@@ -61,11 +61,7 @@ export function collectedResultKey(
 
 /** One create-only manifest per hour: it fixes, once, which staging parts become the hour's feed objects. */
 export function manifestKey(controlPrefix: string, hourUtc: string): string {
-  return `${manifestPrefix(controlPrefix)}${hourPath(hourUtc)}.json`;
-}
-
-export function manifestPrefix(controlPrefix: string): string {
-  return `${controlPrefix}/manifests/`;
+  return `${controlPrefix}/manifests/${hourPath(hourUtc)}.json`;
 }
 
 /**
