@@ -18,6 +18,16 @@ export function newestEligibleHour(nowMs: number, lookbackMinutes: number): numb
 }
 
 /**
+ * The minute past every hour (UTC) at which the schedule starts an execution. Hour H is due from
+ * H + LOOKBACK_MINUTES on, so a new hour falls due at minute LOOKBACK_MINUTES mod 60 of every hour; the
+ * schedule fires one minute later, which leaves room for clocks that disagree by less than a minute and costs
+ * a minute of freshness. Every start then finds the hour that fell due a minute before it.
+ */
+export function scheduleMinute(lookbackMinutes: number): number {
+  return (lookbackMinutes + 1) % 60;
+}
+
+/**
  * The hours this execution collects, oldest first: the hour after the watermark (or the first-run start)
  * up to the newest eligible hour, at most maxHoursPerRun of them. Empty when nothing is due yet.
  */

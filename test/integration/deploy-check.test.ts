@@ -93,6 +93,31 @@ describe("serverless package runs the Lambdas' configuration check first", () =>
     },
   );
 
+  it.each([
+    [
+      "LOOKBACK_MINUTES=59 (it sets the schedule's minute too)",
+      { LOOKBACK_MINUTES: "59" },
+      `Cannot resolve variable at "custom.scheduleMinute": the schedule's minute comes from LOOKBACK_MINUTES: Invalid configuration: LOOKBACK_MINUTES must be an integer from 60 to 10080 (got "59")`,
+    ],
+    [
+      "TRACING=yes",
+      { TRACING: "yes" },
+      `Cannot resolve variable at "params.default.tracing": Invalid "strToBool" input: Expected either "true", "false", "0", or "1". Received: yes`,
+    ],
+  ])(
+    "fails on %s while serverless.yml is read, naming it",
+    { concurrent: true, timeout: 120_000 },
+    async (_what, settings, message) => {
+      const run = await serverlessPackage(`bad-${Object.keys(settings)[0]}`, {
+        CITRIX_SECRET_ARN: SECRET_ARN,
+        ...settings,
+      });
+      expect(run.code).not.toBe(0);
+      expect(run.output).toContain(message);
+      expect(existsSync(run.template)).toBe(false);
+    },
+  );
+
   it("packages valid settings, each reaching the functions that read it, and warns once about a plain-text secret", async () => {
     const run = await serverlessPackage("valid", NON_DEFAULT_SETTINGS);
     expect(run.output).not.toContain("Error:");

@@ -9,7 +9,9 @@ import { type AslDefinition, type AslState, loadDefinition, taskStates } from ".
 import {
   LOCAL_ONLY,
   readmeConfigurationVariables,
+  readmeDeploySettings,
   SET_BY_DEPLOYMENT,
+  serverlessEnvironmentVariables,
   settingsReadBy,
 } from "../support/settings";
 
@@ -125,10 +127,31 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
     expect(stripArns(deployed)).toEqual(stripArns(local));
   });
 
-  it("starts the state machine hourly from an EventBridge Scheduler schedule", () => {
+  it("starts the state machine from a named schedule at minute 16 of every hour, UTC (LOOKBACK_MINUTES 75 + 1)", () => {
     const schedules = ofType("AWS::Scheduler::Schedule");
     expect(schedules).toHaveLength(1);
-    expect(schedules[0]?.[1].Properties.ScheduleExpression).toBe("rate(1 hour)");
+    const [machineId] = ofType("AWS::StepFunctions::StateMachine")[0] ?? [];
+    expect(schedules[0]?.[1].Properties).toMatchObject({
+      Name: "citrix-analytics-collector-prod",
+      Description:
+        "Starts the Citrix Analytics collector at minute 16 of every hour (UTC), one minute after " +
+        "LOOKBACK_MINUTES (75) makes the next hour due",
+      ScheduleExpression: "cron(16 * * * ? *)",
+      ScheduleExpressionTimezone: "UTC",
+      State: "ENABLED",
+      FlexibleTimeWindow: { Mode: "OFF" },
+      Target: { Arn: { Ref: machineId }, Input: "{}" },
+    });
+    expect(variablesOf("plan").LOOKBACK_MINUTES).toBe("75");
+  });
+
+  it("traces nothing unless TRACING=true", () => {
+    for (const [, fn] of ofType("AWS::Lambda::Function")) expect(fn.Properties.TracingConfig).toBeUndefined();
+    const [, machine] = ofType("AWS::StepFunctions::StateMachine")[0] ?? [];
+    expect(machine?.Properties.TracingConfiguration).toEqual({ Enabled: false });
+    for (const role of ["PlanRole", "CollectRole", "CommitRole"]) {
+      expect(statements(role).filter((statement) => allows(statement, "xray:"))).toEqual([]);
+    }
   });
 
   const variablesOf = (functionKey: FunctionKey): Record<string, string> =>
@@ -176,6 +199,13 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
     expect(
       [...deployed].filter((name) => !table.includes(name) && !SET_BY_DEPLOYMENT.includes(name)),
     ).toEqual([]);
+  });
+
+  it("lists every other variable serverless.yml reads in the README's deploy-time settings, and no more", () => {
+    const configuration = readmeConfigurationVariables();
+    const deployTime = serverlessEnvironmentVariables().filter((name) => !configuration.includes(name));
+    expect(deployTime).toEqual(expect.arrayContaining(["CREATE_BUCKET", "TRACING"]));
+    expect(readmeDeploySettings().sort()).toEqual(deployTime.sort());
   });
 
   it("deploys the configuration's own defaults when nothing is set", () => {
@@ -455,7 +485,7 @@ describe("operations in the packaged template (npx serverless package)", () => {
   });
 });
 
-describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL and LAG_ALARM_HOURS (npm run package:variant)", () => {
+describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL, LAG_ALARM_HOURS, TRACING and LOOKBACK_MINUTES (npm run package:variant)", () => {
   const template = packagedTemplate(".serverless-variant");
   const KEY = "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
   const viaS3 = { StringLike: { "kms:ViaService": "s3.*.amazonaws.com" } };
@@ -531,6 +561,54 @@ describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL and
       Endpoint: "soc@example.com",
     });
     expect(Number(deployedResource(template, "LagAlarm").Properties.Threshold)).toBe(6);
+  });
+
+  const ofType = (type: string) =>
+    Object.keys(template.Resources).filter((id) => template.Resources[id]?.Type === type);
+
+  it("with LOOKBACK_MINUTES=119 fires at minute 0, when the hour that fell due at minute 59 is a minute old", () => {
+    const [scheduleId] = ofType("AWS::Scheduler::Schedule");
+    expect(deployedResource(template, scheduleId ?? "").Properties).toMatchObject({
+      ScheduleExpression: "cron(0 * * * ? *)",
+      Description:
+        "Starts the Citrix Analytics collector at minute 0 of every hour (UTC), one minute after " +
+        "LOOKBACK_MINUTES (119) makes the next hour due",
+    });
+    const plan = deployedResource(template, "PlanLambdaFunction").Properties.Environment as {
+      Variables: Record<string, string>;
+    };
+    expect(plan.Variables.LOOKBACK_MINUTES).toBe("119");
+  });
+
+  it("traces the state machine and every function with TRACING=true, each role allowed to send traces", () => {
+    const [machineId] = ofType("AWS::StepFunctions::StateMachine");
+    const machine = deployedResource(template, machineId ?? "");
+    expect(machine.Properties.TracingConfiguration).toEqual({ Enabled: true });
+    // The plugin's role for the state machine: what Step Functions needs to send its traces.
+    const machineRole = (machine.Properties.RoleArn as { "Fn::GetAtt": [string, string] })["Fn::GetAtt"][0];
+    const machineActions = roleStatements(template, machineRole).flatMap((statement) =>
+      [statement.Action].flat().filter((action) => action.startsWith("xray:")),
+    );
+    expect(machineActions.sort()).toEqual([
+      "xray:GetSamplingRules",
+      "xray:GetSamplingTargets",
+      "xray:PutTelemetryRecords",
+      "xray:PutTraceSegments",
+    ]);
+    for (const [functionId, role] of [
+      ["PlanLambdaFunction", "PlanRole"],
+      ["CollectLambdaFunction", "CollectRole"],
+      ["CommitLambdaFunction", "CommitRole"],
+    ] as const) {
+      expect(deployedResource(template, functionId).Properties.TracingConfig).toEqual({ Mode: "Active" });
+      expect(
+        roleStatements(template, role).filter((statement) =>
+          [statement.Action].flat().some((action) => action.startsWith("xray:")),
+        ),
+      ).toEqual([
+        { Effect: "Allow", Action: ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], Resource: "*" },
+      ]);
+    }
   });
 });
 

@@ -18,6 +18,27 @@ export function readmeConfigurationVariables(): string[] {
   );
 }
 
+/** Every variable in the first column of the README's "Deploy-time settings" table (section Deploying). */
+export function readmeDeploySettings(): string[] {
+  const readme = readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
+  // The table is the first paragraph after the line that introduces it.
+  const table =
+    readme
+      .split(/^\*\*Deploy-time settings\*\*.*$/m)[1]
+      ?.trimStart()
+      .split("\n\n")[0] ?? "";
+  return table
+    .split("\n")
+    .filter((line) => /^\| `/.test(line))
+    .flatMap((row) => [...(row.split("|")[1] ?? "").matchAll(/`([A-Z0-9_]+)`/g)].map((m) => m[1] ?? ""));
+}
+
+/** Every variable serverless.yml reads from the environment it is deployed from (`${env:NAME, ...}`). */
+export function serverlessEnvironmentVariables(): string[] {
+  const config = readFileSync(path.join(__dirname, "..", "..", "serverless.yml"), "utf8");
+  return [...new Set([...config.matchAll(/\$\{env:([A-Z0-9_]+)/g)].map((m) => m[1] ?? ""))];
+}
+
 /** The variables loadConfig builds each field from (functions/lib/config.ts); tsc keeps the fields complete. */
 export const FIELD_VARIABLES: Record<keyof CollectorConfig, string[]> = {
   bucket: ["S3_BUCKET"],

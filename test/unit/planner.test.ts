@@ -1,5 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { lagHours, newestEligibleHour, planHours, planWorkItems } from "../../functions/lib/planner";
+import {
+  lagHours,
+  newestEligibleHour,
+  planHours,
+  planWorkItems,
+  scheduleMinute,
+} from "../../functions/lib/planner";
 
 const at = (iso: string) => Date.parse(iso);
 
@@ -23,6 +29,34 @@ describe("newestEligibleHour", () => {
     expect(newestEligibleHour(at("2026-11-24T10:15:00Z"), 75)).toBe(at("2026-11-24T09:00:00Z"));
     expect(newestEligibleHour(at("2026-11-24T10:14:59.999Z"), 75)).toBe(at("2026-11-24T08:00:00Z"));
     expect(newestEligibleHour(at("2026-11-24T10:00:00Z"), 60)).toBe(at("2026-11-24T09:00:00Z"));
+  });
+});
+
+describe("scheduleMinute", () => {
+  it("is one minute after the minute an hour falls due", () => {
+    // 75: hour 09:00 falls due at 10:15, so the schedule fires at 10:16.
+    expect(scheduleMinute(75)).toBe(16);
+    expect(scheduleMinute(60)).toBe(1);
+    // 119: hour 09:00 falls due at 10:59; the next minute is 11:00.
+    expect(scheduleMinute(119)).toBe(0);
+    expect(scheduleMinute(120)).toBe(1);
+    expect(scheduleMinute(7 * 24 * 60)).toBe(1);
+  });
+
+  it("starts every run one minute after the newest eligible hour fell due, for every valid LOOKBACK_MINUTES", () => {
+    const minute = 60_000;
+    for (let lookback = 60; lookback <= 7 * 24 * 60; lookback++) {
+      for (const hour of ["2026-11-24T00:00:00Z", "2026-11-24T13:00:00Z", "2026-12-31T23:00:00Z"]) {
+        const start = at(hour) + scheduleMinute(lookback) * minute;
+        const newest = newestEligibleHour(start, lookback);
+        // Due since exactly one minute: eligible at start − 1 min, not a millisecond earlier.
+        expect({ lookback, hour, dueFor: start - (newest + lookback * minute) }).toEqual({
+          lookback,
+          hour,
+          dueFor: minute,
+        });
+      }
+    }
   });
 });
 
