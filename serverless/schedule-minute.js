@@ -1,7 +1,7 @@
-// A local Serverless v3 plugin: the variable `${scheduleMinute(LOOKBACK_MINUTES)}` is the minute past every
-// hour at which the schedule starts an execution, one minute after the next hour falls due (scheduleMinute in
-// functions/lib/planner.ts, loaded as TypeScript by tsx). A rate(1 hour) schedule would fire at whatever minute
-// the stack was deployed, up to an hour after an hour fell due.
+// A local Serverless v3 (and osls) plugin: the variable `${scheduleMinute(LOOKBACK_MINUTES)}` is the minute
+// past every hour at which the schedule starts an execution, one minute after the next hour falls due
+// (scheduleMinute in functions/lib/planner.ts, loaded as TypeScript by tsx). A rate(1 hour) schedule would fire
+// at whatever minute the stack was deployed, up to an hour after an hour fell due.
 const { require: requireTypeScript } = require("tsx/cjs/api");
 
 class ScheduleMinute {
