@@ -38,7 +38,7 @@ export async function backfill(ctx: CliContext, options: BackfillOptions): Promi
   }
   const from = hours[0] as string;
   const to = hours[hours.length - 1] as string;
-  const name = `backfill-${compactHour(from)}-${compactHour(to)}-${randomBytes(3).toString("hex")}`;
+  const name = `${BACKFILL_NAME_PREFIX}${compactHour(from)}-${compactHour(to)}-${randomBytes(3).toString("hex")}`;
   const sfn = ctx.sfn(machine.region);
   const started = await sfn.send(
     new StartExecutionCommand({
@@ -55,6 +55,9 @@ export async function backfill(ctx: CliContext, options: BackfillOptions): Promi
   if (!options.wait) return 0;
   return reportStopped(ctx, name, await waitForExecution(ctx, sfn, executionArn));
 }
+
+/** How the executions `backfill` starts are named: they publish their hours but never move the watermark. */
+export const BACKFILL_NAME_PREFIX = "backfill-";
 
 /** "2026-11-20T05:00:00Z" → "20261120T05", for execution names. */
 function compactHour(hourUtc: string): string {

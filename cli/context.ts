@@ -9,6 +9,8 @@ import type { Output } from "../local/progress";
  */
 export interface CliContext {
   env: Env;
+  /** The working directory: `run` keeps its local data under it. */
+  cwd: string;
   stdout: Output;
   stderr: Output;
   now: () => number;
@@ -22,6 +24,7 @@ export interface CliContext {
 export function processContext(): CliContext {
   return {
     env: process.env,
+    cwd: process.cwd(),
     stdout: process.stdout,
     stderr: process.stderr,
     now: Date.now,
@@ -76,7 +79,17 @@ export function stateMachineFrom(option: string | undefined, env: Env): StateMac
 }
 
 const EXECUTION_ARN =
-  /^arn:aws[a-z-]*:states:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:execution:[\w.-]{1,80}:[^:\s]{1,80}$/;
+  /^arn:aws[a-z-]*:states:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:execution:[\w.-]{1,80}:([^:]*)$/;
+
+// What Step Functions refuses in an execution name (StartExecution's reference): whitespace, brackets,
+// wildcards, these special characters and control characters. Names are 1–80 characters; "." is allowed.
+const EXECUTION_NAME_FORBIDDEN = /[\s<>{}[\]?*"#%\\^|~`$&,;:/\p{Cc}]/u;
+
+/** Why Step Functions would not take `name` as an execution name; undefined when it would. */
+export function executionNameProblem(name: string): string | undefined {
+  if (name.length >= 1 && name.length <= 80 && !EXECUTION_NAME_FORBIDDEN.test(name)) return undefined;
+  return `"${name}" is not a Step Functions execution name: those are 1–80 characters, without whitespace, control characters or any of < > { } [ ] ? * " # % \\ ^ | ~ \` $ & , ; : /`;
+}
 
 /**
  * The execution an operator named: an execution ARN as the console shows it (no state machine setting
@@ -88,22 +101,45 @@ export function executionFrom(
   env: Env,
 ): { arn: string; region: string } {
   if (nameOrArn.startsWith("arn:")) {
-    const region = EXECUTION_ARN.exec(nameOrArn)?.[1];
-    if (region === undefined) {
+    const [, region, name] = EXECUTION_ARN.exec(nameOrArn) ?? [];
+    if (region === undefined || name === undefined) {
       throw new UsageError(
         `"${nameOrArn}" is not an execution ARN like arn:aws:states:eu-west-1:123456789012:execution:MACHINE:NAME`,
       );
     }
+    const problem = executionNameProblem(name);
+    if (problem) throw new UsageError(`${problem} (in the ARN ${nameOrArn})`);
     return { arn: nameOrArn, region };
   }
+  const problem = executionNameProblem(nameOrArn);
+  if (problem) throw new UsageError(problem);
   const machine = stateMachineFrom(option, env);
   return { arn: `${machine.executionArnPrefix}${nameOrArn}`, region: machine.region };
+}
+
+/** The SDK's "no credentials" error, also when S3Store wrapped it into a storage error. */
+export function missingCredentials(error: unknown): Error | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
+    if (current.name === "CredentialsProviderError") return current;
+    current = current.cause;
+  }
+  return undefined;
+}
+
+/** What the operator is told when the SDK found no credentials (`error` is missingCredentials's). */
+export function noCredentialsProblem(error: Error): string {
+  return `no AWS credentials found (${error.message}): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`;
 }
 
 /** Where an operator opens an execution's graph in the Step Functions console. */
 export function consoleUrl(executionArn: string): string {
   const region = executionArn.split(":")[3] ?? "";
   return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${executionArn}`;
+}
+
+/** 2500 → "2,500": every count the CLI and the local run print, written one way. */
+export function formatCount(count: number): string {
+  return count.toLocaleString("en-US");
 }
 
 /** "2026-11-24 09:17:03" in UTC, or "–" for no date. */

@@ -1,8 +1,15 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ConfigurationError } from "../functions/lib/errors";
+import type { RunClock } from "../local/run";
 import { backfill } from "./backfill";
 import { checkConfig } from "./check-config";
-import { type CliContext, processContext, UsageError } from "./context";
+import {
+  type CliContext,
+  missingCredentials,
+  noCredentialsProblem,
+  processContext,
+  UsageError,
+} from "./context";
 import { redrive } from "./redrive";
 import { status } from "./status";
 
@@ -37,9 +44,7 @@ export async function main(argv: readonly string[], context: Partial<CliContext>
     }
     const credentials = missingCredentials(error);
     if (credentials) {
-      fail(
-        `no AWS credentials found (${credentials.message}): set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY`,
-      );
+      fail(noCredentialsProblem(credentials));
       return EXIT_USAGE;
     }
     fail(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
@@ -142,6 +147,15 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         .default("local"),
     )
     .option("--hours <n>", "on a first run, collect the newest N eligible hours", positiveInteger, 3)
+    .option(
+      "--data <dir>",
+      "keep the local S3 bucket in this directory between runs, so the next run continues from its watermark",
+    )
+    .option(
+      "--now <time>",
+      'plan as if the clock read this UTC time ("2026-11-24T12:20:00Z"), or "+Nh" for N hours from now',
+      runClock,
+    )
     .option("--verbose", "log to stderr instead of the run's log file")
     .option("--history <file>", "write the execution's history there, as GetExecutionHistory returns it")
     .action(
@@ -149,6 +163,8 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         citrix: "simulator" | "env";
         s3: "local" | "env";
         hours: number;
+        data?: string;
+        now?: RunClock;
         verbose?: true;
         history?: string;
       }) => {
@@ -161,13 +177,17 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
   return program;
 }
 
-/** The SDK's "no credentials" error, also when S3Store wrapped it into a storage error. */
-function missingCredentials(error: unknown): Error | undefined {
-  for (let current = error, depth = 0; current instanceof Error && depth < 5; depth++) {
-    if (current.name === "CredentialsProviderError") return current;
-    current = current.cause;
+/** `run --now`: a UTC time to the minute or second, or "+Nh", N hours ahead of the real clock. */
+function runClock(value: string): RunClock {
+  const ahead = /^\+(\d{1,4})h$/.exec(value)?.[1];
+  if (ahead !== undefined) return { hoursAhead: Number(ahead) };
+  const at = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z$/.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(at)) {
+    throw new InvalidArgumentError(
+      'must be a UTC time like "2026-11-24T12:20:00Z", or "+Nh" for N hours from now',
+    );
   }
-  return undefined;
+  return { at };
 }
 
 function positiveInteger(value: string): number {

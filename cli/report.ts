@@ -1,6 +1,6 @@
 import type { DescribeExecutionCommandOutput } from "@aws-sdk/client-sfn";
 import type { CommitOutput, HourReport } from "../functions/lib/contracts";
-import type { CliContext } from "./context";
+import { type CliContext, formatCount } from "./context";
 import { describeFailure } from "./failure";
 
 /**
@@ -38,8 +38,8 @@ function hourLine(hour: HourReport): string {
   const records = Object.entries(hour.records)
     .map(([entity, { collected, published }]) =>
       collected === published
-        ? `${entity} ${collected}`
-        : `${entity} ${collected} now / ${published} published`,
+        ? `${entity} ${formatCount(collected)}`
+        : `${entity} ${formatCount(collected)} now / ${formatCount(published)} published`,
     )
     .join(", ");
   // Hours published before name their publisher; hours finished for another execution name whose claim it was.

@@ -3,6 +3,7 @@ import { formatHour } from "../functions/lib/hours";
 import { lagHours, newestEligibleHour } from "../functions/lib/planner";
 import { S3Store } from "../functions/lib/s3-store";
 import { readWatermark } from "../functions/lib/watermark";
+import { BACKFILL_NAME_PREFIX } from "./backfill";
 import { type CliContext, formatDate, stateMachineFrom } from "./context";
 import { type ExecutionSummary, recentExecutions } from "./executions";
 import { describeFailure, formatFailedState } from "./failure";
@@ -73,6 +74,18 @@ export async function status(ctx: CliContext, options: StatusOptions): Promise<n
     out();
     out(
       `${failed.length} execution(s) can be redriven: fix the cause, then \`citrix-collector redrive <name>\` or \`citrix-collector redrive --all-failed\`.`,
+    );
+  }
+  // Every execution but a backfill stores a watermark when it succeeds: none means this shell looks elsewhere.
+  const succeeded = executions.filter(
+    (execution) => execution.status === "SUCCEEDED" && !execution.name.startsWith(BACKFILL_NAME_PREFIX),
+  );
+  if (watermark.hourUtc === null && succeeded.length > 0) {
+    out();
+    out(
+      `${succeeded.length} execution(s) succeeded, yet s3://${location.bucket}/${location.stateKey} holds no watermark: ` +
+        "S3_BUCKET, S3_PREFIX, CONTROL_PREFIX or STATE_KEY in this shell probably differ from the deployed functions' " +
+        "(Lambda console → the plan function → Configuration → Environment variables).",
     );
   }
   return 0;

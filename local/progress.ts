@@ -1,3 +1,4 @@
+import { formatCount } from "../cli/context";
 import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/contracts";
 
 /** A stream progress is written to; on a terminal (`isTTY`) the lines in progress are redrawn in place. */
@@ -20,12 +21,10 @@ interface Row {
   error?: string;
 }
 
-const number = (value: number) => value.toLocaleString("en-US");
-
 /**
- * Shows a local run per entity-hour. On a terminal, finished entity-hours print once, and the ones being
- * collected stay at the bottom, redrawn as their invocations report, with a totals line. Elsewhere (a pipe,
- * a CI log) every report is one plain line, so nothing relies on cursor movement.
+ * Shows a local run per entity-hour: each prints one line when it is collected (or fails). On a terminal the
+ * ones being collected stay at the bottom, redrawn as their invocations report, with a totals line; elsewhere
+ * (a pipe, a CI log) nothing relies on cursor movement, so only the finished lines are written.
  */
 export class CollectionProgress {
   private readonly rows = new Map<string, Row>();
@@ -49,10 +48,12 @@ export class CollectionProgress {
         invocations: 0,
       });
     }
-    const range =
-      plan.hours.length === 0 ? "nothing due" : `${plan.hours[0]} … ${plan.hours[plan.hours.length - 1]}`;
+    const what =
+      plan.hours.length === 0
+        ? "nothing due"
+        : `${plan.hours.length} hour(s) × ${plan.items.length / plan.hours.length} entities (${plan.hours.length === 1 ? plan.hours[0] : `${plan.hours[0]} … ${plan.hours.at(-1)}`})`;
     this.print(
-      `Planned ${plan.mode} run: ${plan.hours.length} hour(s) × ${plan.items.length / Math.max(1, plan.hours.length)} entities (${range}), watermark ${plan.watermark.hourUtc ?? "none"}, lag ${plan.lagHours} hour(s)`,
+      `Planned ${plan.mode} run: ${what}, watermark ${plan.watermark.hourUtc ?? "none"}, lag ${plan.lagHours} hour(s)`,
     );
   }
 
@@ -71,7 +72,7 @@ export class CollectionProgress {
       parts: output.progress.parts,
       invocations: output.progress.invocations,
     });
-    if (output.done || !this.live) this.print(rowLine(row));
+    if (output.done) this.print(rowLine(row));
     else this.redraw();
   }
 
@@ -119,7 +120,7 @@ export class CollectionProgress {
     const lines = [
       ...active.map((row) => this.fit(rowLine(row))),
       this.fit(
-        `${done}/${rows.length} entity-hours collected · ${number(sum(rows, "pages"))} pages · ${number(sum(rows, "records"))} records`,
+        `${done}/${rows.length} entity-hours collected · ${formatCount(sum(rows, "pages"))} pages · ${formatCount(sum(rows, "records"))} records`,
       ),
     ];
     this.out.write(`${lines.join("\n")}\n`);
@@ -149,6 +150,6 @@ function sum(rows: Row[], field: "pages" | "records"): number {
 
 /** One entity-hour: `sessions  2026-11-24T08:00:00Z  collected  pages 3  records 2,500  parts 1  invocations 1`. */
 function rowLine(row: Row): string {
-  const counts = `pages ${number(row.pages)}  records ${number(row.records)}  parts ${row.parts}  invocations ${row.invocations}`;
+  const counts = `pages ${formatCount(row.pages)}  records ${formatCount(row.records)}  parts ${formatCount(row.parts)}  invocations ${formatCount(row.invocations)}`;
   return `${row.entity.padEnd(10)}  ${row.hourUtc}  ${row.state.padEnd(10)}  ${row.state === "failed" ? (row.error ?? "") : counts}`;
 }

@@ -5,13 +5,17 @@
  *   citrix "env"   use the CITRIX_* / API_BASE environment (a real tenant) instead of the simulator
  *   s3 "env"       use S3_BUCKET and the AWS SDK's own settings (AWS_ENDPOINT_URL_S3, credentials)
  *   hours N        on a first run, collect the last N eligible hours
+ *   data DIR       keep the local bucket in DIR, so the next run continues from its watermark
+ *   now TIME       plan as if the clock read TIME (or N hours from now), to see a later run's hours at once
  *   history FILE   write the execution's history there, in the shape of GetExecutionHistory's response
- * The functions' JSON log and EMF metric lines go to .local-data/run-<time>/collector.log (verbose: stderr).
+ * The functions' JSON log and EMF metric lines go to .local-data/run-<time>/collector.log (verbose: stderr);
+ * only the newest few run folders are kept.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
+import { formatCount, missingCredentials, noCredentialsProblem, UsageError } from "../cli/context";
 import { failedStateIn, formatFailedState, type HistoryLink } from "../cli/failure";
-import type { Env } from "../functions/lib/config";
+import { configProblems, type Env, loadConfig } from "../functions/lib/config";
 import {
   type CollectOutput,
   type CommitOutput,
@@ -29,12 +33,23 @@ import { type LocalS3, startLocalS3 } from "./s3-server";
 import type { LocalHandler } from "./state-machine";
 
 const LOCAL_BUCKET = "citrix-analytics-local";
+/** Under the working directory: a folder per run, holding its log and (without --data) its bucket. */
+const LOCAL_DATA = ".local-data";
+/** Run folders kept, this run's included: each holds 5–11 MB, and only the latest are ever looked at. */
+const KEPT_RUN_FOLDERS = 5;
+
+/** The clock a run plans by: a fixed UTC time, or some hours ahead of the real clock. */
+export type RunClock = { at: number } | { hoursAhead: number };
 
 export interface LocalRunOptions {
   citrix: "simulator" | "env";
   s3: "local" | "env";
   /** On a first run, how many of the newest eligible hours to collect. */
   hours: number;
+  /** A directory (relative to the working directory) that keeps the local bucket between runs. */
+  data?: string;
+  /** Default: the real clock. */
+  now?: RunClock;
   /** Log lines to stderr instead of the run's log file. */
   verbose: boolean;
   /** Where to write the execution's history (GetExecutionHistory's response, timestamps as ISO-8601). */
@@ -43,20 +58,43 @@ export interface LocalRunOptions {
 
 export interface LocalRunIo {
   env: Env;
+  cwd: string;
   stdout: Output;
   stderr: Output;
   now: () => number;
 }
 
-/** Runs one execution locally; resolves to the process exit code (0 when it succeeded). */
+/**
+ * Runs one execution locally; resolves to the process exit code (0 when it succeeded). Settings the run
+ * lacks throw a UsageError naming all of them, before anything is started or requested.
+ */
 export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Promise<number> {
+  if (options.data !== undefined && options.s3 === "env") {
+    throw new UsageError(
+      "--data keeps the local S3 bucket between runs: with --s3 env the bucket is S3_BUCKET",
+    );
+  }
+  const problems = await missingSettings(options, io.env);
+  if (problems.length > 0) {
+    const sources = [options.citrix === "env" && "--citrix env", options.s3 === "env" && "--s3 env"];
+    throw new UsageError(`run ${sources.filter(Boolean).join(" ")}: ${problems.join("; ")}`);
+  }
   const env: Env = { ...io.env };
-  const now = io.now();
-  const runDirectory = path.resolve(
-    ".local-data",
-    `run-${new Date(now).toISOString().replace(/[:.]/g, "-")}`,
-  );
+  const started = io.now();
+  const offsetMs =
+    options.now === undefined
+      ? 0
+      : "at" in options.now
+        ? options.now.at - started
+        : options.now.hoursAhead * HOUR_MS;
+  const now = () => io.now() + offsetMs;
+  const localData = path.resolve(io.cwd, LOCAL_DATA);
+  // Named by the real clock, so the folders sort in the order the runs happened.
+  const runDirectory = path.join(localData, `run-${new Date(started).toISOString().replace(/[:.]/g, "-")}`);
+  const bucketDirectory =
+    options.data === undefined ? path.join(runDirectory, "s3") : path.resolve(io.cwd, options.data);
   mkdirSync(runDirectory, { recursive: true });
+  removeOldRunFolders(localData, bucketDirectory);
   const logFile = path.join(runDirectory, "collector.log");
   const out = (line = "") => io.stdout.write(`${line}\n`);
   let simulator: CitrixSimulator | undefined;
@@ -75,9 +113,7 @@ export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Prom
       });
     }
     if (options.s3 === "local") {
-      const directory = path.join(runDirectory, "s3");
-      mkdirSync(directory, { recursive: true });
-      s3Server = await startLocalS3({ directory, buckets: [LOCAL_BUCKET] });
+      s3Server = await startLocalS3({ directory: bucketDirectory, buckets: [LOCAL_BUCKET] });
       Object.assign(env, {
         S3_BUCKET: LOCAL_BUCKET,
         AWS_ENDPOINT_URL_S3: s3Server.endpoint,
@@ -86,22 +122,27 @@ export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Prom
         AWS_SECRET_ACCESS_KEY: "S3RVER",
       });
     }
-    const lookback = Number(env.LOOKBACK_MINUTES ?? 75);
+    const config = loadConfig(env);
+    // Only a first run (no watermark in the bucket) starts here; later ones continue from the watermark.
     env.FIRST_HOUR_UTC ??= formatHour(
-      newestEligibleHour(now, Number.isFinite(lookback) ? lookback : 75) - (options.hours - 1) * HOUR_MS,
+      newestEligibleHour(now(), config.lookbackMinutes) - (options.hours - 1) * HOUR_MS,
     );
 
     const s3 = s3Server ? s3Server.client() : s3ClientFor(env);
+    const kept = options.data === undefined ? "" : ", kept for the next run";
     out(
-      `Collecting from ${simulator ? `the built-in Citrix simulator (${simulator.apiBase})` : env.API_BASE} into ${
-        s3Server ? `local S3 ${s3Server.endpoint} (files in ${s3Server.directory})` : `s3://${env.S3_BUCKET}`
+      `Collecting from ${simulator ? `the built-in Citrix simulator (${simulator.apiBase})` : config.citrix.apiBase} into ${
+        s3Server
+          ? `local S3 ${s3Server.endpoint} (files in ${s3Server.directory}${kept})`
+          : `s3://${config.bucket}`
       }`,
     );
     const progress = new CollectionProgress(io.stdout);
     const result = await runLocalCollection({
       env,
       s3,
-      executionName: `local-${new Date(now)
+      now,
+      executionName: `local-${new Date(now())
         .toISOString()
         .replace(/[^0-9]/g, "")
         .slice(0, 14)}`,
@@ -110,17 +151,59 @@ export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Prom
       wrap: (key, handler) => reportingTo(progress, key, handler),
     });
     progress.finish();
-    if (!options.verbose) out(`\nLog lines: ${logFile}`);
+    printSummary(result, out);
+    if (!options.verbose) out(`Log lines: ${logFile}`);
     if (options.history) {
       const history = executionHistoryResponse(result.history, (ms) => new Date(ms).toISOString());
       writeFileSync(options.history, `${JSON.stringify(history, null, 2)}\n`);
       out(`History: ${path.resolve(options.history)} (${result.history.length} events)`);
     }
-    printSummary(result, out);
     return result.status === "SUCCEEDED" ? 0 : 1;
   } finally {
     await simulator?.close();
     await s3Server?.close();
+  }
+}
+
+/**
+ * Every setting a run with these options lacks: the Lambdas' own check of what the run takes from this shell
+ * (the simulator and the local bucket bring their own), then AWS credentials, and a region for S3, when the
+ * run calls AWS. Resolving credentials reads the SDK's sources (variables, profile files, instance metadata)
+ * and sends no request to S3, Secrets Manager or Citrix.
+ */
+async function missingSettings(options: LocalRunOptions, env: Env): Promise<string[]> {
+  const own = options.s3 === "local" ? { ...env, S3_BUCKET: LOCAL_BUCKET } : env;
+  const problems = configProblems(own, { citrix: options.citrix === "env" });
+  const readsSecret = options.citrix === "env" && (env.CITRIX_SECRET_ARN ?? "").trim() !== "";
+  if (options.s3 === "local" && !readsSecret) return problems;
+  const client = s3ClientFor(env);
+  try {
+    await client.config.credentials();
+  } catch (error) {
+    const missing = missingCredentials(error);
+    if (!missing) throw error;
+    problems.push(noCredentialsProblem(missing));
+  }
+  if (options.s3 === "env") {
+    // The SDK's "Region is missing" when neither AWS_REGION nor the profile's config names one.
+    await client.config.region().catch(() => {
+      problems.push("AWS_REGION is required (the bucket's region), unless the AWS profile's config sets one");
+    });
+  }
+  client.destroy();
+  return problems;
+}
+
+/** Removes all but the newest run folders (their names sort by time), never one holding the kept bucket. */
+function removeOldRunFolders(localData: string, bucketDirectory: string): void {
+  const runs = readdirSync(localData, { withFileTypes: true })
+    .filter((entry) => entry.isDirectory() && entry.name.startsWith("run-"))
+    .map((entry) => path.join(localData, entry.name))
+    .sort();
+  for (const folder of runs.slice(0, -KEPT_RUN_FOLDERS)) {
+    if (!`${bucketDirectory}${path.sep}`.startsWith(`${folder}${path.sep}`)) {
+      rmSync(folder, { recursive: true, force: true });
+    }
   }
 }
 
@@ -144,36 +227,27 @@ function reportingTo(progress: CollectionProgress, key: string, handler: LocalHa
 }
 
 function printSummary(result: LocalCollectionResult, out: (line?: string) => void): void {
+  out();
   const collected = result.collected ?? [];
   if (collected.length > 0) {
-    out();
+    const total = (count: "pages" | "records" | "parts" | "invocations") =>
+      formatCount(collected.reduce((sum, item) => sum + item.progress[count], 0));
     out(
-      `${"entity".padEnd(12)} ${"hour (UTC)".padEnd(21)} ${"pages".padStart(6)} ${"records".padStart(9)} ${"objects".padStart(8)} ${"invocations".padStart(12)}`,
+      `Collected ${formatCount(collected.length)} entity-hour(s): ${total("pages")} pages, ${total("records")} records, ${total("parts")} parts, ${total("invocations")} invocations`,
     );
-    for (const item of collected) {
-      const p = item.progress;
-      out(
-        `${item.entity.padEnd(12)} ${item.hourUtc.padEnd(21)} ${String(p.pages).padStart(6)} ${String(p.records).padStart(9)} ${String(p.parts).padStart(8)} ${String(p.invocations).padStart(12)}`,
-      );
-    }
   }
-  out();
   if (result.status === "FAILED") {
     out(`FAILED: ${result.error?.name}: ${result.error?.message}`);
     const failedIn = failedStateIn(result.history as HistoryLink[]);
     if (failedIn) out(`failed in ${formatFailedState(failedIn)}`);
     out(`watermark unchanged: ${result.plan?.watermark.hourUtc ?? "(not read)"}`);
-  } else if (result.commit) {
+  } else if (result.commit === undefined) {
+    // A Commit's outcome is on the progress display's "Published" line; without one, say why.
+    const deferred = Object.keys(result.plan?.deferred ?? {});
     out(
-      `watermark: ${result.commit.watermark.before ?? "(none)"} → ${result.commit.watermark.after ?? "(none)"}`,
-    );
-  } else if (Object.keys(result.plan?.deferred ?? {}).length > 0) {
-    out(
-      `Nothing to collect: the due hours are being collected by ${Object.keys(result.plan?.deferred ?? {}).join(", ")}.`,
-    );
-  } else {
-    out(
-      `Nothing due: the watermark (${result.plan?.watermark.hourUtc ?? "none"}) is at the newest eligible hour.`,
+      deferred.length > 0
+        ? `Nothing to collect: the due hours are being collected by ${deferred.join(", ")}.`
+        : `Nothing due: the watermark (${result.plan?.watermark.hourUtc ?? "none"}) is at the newest eligible hour.`,
     );
   }
 }

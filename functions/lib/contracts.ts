@@ -9,9 +9,16 @@ import { parseHour } from "./hours";
 const hourUtc = z.string().refine((text) => parseHour(text) !== undefined, {
   message: 'must be a UTC hour like "2026-11-24T08:00:00Z"',
 });
-// Execution names become the run id in staging keys, so only characters safe in any S3 key are accepted
-// (a subset of what Step Functions allows; scheduler-started names always qualify).
-const runId = z.string().regex(/^[A-Za-z0-9_-]{1,80}$/, "must be a Step Functions execution name");
+// The execution name becomes the run id in staging, lease and marker keys. The collector takes only the names
+// AWS says CloudWatch Logs logging works with (this state machine logs errors there): letters, digits, - and _.
+// That is stricter than Step Functions, which also allows "." and more; scheduler-started names always qualify.
+const runId = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9_-]{1,80}$/,
+    "must be 1–80 letters, digits, - or _ (stricter than Step Functions: the name goes into S3 keys and " +
+      "CloudWatch Logs); start it again with such a name",
+  );
 const entity = z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be an OData entity set name");
 const count = z.number().int().nonnegative();
 

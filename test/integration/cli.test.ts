@@ -1,5 +1,14 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { StartExecutionCommand } from "@aws-sdk/client-sfn";
@@ -15,7 +24,9 @@ import { BUCKET, expectFeedMatchesSimulator, FEED_PREFIX, type Stand, startStand
 const NOW = Date.parse("2026-11-24T11:20:00Z");
 const HOURS = ["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z", "2026-11-24T10:00:00Z"];
 const ENTITIES = ["sessions", "machines", "users"];
-const BIN = path.join(__dirname, "..", "..", "bin", "citrix-collector.js");
+const ROOT = path.join(__dirname, "..", "..");
+const BIN = path.join(ROOT, "bin", "citrix-collector.js");
+const NODE_CHECK = path.join(ROOT, "bin", "require-node22.js");
 
 interface CliResult {
   code: number;
@@ -125,6 +136,7 @@ describe("citrix-collector against the deployed state machine (local Step Functi
     expect(text.stdout).toContain("Watermark        none yet");
     expect(text.stdout).toContain(`Newest eligible  ${HOURS[2]}`);
     expect(text.stdout).toContain("No executions yet.");
+    expect(text.stdout).not.toContain("holds no watermark");
 
     expect(await statusJson()).toMatchObject({
       watermark: null,
@@ -160,7 +172,7 @@ describe("citrix-collector against the deployed state machine (local Step Functi
     expect(redriven.stdout).toContain("Redriven scheduled-1");
     expect(redriven.stdout).toContain("scheduled-1: SUCCEEDED");
     for (const hourUtc of HOURS) {
-      expect(redriven.stdout).toContain(`${hourUtc} published: machines 40, sessions 1200, users 300`);
+      expect(redriven.stdout).toContain(`${hourUtc} published: machines 40, sessions 1,200, users 300`);
       for (const entity of ENTITIES) await expectFeedMatchesSimulator(stand, entity, hourUtc);
     }
     expect(await statusJson()).toMatchObject({
@@ -264,12 +276,62 @@ describe("citrix-collector against the deployed state machine (local Step Functi
     expect(all.stdout).toContain(`Redriven ${backfillName}`);
     // 08:00 was published by scheduled-1: the backfill compares, it does not republish.
     expect(all.stdout).toContain(
-      `${HOURS[0]} already-published by scheduled-1: machines 40, sessions 1200, users 300`,
+      `${HOURS[0]} already-published by scheduled-1: machines 40, sessions 1,200, users 300`,
     );
     expect((await statusJson()).executions.filter((execution) => execution.redrivable)).toEqual([]);
     const none = await cli(["redrive", "--all-failed"]);
     expect(none).toMatchObject({ code: 0, stderr: "" });
     expect(none.stdout).toContain("nothing to redrive");
+  });
+
+  it("status hints at mismatched settings when executions succeeded but no watermark is where it looks", async () => {
+    // A backfill publishes its hours and leaves the watermark: no watermark after it is no mismatch.
+    const backfilled = await cli([
+      "backfill",
+      "--from",
+      "2026-11-24T05:00:00Z",
+      "--to",
+      "2026-11-24T05:00:00Z",
+      "--wait",
+    ]);
+    expect(backfilled.code).toBe(0);
+    expect((await cli(["status"])).stdout).not.toContain("holds no watermark");
+
+    await scheduledExecution("scheduled-1");
+    expect((await cli(["status"])).stdout).not.toContain("holds no watermark");
+    const mistyped = await cli(["status"], { ...operatorEnv, S3_PREFIX: "citrix_analytcs" });
+    expect(mistyped.code).toBe(0);
+    expect(mistyped.stdout).toContain("Watermark        none yet");
+    expect(mistyped.stdout).toContain(
+      `\n1 execution(s) succeeded, yet s3://${BUCKET}/_citrix_collector/citrix_analytcs/state.json holds no watermark: ` +
+        "S3_BUCKET, S3_PREFIX, CONTROL_PREFIX or STATE_KEY in this shell probably differ from the deployed functions'",
+    );
+  });
+
+  it("execution names: the CLI checks Step Functions' rule, Plan says which stricter rule it applies and why", async () => {
+    const requestsBefore = api.requests.length;
+    for (const name of ["run 1", "run/1", "x".repeat(81)]) {
+      const refused = await cli(["redrive", name]);
+      expect(refused.code).toBe(2);
+      expect(refused.stderr).toBe(
+        `citrix-collector: "${name}" is not a Step Functions execution name: those are 1–80 characters, without whitespace, control characters or any of < > { } [ ] ? * " # % \\ ^ | ~ \` $ & , ; : /\n`,
+      );
+    }
+    const arn = `${api.stateMachineArn.replace(":stateMachine:", ":execution:")}:run%1`;
+    expect((await cli(["redrive", arn])).stderr).toMatch(
+      /"run%1" is not a Step Functions execution name.* \(in the ARN /,
+    );
+    expect(api.requests.length).toBe(requestsBefore);
+
+    // "." is allowed by Step Functions, so the console starts the execution; Plan refuses it, saying why.
+    await scheduledExecution("nightly.1");
+    const text = await cli(["status"]);
+    expect(text.stdout).toContain(
+      "InvalidInputError: PlanHours received invalid input: executionName must be 1–80 letters, digits, - or _ " +
+        "(stricter than Step Functions: the name goes into S3 keys and CloudWatch Logs); start it again with such a name\n",
+    );
+    // The CLI passes the name on: Step Functions itself decides whether it can be redriven.
+    expect((await cli(["redrive", "nightly.1"])).stdout).toContain("Redriven nightly.1");
   });
 
   it("answers one line and exit code 1 when Step Functions refuses", async () => {
@@ -352,12 +414,66 @@ describe("citrix-collector as a process", () => {
       { AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" },
       /no AWS credentials found .*: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY$/m,
     ],
+    [
+      "a run with every setting missing",
+      ["run", "--citrix", "env", "--s3", "env"],
+      { S3_BUCKET: "", AWS_REGION: "", AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" },
+      /^citrix-collector: run --citrix env --s3 env: S3_BUCKET is required; CITRIX_CUSTOMER_ID is required .*; CITRIX_CLIENT_ID is required .*; CITRIX_CLIENT_SECRET is required .*; no AWS credentials found .*; AWS_REGION is required/,
+    ],
+    [
+      "a run reading a secret without AWS credentials",
+      ["run", "--citrix", "env"],
+      {
+        CITRIX_SECRET_ARN: "arn:aws:secretsmanager:eu-west-1:123456789012:secret:citrix-AbC123",
+        AWS_ACCESS_KEY_ID: "",
+        AWS_SECRET_ACCESS_KEY: "",
+      },
+      /^citrix-collector: run --citrix env: no AWS credentials found .*: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY$/m,
+    ],
+    [
+      "--data with --s3 env",
+      ["run", "--s3", "env", "--data", "bucket"],
+      {},
+      /--data keeps the local S3 bucket/,
+    ],
+    [
+      "a --now that is no time",
+      ["run", "--now", "tomorrow"],
+      {},
+      /'--now <time>' argument 'tomorrow' is invalid/,
+    ],
   ])("rejects %s with one line on stderr and exit code 2", async (_, args, overrides, message) => {
     const result = await spawnCli(args, { ...processEnv(), ...overrides });
     expect(result.stdout).toBe("");
     expect(result.stderr).toMatch(message);
     expect(result.stderr).toMatch(/^citrix-collector: [^\n]+\n$/);
     expect(result.code).toBe(2);
+  });
+
+  it("a run missing settings starts nothing and requests nothing", async () => {
+    const simulator = await startCitrixSimulator();
+    const cwd = mkdtempSync(path.join(os.tmpdir(), "citrix-collector-run-"));
+    try {
+      const result = await spawnCli(
+        ["run", "--citrix", "env", "--s3", "env"],
+        {
+          ...processEnv(),
+          API_BASE: simulator.apiBase,
+          TOKEN_URL: simulator.tokenUrl,
+          CITRIX_CUSTOMER_ID: "c",
+        },
+        cwd,
+      );
+      expect(result.stderr).toMatch(
+        /^citrix-collector: run --citrix env --s3 env: CITRIX_CLIENT_ID is required .*; CITRIX_CLIENT_SECRET is required [^;]*\n$/,
+      );
+      expect(result).toMatchObject({ code: 2, stdout: "" });
+      expect(simulator.requests).toEqual([]);
+      expect(existsSync(path.join(cwd, ".local-data"))).toBe(false);
+    } finally {
+      await simulator.close();
+      rmSync(cwd, { recursive: true, force: true });
+    }
   });
 
   it("run prints plain per entity-hour lines off a terminal, and neither they nor the logs hold a secret", async () => {
@@ -405,6 +521,164 @@ describe("citrix-collector as a process", () => {
     } finally {
       await simulator.close();
       rmSync(cwd, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("citrix-collector run --data (a local bucket kept between runs)", () => {
+  let cwd: string;
+  beforeEach(() => {
+    cwd = mkdtempSync(path.join(os.tmpdir(), "citrix-collector-data-"));
+  });
+  afterEach(() => rmSync(cwd, { recursive: true, force: true }));
+
+  /** A local run in this process, working in `cwd`, with a clock that starts at NOW and moves on. */
+  async function run(args: string[]): Promise<CliResult> {
+    const started = Date.now();
+    let stdout = "";
+    let stderr = "";
+    const code = await main(["run", ...args], {
+      env: { ENTITIES: "sessions,users" },
+      cwd,
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: { write: (text: string) => (stderr += text) },
+      now: () => NOW + (Date.now() - started),
+    });
+    return { code, stdout, stderr };
+  }
+
+  /** The entity-hour lines a run printed, as "entity hour". */
+  const entityHours = (stdout: string) =>
+    stdout
+      .split("\n")
+      .filter((line) => /^(sessions|users) +\S+Z {2}/.test(line))
+      .map((line) => line.split(/ +/).slice(0, 2).join(" "));
+
+  it("the next run has nothing due; one an hour later collects only the new hour; each entity-hour prints once", async () => {
+    const first = await run(["--data", "bucket"]);
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    expect(first.stdout).toContain(`files in ${path.join(cwd, "bucket")}, kept for the next run`);
+    expect(entityHours(first.stdout).sort()).toEqual(
+      HOURS.flatMap((hourUtc) => [`sessions ${hourUtc}`, `users ${hourUtc}`]).sort(),
+    );
+    // Every count is written one way: 2,500 sessions an hour, never 2500.
+    expect(first.stdout).toContain("records 2,500");
+    expect(first.stdout).not.toMatch(/\b2500\b/);
+    expect(first.stdout).toContain(
+      "Collected 6 entity-hour(s): 15 pages, 8,400 records, 6 parts, 6 invocations",
+    );
+
+    const again = await run(["--data", "bucket"]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain(
+      `Nothing due: the watermark (${HOURS[2]}) is at the newest eligible hour.`,
+    );
+    expect(entityHours(again.stdout)).toEqual([]);
+
+    const hourLater = await run(["--data", "bucket", "--now", "+1h"]);
+    expect(hourLater.code).toBe(0);
+    expect(entityHours(hourLater.stdout).sort()).toEqual([
+      "sessions 2026-11-24T11:00:00Z",
+      "users 2026-11-24T11:00:00Z",
+    ]);
+    expect(hourLater.stdout).toContain("watermark 2026-11-24T10:00:00Z → 2026-11-24T11:00:00Z");
+
+    const at = await run(["--data", "bucket", "--now", "2026-11-24T13:20:00Z"]);
+    expect(entityHours(at.stdout).sort()).toEqual([
+      "sessions 2026-11-24T12:00:00Z",
+      "users 2026-11-24T12:00:00Z",
+    ]);
+
+    // Without --data a run starts from an empty bucket again.
+    const fresh = await run([]);
+    expect(entityHours(fresh.stdout)).toHaveLength(6);
+  });
+
+  it("keeps the newest five run folders under .local-data, and never the bucket of --data", async () => {
+    const localData = path.join(cwd, ".local-data");
+    const old = [
+      "run-2026-01-01T00-00-00-000Z",
+      "run-2026-01-02T00-00-00-000Z",
+      "run-2026-01-03T00-00-00-000Z",
+    ];
+    const newer = [
+      "run-2026-02-01T00-00-00-000Z",
+      "run-2026-02-02T00-00-00-000Z",
+      "run-2026-02-03T00-00-00-000Z",
+    ];
+    for (const folder of [...old, ...newer]) {
+      mkdirSync(path.join(localData, folder), { recursive: true });
+      writeFileSync(path.join(localData, folder, "collector.log"), "{}\n");
+    }
+    // With this run's, seven folders: the two oldest go, but the oldest holds the bucket this run keeps.
+    const bucket = path.join(localData, old[0] as string, "bucket");
+    expect((await run(["--data", bucket])).code).toBe(0);
+    const [current] = readdirSync(localData).filter((name) => name.startsWith("run-2026-11-24"));
+    expect(readdirSync(localData).sort()).toEqual([old[0], old[2], ...newer, current]);
+  });
+});
+
+describe("on a Node.js older than 22", () => {
+  let scratch: string;
+  /** A --require script that makes Node.js report version 20 to the check. */
+  let pretendNode20: string;
+  beforeAll(() => {
+    scratch = mkdtempSync(path.join(os.tmpdir(), "citrix-collector-node20-"));
+    pretendNode20 = path.join(scratch, "pretend-node-20.cjs");
+    writeFileSync(pretendNode20, 'Object.defineProperty(process.versions, "node", { value: "20.20.2" });\n');
+  });
+  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+  function spawnNode(args: string[]): Promise<CliResult> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 30_000 });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on("error", reject);
+      child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    });
+  }
+
+  it("the CLI says in one line to run it through npm, and exits 2", async () => {
+    expect(await spawnNode(["--require", pretendNode20, BIN, "status"])).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `citrix-collector: Node.js 22 or newer is needed, and this is v20.20.2 (${process.execPath}): run it as npm start, npm test or npx citrix-collector, which use the Node.js 22 that npm ci put in node_modules/.bin\n`,
+    });
+  });
+
+  it("without the Node.js 22 npm ci sets up (--ignore-scripts), the check says how to set it up", async () => {
+    const project = path.join(scratch, "project");
+    mkdirSync(path.join(project, "bin"), { recursive: true });
+    copyFileSync(NODE_CHECK, path.join(project, "bin", "require-node22.js"));
+    const result = await spawnNode([
+      "--require",
+      pretendNode20,
+      path.join(project, "bin", "require-node22.js"),
+    ]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(
+      /^citrix-collector: Node\.js 22 or newer is needed, and this is v20\.20\.2 .*\(installed with --ignore-scripts\?\): run "npm rebuild node" once, or install Node\.js 22\n$/,
+    );
+  });
+
+  it("on Node.js 22 the check passes silently", async () => {
+    expect(await spawnNode([NODE_CHECK])).toEqual({ code: 0, stdout: "", stderr: "" });
+  });
+
+  it("every npm script runs the check first", () => {
+    const { scripts } = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")) as {
+      scripts: Record<string, string>;
+    };
+    expect(Object.keys(scripts)).toContain("test");
+    for (const [name, command] of Object.entries(scripts)) {
+      expect({ name, command: command.slice(0, 30) }).toEqual({
+        name,
+        command: "node bin/require-node22.js && ",
+      });
     }
   });
 });

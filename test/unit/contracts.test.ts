@@ -148,10 +148,18 @@ describe("runId rules", () => {
     ["81 characters", "x".repeat(81)],
     ["a slash (would escape the staging prefix)", "run/../other"],
     ["a space", "run 1"],
+    ["a dot, which Step Functions allows", "nightly.1"],
     ["a number", 42],
   ])("rejects %s", (_why, runId) => {
     expect(() => parseRunId(runId)).toThrow(InvalidInputError);
     expect(() => parseRunId(runId)).toThrow(/runId/);
+  });
+
+  it("says which rule it applies and why, not that the name is no execution name", () => {
+    expect(() => parseRunId("nightly.1")).toThrow(
+      "Collect received invalid input: runId must be 1–80 letters, digits, - or _ (stricter than Step Functions: " +
+        "the name goes into S3 keys and CloudWatch Logs); start it again with such a name",
+    );
   });
 
   it("applies to the Plan state's executionName too", () => {

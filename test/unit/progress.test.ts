@@ -97,19 +97,31 @@ describe("the local run's progress display", () => {
     for (const line of tty.screen()) expect(line.length).toBeLessThan(40);
   });
 
-  it("elsewhere writes one plain line per report and never moves the cursor", () => {
+  it("elsewhere writes one plain line per entity-hour, when it is collected, and never moves the cursor", () => {
     let text = "";
     const progress = new CollectionProgress({ write: (chunk: string) => (text += chunk) });
     progress.planned(PLAN);
     progress.invoking("sessions", HOURS[0] as string);
     progress.invoked(output("sessions", HOURS[0] as string, false, 2, 2000));
-    progress.invoked(output("sessions", HOURS[0] as string, true, 3, 2500));
+    progress.invoking("sessions", HOURS[0] as string);
+    progress.invoked(output("sessions", HOURS[0] as string, true, 3, 12500));
     progress.finish();
 
     expect(text).not.toContain("\x1b");
     expect(text.split("\n").slice(1, -1)).toEqual([
-      "sessions    2026-11-24T08:00:00Z  collecting  pages 2  records 2,000  parts 1  invocations 1",
-      "sessions    2026-11-24T08:00:00Z  collected   pages 3  records 2,500  parts 1  invocations 1",
+      "sessions    2026-11-24T08:00:00Z  collected   pages 3  records 12,500  parts 1  invocations 1",
     ]);
+  });
+
+  it("says when nothing is due", () => {
+    let text = "";
+    const progress = new CollectionProgress({ write: (chunk: string) => (text += chunk) });
+    progress.planned({
+      ...PLAN,
+      hours: [],
+      items: [],
+      watermark: { hourUtc: HOURS[1] as string, etag: "e" },
+    });
+    expect(text).toBe(`Planned scheduled run: nothing due, watermark ${HOURS[1]}, lag 0 hour(s)\n`);
   });
 });
