@@ -121,7 +121,7 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   };
   const collectRuntime = adapt(runtimeFromEnvironment(options.env, () => options.s3, log, options.citrix));
   const storeRuntime = adapt(storeRuntimeFromEnvironment(options.env, () => options.s3, log));
-  const metrics = createMetricsFactory(service, options.metricsSink ?? options.logSink);
+  const metrics = createMetricsFactory(options.env, options.metricsSink ?? options.logSink);
   const handlers: Record<string, LocalHandler> = {
     plan: createPlanHandler({
       runtime: storeRuntime,

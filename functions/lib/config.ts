@@ -215,6 +215,11 @@ const envSchema = z.object({
     blankToUndefined,
     z.enum(["true", "false"], { error: 'must be "true" or "false"' }).optional(),
   ),
+  // Read by createMetricsFactory: true makes every figure a CloudWatch metric, not only the alarms' ones.
+  DETAILED_METRICS: z.preprocess(
+    blankToUndefined,
+    z.enum(["true", "false"], { error: 'must be "true" or "false"' }).optional(),
+  ),
 });
 
 /** The variables only the Citrix API client reads: the collect function's, and only its. */
