@@ -202,7 +202,8 @@ const envSchema = z.object({
   MAP_MAX_CONCURRENCY: integer(4, 1, 40),
   HTTP_TIMEOUT_MS: integer(30_000, 100, 300_000),
   INVOCATION_RESERVE_MS: integer(30_000, 0, 600_000),
-  // Read by Powertools itself, which ignores a value it does not know: checked here so a typo fails the deploy.
+  // Read by log.ts and metrics.ts (under Powertools' names), which would ignore a value they do not know:
+  // checked here so a typo fails the deploy.
   POWERTOOLS_LOG_LEVEL: z.preprocess(
     blankToUndefined,
     z

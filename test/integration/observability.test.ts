@@ -180,7 +180,7 @@ describe("metrics (CloudWatch embedded metric format)", () => {
   });
 });
 
-describe("log lines (Powertools Logger)", () => {
+describe("log lines", () => {
   it("are JSON with level, time, service and execution; paging lines carry entity, hour, page and counts", async () => {
     const { s, result, logs } = await observedRun("observed-3", (s) => {
       s.simulator.inject({ kind: "status", status: 429, times: 1, retryAfter: "1", entity: "users" });
