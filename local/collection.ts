@@ -114,14 +114,14 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   // Built on first use, as in a Lambda container, so a bad configuration fails the first state by name. Plan
   // and commit load theirs without the Citrix settings, as they are deployed without them.
   const service = serviceName(options.env);
-  const log = createLogger({}, options.logSink, service);
+  const log = createLogger({}, options.logSink, service, options.env);
   const adapt = <R extends StoreRuntime>(build: () => R): (() => R) => {
     let adapted: R | undefined;
     return () => (adapted ??= options.adaptRuntime ? options.adaptRuntime(build()) : build());
   };
   const collectRuntime = adapt(runtimeFromEnvironment(options.env, () => options.s3, log, options.citrix));
   const storeRuntime = adapt(storeRuntimeFromEnvironment(options.env, () => options.s3, log));
-  const metrics = createMetricsFactory(service, options.metricsSink ?? options.logSink);
+  const metrics = createMetricsFactory(options.env, options.metricsSink ?? options.logSink);
   const handlers: Record<string, LocalHandler> = {
     plan: createPlanHandler({
       runtime: storeRuntime,

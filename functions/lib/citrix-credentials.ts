@@ -3,10 +3,11 @@ import {
   type SecretsManagerClient,
   SecretsManagerServiceException,
 } from "@aws-sdk/client-secrets-manager";
-import { z } from "zod";
+import * as z from "zod/mini";
 import { CITRIX_CREDENTIAL_VARIABLES, type CitrixCredentialsConfig } from "./config";
 import { ConfigurationError, SecretsManagerUnavailableError } from "./errors";
 import type { Logger } from "./log";
+import "./zod-english";
 
 export interface CitrixCredentials {
   customerId: string;
@@ -44,10 +45,10 @@ export function citrixCredentialsSource(
   return new SecretCredentials(config.secretArn, () => secretsManager(config.region));
 }
 
-const nonEmpty = z
-  .string()
-  .trim()
-  .refine((value) => value !== "");
+const nonEmpty = z.string().check(
+  z.trim(),
+  z.refine((value) => value !== ""),
+);
 const secretFields = z.object({
   CITRIX_CUSTOMER_ID: nonEmpty,
   CITRIX_CLIENT_ID: nonEmpty,

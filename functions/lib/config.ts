@@ -1,6 +1,7 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { ConfigurationError } from "./errors";
 import { parseHour } from "./hours";
+import "./zod-english";
 
 /**
  * The collector's configuration, parsed once per container from the Lambda environment. Names from the
@@ -57,51 +58,59 @@ const trimmedSlashes = (value: string) => value.replace(/^\/+|\/+$/g, "");
 const blankToUndefined = (value: unknown) =>
   typeof value === "string" && value.trim() === "" ? undefined : value;
 
+/** A blank variable counts as unset, then `schema` reads it (what zod's classic `preprocess` did). */
+const blankAsUnset = <T extends z.ZodMiniType>(schema: T) => z.pipe(z.transform(blankToUndefined), schema);
+
+/** Rejects the value with `message` as the problem reported for its variable. */
+function reject(ctx: z.core.ParsePayload, message: string): never {
+  ctx.issues.push({ code: "custom", message, input: ctx.value });
+  return z.NEVER;
+}
+
 const required = (what: string) =>
-  z.preprocess(
-    blankToUndefined,
-    z.string({ error: `is required (${what})` }).transform((s) => s.trim()),
+  blankAsUnset(
+    z.pipe(
+      z.string({ error: `is required (${what})` }),
+      z.transform((s: string) => s.trim()),
+    ),
   );
-const optional = () => z.preprocess(blankToUndefined, z.string().trim().optional());
+const optional = () => blankAsUnset(z.optional(z.string().check(z.trim())));
 
 const integer = (fallback: number, min: number, max: number) =>
-  z.preprocess(
-    blankToUndefined,
-    z
-      .string()
-      .optional()
-      .transform((raw, ctx) => {
+  blankAsUnset(
+    z.pipe(
+      z.optional(z.string()),
+      z.transform((raw: string | undefined, ctx) => {
         if (raw === undefined) return fallback;
         const value = Number(raw);
         if (!Number.isInteger(value) || value < min || value > max) {
-          ctx.addIssue({
-            code: "custom",
-            message: `must be an integer from ${min} to ${max} (got "${raw}")`,
-          });
-          return z.NEVER;
+          return reject(ctx, `must be an integer from ${min} to ${max} (got "${raw}")`);
         }
         return value;
       }),
+    ),
   );
 
-const httpUrl = z.string().transform((raw, ctx) => {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    ctx.addIssue({ code: "custom", message: `must be an absolute http(s) URL (got "${raw}")` });
-    return z.NEVER;
-  }
-  const local = url.hostname === "127.0.0.1" || url.hostname === "localhost" || url.hostname === "[::1]";
-  if (url.protocol !== "https:" && !(url.protocol === "http:" && local)) {
-    ctx.addIssue({
-      code: "custom",
-      message: `must use https:// (plain http only for localhost) (got "${raw}")`,
-    });
-    return z.NEVER;
-  }
-  return raw.replace(/\/+$/, "");
-});
+/** "true" or "false" or unset, kept as text: log.ts and metrics.ts read these variables themselves. */
+const flag = () =>
+  blankAsUnset(z.optional(z.enum(["true", "false"], { error: 'must be "true" or "false"' })));
+
+const httpUrl = z.pipe(
+  z.string(),
+  z.transform((raw: string, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      return reject(ctx, `must be an absolute http(s) URL (got "${raw}")`);
+    }
+    const local = url.hostname === "127.0.0.1" || url.hostname === "localhost" || url.hostname === "[::1]";
+    if (url.protocol !== "https:" && !(url.protocol === "http:" && local)) {
+      return reject(ctx, `must use https:// (plain http only for localhost) (got "${raw}")`);
+    }
+    return raw.replace(/\/+$/, "");
+  }),
+);
 
 // At most 64 characters: entity names are repeated in every Map item Plan hands on (see executionSizeProblems).
 const ENTITY_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
@@ -123,21 +132,23 @@ const HISTORY_EVENTS_PER_ITEM = 11;
 const SECRET_ARN =
   /^arn:aws[a-z-]*:secretsmanager:([a-z]{2}(?:-[a-z]+)+-\d+):\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$/;
 
-const secretArn = z.string().transform((raw, ctx) => {
-  const region = SECRET_ARN.exec(raw)?.[1];
-  if (region === undefined) {
-    ctx.addIssue({
-      code: "custom",
-      message: `must be the full ARN of a Secrets Manager secret as create-secret prints it, arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX (got "${raw}")`,
-    });
-    return z.NEVER;
-  }
-  return { secretArn: raw, region };
-});
+const secretArn = z.pipe(
+  z.string(),
+  z.transform((raw: string, ctx) => {
+    const region = SECRET_ARN.exec(raw)?.[1];
+    if (region === undefined) {
+      return reject(
+        ctx,
+        `must be the full ARN of a Secrets Manager secret as create-secret prints it, arn:aws:secretsmanager:REGION:ACCOUNT:secret:NAME-XXXXXX (got "${raw}")`,
+      );
+    }
+    return { secretArn: raw, region };
+  }),
+);
 
 const envSchema = z.object({
   S3_BUCKET: required("the destination bucket"),
-  S3_PREFIX: z.preprocess(blankToUndefined, z.string().default("citrix_analytics").transform(trimmedSlashes)),
+  S3_PREFIX: blankAsUnset(z.pipe(z._default(z.string(), "citrix_analytics"), z.transform(trimmedSlashes))),
   CONTROL_PREFIX: optional(),
   STATE_KEY: optional(),
   SEED_STATE_KEY: optional(),
@@ -145,32 +156,27 @@ const envSchema = z.object({
   CITRIX_CUSTOMER_ID: optional(),
   CITRIX_CLIENT_ID: optional(),
   CITRIX_CLIENT_SECRET: optional(),
-  CITRIX_SECRET_ARN: z.preprocess(blankToUndefined, secretArn.optional()),
-  API_BASE: z.preprocess(
-    blankToUndefined,
-    z.string().default("https://api.cloud.com/casodata").pipe(httpUrl),
-  ),
-  TOKEN_URL: z.preprocess(blankToUndefined, httpUrl.optional()),
-  ENTITIES: z.preprocess(
-    blankToUndefined,
-    z
-      .string()
-      .default("sessions,machines,users")
-      .transform((raw, ctx) => {
+  CITRIX_SECRET_ARN: blankAsUnset(z.optional(secretArn)),
+  API_BASE: blankAsUnset(z.pipe(z._default(z.string(), "https://api.cloud.com/casodata"), httpUrl)),
+  TOKEN_URL: blankAsUnset(z.optional(httpUrl)),
+  ENTITIES: blankAsUnset(
+    z.pipe(
+      z._default(z.string(), "sessions,machines,users"),
+      z.transform((raw: string, ctx) => {
         const names = raw
           .split(",")
           .map((name) => name.trim())
           .filter((name) => name !== "");
         const bad = names.filter((name) => !ENTITY_NAME.test(name));
         if (names.length === 0 || bad.length > 0 || new Set(names).size !== names.length) {
-          ctx.addIssue({
-            code: "custom",
-            message: `must be a comma-separated list of distinct OData entity set names like "sessions,machines,users" (got "${raw}")`,
-          });
-          return z.NEVER;
+          return reject(
+            ctx,
+            `must be a comma-separated list of distinct OData entity set names like "sessions,machines,users" (got "${raw}")`,
+          );
         }
         return names;
       }),
+    ),
   ),
   TOP_N: integer(1000, 1, 10_000),
   // 1: each page is requested when the previous one arrived; more only while the API honours TOP_N.
@@ -180,41 +186,38 @@ const envSchema = z.object({
   MAX_PAGES_PER_ENTITY_HOUR: integer(100_000, 2, 10_000_000),
   LOOKBACK_MINUTES: integer(75, 60, 7 * 24 * 60),
   MAX_HOURS_PER_RUN: integer(24, 1, 168),
-  FIRST_HOUR_UTC: z.preprocess(
-    blankToUndefined,
-    z
-      .string()
-      .optional()
-      .refine((raw) => raw === undefined || parseHour(raw) !== undefined, {
+  FIRST_HOUR_UTC: blankAsUnset(
+    z.optional(z.string()).check(
+      z.refine((raw) => raw === undefined || parseHour(raw) !== undefined, {
         message: 'must be a UTC hour like "2026-11-24T08:00:00Z"',
       }),
+    ),
   ),
   PART_MAX_RECORDS: integer(50_000, 1, 1_000_000),
   // Uncompressed bytes per part; with one upload in flight the collect Lambda holds about two parts.
   PART_MAX_BYTES: integer(8 * 2 ** 20, 1024, 256 * 2 ** 20),
-  GZIP: z.preprocess(
-    blankToUndefined,
-    z
-      .enum(["true", "false"], { error: 'must be "true" or "false"' })
-      .default("false")
-      .transform((value) => value === "true"),
+  GZIP: blankAsUnset(
+    z.pipe(
+      // On by default: SecOps reads gzip, and the feed's transfer and storage shrink about 10× (README, Cost).
+      z._default(z.enum(["true", "false"], { error: 'must be "true" or "false"' }), "true"),
+      z.transform((value: "true" | "false") => value === "true"),
+    ),
   ),
   MAP_MAX_CONCURRENCY: integer(4, 1, 40),
   HTTP_TIMEOUT_MS: integer(30_000, 100, 300_000),
   INVOCATION_RESERVE_MS: integer(30_000, 0, 600_000),
-  // Read by Powertools itself, which ignores a value it does not know: checked here so a typo fails the deploy.
-  POWERTOOLS_LOG_LEVEL: z.preprocess(
-    blankToUndefined,
-    z
-      .enum(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "SILENT"], {
+  // Read by log.ts and metrics.ts (under Powertools' names), which would ignore a value they do not know:
+  // checked here so a typo fails the deploy.
+  POWERTOOLS_LOG_LEVEL: blankAsUnset(
+    z.optional(
+      z.enum(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "CRITICAL", "SILENT"], {
         error: "must be one of TRACE, DEBUG, INFO, WARN, ERROR, CRITICAL, SILENT (upper case)",
-      })
-      .optional(),
+      }),
+    ),
   ),
-  POWERTOOLS_METRICS_DISABLED: z.preprocess(
-    blankToUndefined,
-    z.enum(["true", "false"], { error: 'must be "true" or "false"' }).optional(),
-  ),
+  POWERTOOLS_METRICS_DISABLED: flag(),
+  // Read by createMetricsFactory: true makes every figure a CloudWatch metric, not only the alarms' ones.
+  DETAILED_METRICS: flag(),
 });
 
 /** The variables only the Citrix API client reads: the collect function's, and only its. */
@@ -323,7 +326,7 @@ export type PlanningRules = Pick<CollectorConfig, "lookbackMinutes" | "maxHoursP
 
 /** The subset of loadConfig that `status` needs, validated the same way (same names, same messages). */
 export function loadWatermarkLocation(env: Env): WatermarkLocation {
-  const parsed = envSchema.pick({ S3_BUCKET: true, SEED_STATE_KEY: true }).safeParse(env);
+  const parsed = z.pick(envSchema, { S3_BUCKET: true, SEED_STATE_KEY: true }).safeParse(env);
   const problems = parsed.success ? [] : schemaProblems(parsed.error.issues);
   const layout = bucketLayout(env);
   problems.push(...feedIsolationProblems(layout.feedPrefix, layout.controlPrefix, layout.stateKey));
@@ -335,7 +338,7 @@ export function loadWatermarkLocation(env: Env): WatermarkLocation {
 
 /** The subset of loadConfig that `backfill` checks a range against. */
 export function loadPlanningRules(env: Env): PlanningRules {
-  const parsed = envSchema.pick({ LOOKBACK_MINUTES: true, MAX_HOURS_PER_RUN: true }).safeParse(env);
+  const parsed = z.pick(envSchema, { LOOKBACK_MINUTES: true, MAX_HOURS_PER_RUN: true }).safeParse(env);
   if (!parsed.success) {
     throw new ConfigurationError(`Invalid configuration: ${schemaProblems(parsed.error.issues).join("; ")}`);
   }

@@ -1,26 +1,29 @@
-import { z } from "zod";
+import * as z from "zod/mini";
 import { InvalidInputError } from "./errors";
 import { parseHour } from "./hours";
+import "./zod-english";
 
 /**
  * One schema per state boundary. Payloads carry keys and counts, never records: Step Functions caps a
  * state's input/output at 256 KiB.
  */
-const hourUtc = z.string().refine((text) => parseHour(text) !== undefined, {
-  message: 'must be a UTC hour like "2026-11-24T08:00:00Z"',
-});
+const hourUtc = z.string().check(
+  z.refine((text) => parseHour(text) !== undefined, {
+    message: 'must be a UTC hour like "2026-11-24T08:00:00Z"',
+  }),
+);
 // The execution name becomes the run id in staging, lease and marker keys. The collector takes only the names
 // AWS says CloudWatch Logs logging works with (this state machine logs errors there): letters, digits, - and _.
 // That is stricter than Step Functions, which also allows "." and more; scheduler-started names always qualify.
-const runId = z
-  .string()
-  .regex(
+const runId = z.string().check(
+  z.regex(
     /^[A-Za-z0-9_-]{1,80}$/,
     "must be 1–80 letters, digits, - or _ (stricter than Step Functions: the name goes into S3 keys and " +
       "CloudWatch Logs); start it again with such a name",
-  );
-const entity = z.string().regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be an OData entity set name");
-const count = z.number().int().nonnegative();
+  ),
+);
+const entity = z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be an OData entity set name"));
+const count = z.int().check(z.nonnegative());
 
 /** An operator's explicit hour range (execution input `{"backfill": {"from": …, "to": …}}`), inclusive. */
 export const backfillRequestSchema = z.object({
@@ -30,16 +33,16 @@ export const backfillRequestSchema = z.object({
 export const planInputSchema = z.object({
   executionName: runId,
   /** This execution's ARN ($$.Execution.Id): other executions' ARNs are built from it to ask their status. */
-  executionArn: z.string().optional(),
+  executionArn: z.optional(z.string()),
   /** The execution input: scheduled runs pass {}; a backfill passes backfillRequestSchema. */
-  request: z.unknown().optional(),
+  request: z.optional(z.unknown()),
 });
 export type PlanInput = z.infer<typeof planInputSchema>;
 
 export const watermarkSnapshotSchema = z.object({
-  hourUtc: hourUtc.nullable(),
+  hourUtc: z.nullable(hourUtc),
   /** ETag of the state object as Plan read it (null when absent): Commit writes it with If-Match. */
-  etag: z.string().nullable(),
+  etag: z.nullable(z.string()),
 });
 export type WatermarkSnapshot = z.infer<typeof watermarkSnapshotSchema>;
 
@@ -52,12 +55,12 @@ export const planOutputSchema = z.object({
   runId,
   mode: runModeSchema,
   hours: z.array(hourUtc),
-  entities: z.array(entity).min(1),
+  entities: z.array(entity).check(z.minLength(1)),
   items: z.array(workItemSchema),
   watermark: watermarkSnapshotSchema,
   /** Due hours left to running executions that are collecting them, by execution name. */
   deferred: z.record(z.string(), z.array(hourUtc)),
-  maxConcurrency: z.number().int().positive(),
+  maxConcurrency: z.int().check(z.positive()),
   lagHours: count,
 });
 export type PlanOutput = z.infer<typeof planOutputSchema>;
@@ -66,15 +69,12 @@ export type PlanOutput = z.infer<typeof planOutputSchema>;
 export const MAX_RECENT_LINKED_URLS = 32;
 
 /** Where the next invocation resumes paging: a $skip offset, or the nextLink the API handed out. */
-export const pageCursorSchema = z.union([
-  z.object({ skip: count }),
-  z.object({ nextLink: z.string().url() }),
-]);
+export const pageCursorSchema = z.union([z.object({ skip: count }), z.object({ nextLink: z.url() })]);
 export type PageCursor = z.infer<typeof pageCursorSchema>;
 
 /** The staging parts one invocation attempt wrote, numbered from `firstPart` (see stagingPartKey). */
 export const stagingSegmentSchema = z.object({
-  attempt: z.string().regex(/^[0-9a-f]{8}$/),
+  attempt: z.string().check(z.regex(/^[0-9a-f]{8}$/)),
   firstPart: count,
   parts: count,
   /** Gzip was on when this attempt wrote: its staging and feed keys end in .ndjson.gz. */
@@ -93,11 +93,13 @@ export const collectProgressSchema = z.object({
   /** Longest page seen so far: a later shorter page ends $skip paging (see PageWalker). */
   largestPage: count,
   /** Digest of the records of the last page received: the API serving it again is no progress. */
-  lastPageDigest: z.string().max(64).optional(),
+  lastPageDigest: z.optional(z.string().check(z.maxLength(64))),
   /** Digests of the latest URLs that answered with a nextLink, oldest first: a link back to one is a cycle. */
-  recentLinkedUrls: z.array(z.string().max(64)).max(MAX_RECENT_LINKED_URLS).optional(),
+  recentLinkedUrls: z.optional(
+    z.array(z.string().check(z.maxLength(64))).check(z.maxLength(MAX_RECENT_LINKED_URLS)),
+  ),
   /** The API asked (Retry-After, or a backoff not yet waited) not to be called before this time. */
-  notBefore: z.iso.datetime().optional(),
+  notBefore: z.optional(z.iso.datetime()),
 });
 export type CollectProgress = z.infer<typeof collectProgressSchema>;
 
@@ -105,7 +107,7 @@ export const collectInputSchema = z.object({
   runId,
   entity,
   hourUtc,
-  progress: collectProgressSchema.optional(),
+  progress: z.optional(collectProgressSchema),
 });
 export type CollectInput = z.infer<typeof collectInputSchema>;
 
@@ -133,7 +135,7 @@ export const commitInputSchema = z.object({
   runId,
   mode: runModeSchema,
   hours: z.array(hourUtc),
-  entities: z.array(entity).min(1),
+  entities: z.array(entity).check(z.minLength(1)),
   watermark: watermarkSnapshotSchema,
 });
 export type CommitInput = z.infer<typeof commitInputSchema>;
@@ -164,7 +166,7 @@ export interface CommitOutput {
 }
 
 /** Parses a state's input; a mismatch is an InvalidInputError naming every bad field. */
-export function parseStateInput<T>(schema: z.ZodType<T>, input: unknown, state: string): T {
+export function parseStateInput<T>(schema: z.ZodMiniType<T>, input: unknown, state: string): T {
   const parsed = schema.safeParse(input);
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map(

@@ -1,17 +1,16 @@
-import type { LogItem } from "@aws-lambda-powertools/logger";
-import { Logger as PowertoolsLogger } from "@aws-lambda-powertools/logger";
-import type { ConstructorOptions } from "@aws-lambda-powertools/logger/types";
 import type { Env } from "./config";
 
 /**
- * Structured JSON logs through Powertools for AWS Lambda's Logger: one object per line with `level`,
- * `message`, `timestamp`, `service`, and the execution, entity and hour bound by the caller (page and counts
- * on the paging lines). Callers never pass secrets or tokens; the Citrix client logs URLs, which carry
- * neither. The level follows POWERTOOLS_LOG_LEVEL (default INFO).
+ * Structured JSON logs, one object per line with `level`, `message`, `timestamp`, `service`, and the
+ * execution, entity and hour bound by the caller (page and counts on the paging lines): the lines Powertools
+ * for AWS Lambda's Logger wrote, with the same names, written here in a few lines instead of a library
+ * loaded by every cold start. Callers never pass secrets or tokens; the Citrix client logs URLs, which carry
+ * neither. The level follows POWERTOOLS_LOG_LEVEL (Powertools' name, kept so existing settings still work;
+ * default INFO).
  */
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
-/** The small interface the collector logs through, so call sites do not depend on the library. */
+/** What the collector logs through: call sites bind fields with `child`; tests hand in a sink of their own. */
 export interface Logger {
   info(message: string, fields?: LogFields): void;
   warn(message: string, fields?: LogFields): void;
@@ -51,47 +50,54 @@ export function serviceName(env: Env = process.env): string {
 
 const writeToStdout: LogSink = (line) => process.stdout.write(line);
 
+/** Powertools' levels and their order; loadConfig accepts exactly these names. */
+const LEVELS = { TRACE: 6, DEBUG: 8, INFO: 12, WARN: 16, ERROR: 20, CRITICAL: 24, SILENT: 28 } as const;
+type LevelName = keyof typeof LEVELS;
+
+function levelOf(env: Env): number {
+  const name = env.POWERTOOLS_LOG_LEVEL?.trim();
+  return name !== undefined && Object.hasOwn(LEVELS, name) ? LEVELS[name as LevelName] : LEVELS.INFO;
+}
+
 /**
- * Powertools prints through a Console of its own; this subclass hands each formatted line to a sink instead
- * (its documented extension points: `printLog` and the `createLogger` factory children are made with).
- * In Lambda the sink is stdout, which is what Powertools' own Console writes to.
+ * The X-Ray trace id the Lambda runtime puts in _X_AMZN_TRACE_ID for each invocation, so a line can be found
+ * from a trace and back.
  */
-class SinkLogger extends PowertoolsLogger {
-  constructor(
-    options: ConstructorOptions,
-    private readonly sink: LogSink,
-  ) {
-    super(options);
-  }
-
-  protected override createLogger(options?: ConstructorOptions): PowertoolsLogger {
-    return new SinkLogger(options ?? {}, this.sink);
-  }
-
-  protected override printLog(logLevel: number, log: LogItem): void {
-    // The base constructor may print before this subclass has its sink.
-    if (this.sink === undefined) {
-      super.printLog(logLevel, log);
-      return;
-    }
-    log.prepareForPrint();
-    this.sink(`${JSON.stringify(log.getAttributes(), this.getJsonReplacer())}\n`);
-  }
+function traceId(env: Env): string | undefined {
+  return env._X_AMZN_TRACE_ID?.split(";")[0]?.replace("Root=", "");
 }
 
-function adapt(logger: PowertoolsLogger): Logger {
-  return {
-    info: (message, fields) => logger.info(message, { ...fields }),
-    warn: (message, fields) => logger.warn(message, { ...fields }),
-    error: (message, fields) => logger.error(message, { ...fields }),
-    child: (fields) => adapt(logger.createChild({ persistentKeys: { ...fields } })),
-  };
-}
-
+/**
+ * A logger writing each line to the sink. `env` gives the level (read once) and the trace id (read per line,
+ * as the runtime sets it per invocation).
+ */
 export function createLogger(
   base: LogFields = {},
   sink: LogSink = writeToStdout,
   service = serviceName(),
+  env: Env = process.env,
 ): Logger {
-  return adapt(new SinkLogger({ serviceName: service, persistentKeys: { ...base } }, sink));
+  const threshold = levelOf(env);
+  const bound = (persistent: LogFields): Logger => {
+    const write = (level: "INFO" | "WARN" | "ERROR") => (message: string, fields?: LogFields) => {
+      if (LEVELS[level] < threshold) return;
+      const line = {
+        level,
+        message,
+        timestamp: new Date().toISOString(),
+        service,
+        xray_trace_id: traceId(env),
+        ...persistent,
+        ...fields,
+      };
+      sink(`${JSON.stringify(line)}\n`);
+    };
+    return {
+      info: write("INFO"),
+      warn: write("WARN"),
+      error: write("ERROR"),
+      child: (fields) => bound({ ...persistent, ...fields }),
+    };
+  };
+  return bound(base);
 }

@@ -1,35 +1,43 @@
-import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+import type { Env } from "./config";
 import { serviceName } from "./log";
 
 /**
- * CloudWatch metrics in the embedded metric format (EMF) through Powertools for AWS Lambda's Metrics: each
- * invocation writes one JSON line to its log stream, which CloudWatch Logs turns into metrics, so the
- * functions need no cloudwatch:PutMetricData permission. serverless.yml's LagHours alarm reads this
- * namespace; the README's metrics table documents every name.
+ * CloudWatch metrics in the embedded metric format (EMF): each invocation writes one JSON line to its log
+ * stream, which CloudWatch Logs turns into metrics, so the functions need no cloudwatch:PutMetricData
+ * permission. serverless.yml's LagHours alarm reads this namespace; the README's metrics table documents
+ * every name.
  */
 export const METRICS_NAMESPACE = "CitrixAnalyticsCollector";
 
-/** Every metric the functions publish, with its unit. Collect's carry an `entity` dimension besides `service`. */
+/**
+ * Every figure the functions report, with its unit. Collect's carry an `entity` dimension besides `service`.
+ * Each distinct name × dimension values is a metric CloudWatch bills by the month (22 with three entities),
+ * so only ALARM_METRICS are metrics by default; DETAILED_METRICS=true declares them all. The others are still
+ * written on the same line, as fields Logs Insights can query.
+ */
 export const METRIC_UNITS = {
   /** Plan: hours the watermark trails the newest eligible hour (1 in steady state, before this run). */
-  LagHours: MetricUnit.Count,
+  LagHours: "Count",
   /** Plan: hours this execution collects. */
-  HoursPlanned: MetricUnit.Count,
+  HoursPlanned: "Count",
   /** Collect, per entity: OData records read into staging by one invocation. */
-  RecordsCollected: MetricUnit.Count,
-  PagesFetched: MetricUnit.Count,
+  RecordsCollected: "Count",
+  PagesFetched: "Count",
   /** Collect, per entity: staging NDJSON parts written. */
-  PartsWritten: MetricUnit.Count,
+  PartsWritten: "Count",
   /** Collect, per entity: Citrix requests retried after 408/429/5xx, a timeout or a dropped connection. */
-  ApiRetries: MetricUnit.Count,
+  ApiRetries: "Count",
   /** Collect, per entity: the retries that answered a throttle (HTTP 429). */
-  ApiThrottles: MetricUnit.Count,
-  CollectInvocations: MetricUnit.Count,
+  ApiThrottles: "Count",
+  CollectInvocations: "Count",
   /** Commit: hours this execution published to the feed, and their records. */
-  HoursPublished: MetricUnit.Count,
-  RecordsPublished: MetricUnit.Count,
+  HoursPublished: "Count",
+  RecordsPublished: "Count",
 } as const;
 export type MetricName = keyof typeof METRIC_UNITS;
+
+/** The metrics serverless.yml's alarms read: always published, whatever DETAILED_METRICS says. */
+export const ALARM_METRICS: readonly MetricName[] = ["LagHours"];
 
 /** Where finished EMF lines go: stdout in Lambda (the function's log stream), elsewhere in tests. */
 export type MetricsSink = (line: string) => void;
@@ -40,7 +48,7 @@ export interface InvocationMetrics {
   publish(): void;
 }
 
-/** What an invocation's metrics are about: `entity` becomes a dimension, the rest searchable metadata. */
+/** What an invocation's metrics are about: `entity` becomes a dimension, the rest searchable fields. */
 export interface MetricsScope {
   execution: string;
   entity?: string;
@@ -50,47 +58,50 @@ export interface MetricsScope {
 export type MetricsFactory = (scope: MetricsScope) => InvocationMetrics;
 
 /**
- * Powertools publishes through a Console of its own; this subclass hands the serialised EMF to a sink,
- * honouring POWERTOOLS_METRICS_DISABLED (and POWERTOOLS_DEV) as Powertools does.
- */
-class SinkMetrics extends Metrics {
-  constructor(
-    options: ConstructorParameters<typeof Metrics>[0],
-    private readonly sink: MetricsSink,
-  ) {
-    super(options);
-  }
-
-  override publishStoredMetrics(): this {
-    if (!this.isDisabled() && this.hasStoredMetrics()) {
-      this.sink(`${JSON.stringify(this.serializeMetrics())}\n`);
-    }
-    this.clearMetrics();
-    this.clearDimensions();
-    this.clearMetadata();
-    return this;
-  }
-}
-
-/**
  * One metrics batch per invocation, rather than one shared instance per container: local runs execute Map
  * iterations of different entities concurrently in one process, and dimensions must not leak between them.
+ * Reads POWERTOOLS_METRICS_DISABLED (true: no lines at all; the name Powertools gives it, kept so existing
+ * settings still work), DETAILED_METRICS and the service name from the environment; loadConfig validates them.
  */
 export function createMetricsFactory(
-  service = serviceName(),
+  env: Env = process.env,
   sink: MetricsSink = (line) => process.stdout.write(line),
 ): MetricsFactory {
+  const service = serviceName(env);
+  const disabled = env.POWERTOOLS_METRICS_DISABLED === "true";
+  const declared = (name: MetricName) => env.DETAILED_METRICS === "true" || ALARM_METRICS.includes(name);
   return (scope) => {
-    const metrics = new SinkMetrics({ namespace: METRICS_NAMESPACE, serviceName: service }, sink);
-    if (scope.entity !== undefined) metrics.addDimension("entity", scope.entity);
-    metrics.addMetadata("execution", scope.execution);
-    if (scope.hourUtc !== undefined) metrics.addMetadata("hour", scope.hourUtc);
+    const values = new Map<MetricName, number>();
     return {
       add: (name, value) => {
-        metrics.addMetric(name, METRIC_UNITS[name], value);
+        values.set(name, (values.get(name) ?? 0) + value);
       },
       publish: () => {
-        metrics.publishStoredMetrics();
+        if (disabled || values.size === 0) return;
+        const dimensions = { service, ...(scope.entity === undefined ? {} : { entity: scope.entity }) };
+        const metrics = [...values.keys()]
+          .filter(declared)
+          .map((name) => ({ Name: name, Unit: METRIC_UNITS[name] }));
+        const directive =
+          metrics.length === 0
+            ? {}
+            : {
+                _aws: {
+                  Timestamp: Date.now(),
+                  CloudWatchMetrics: [
+                    { Namespace: METRICS_NAMESPACE, Dimensions: [Object.keys(dimensions)], Metrics: metrics },
+                  ],
+                },
+              };
+        const line = {
+          ...directive,
+          execution: scope.execution,
+          ...(scope.hourUtc === undefined ? {} : { hour: scope.hourUtc }),
+          ...dimensions,
+          ...Object.fromEntries(values),
+        };
+        values.clear();
+        sink(`${JSON.stringify(line)}\n`);
       },
     };
   };

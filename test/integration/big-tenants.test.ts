@@ -39,10 +39,12 @@ describe("an entity-hour bigger than one invocation and one part", () => {
   it("is cut into parts bounded by PART_MAX_BYTES across invocations, each record once", async () => {
     // A 15 s timeout less the stand's 5 s HTTP timeout and a 9.96 s reserve leaves a 40 ms budget: every
     // invocation gets through a few pages, then hands over.
+    // Plain NDJSON, so the stored bytes are the bytes PART_MAX_BYTES bounds.
     const s = await open(20_000, {
       TOP_N: "1000",
       PART_MAX_BYTES: String(2 ** 20),
       INVOCATION_RESERVE_MS: "9960",
+      GZIP: "false",
     });
     const result = await s.run("big-1", { timeoutsMs: { collect: 15_000 } });
 
@@ -57,14 +59,17 @@ describe("an entity-hour bigger than one invocation and one part", () => {
     const parts = await objectSizes(s);
     expect(parts.length).toBe(item?.progress.parts);
     expect(parts.length).toBeGreaterThanOrEqual(12); // about 12.5 MB of NDJSON in parts of at most 1 MiB
-    for (const part of parts) expect(part.bytes).toBeLessThanOrEqual(2 ** 20);
+    for (const part of parts) {
+      expect(part.bytes).toBeLessThanOrEqual(2 ** 20);
+      expect(part.contentType).toBe("application/x-ndjson");
+    }
     expect(parts.map((part) => part.key.slice(HOUR_PREFIX.length))).toEqual(
       parts.map((_, index) => `part-${String(index).padStart(5, "0")}.ndjson`),
     );
   });
 
   it("also honours PART_MAX_RECORDS", async () => {
-    const s = await open(2_500, { TOP_N: "1000", PART_MAX_RECORDS: "600" });
+    const s = await open(2_500, { TOP_N: "1000", PART_MAX_RECORDS: "600", GZIP: "false" });
     const result = await s.run("records-1");
 
     expect(result.status).toBe("SUCCEEDED");
@@ -79,9 +84,9 @@ describe("an entity-hour bigger than one invocation and one part", () => {
   });
 });
 
-describe("GZIP=true", () => {
+describe("gzip (GZIP, on by default)", () => {
   it("writes .ndjson.gz parts that gunzip to exactly the records served", async () => {
-    const s = await open(5_000, { GZIP: "true", PART_MAX_RECORDS: "2000" });
+    const s = await open(5_000, { PART_MAX_RECORDS: "2000" });
     const result = await s.run("gzip-1");
 
     expect(result.status).toBe("SUCCEEDED");

@@ -458,7 +458,7 @@ describe("credentials from AWS Secrets Manager", () => {
         },
       },
     );
-    const metrics = createMetricsFactory(undefined, (line) => s.logs.push(line));
+    const metrics = createMetricsFactory(s.env, (line) => s.logs.push(line));
     const result = await s.run("secret-1", {
       wrap: (key, handler) =>
         key === "plan"

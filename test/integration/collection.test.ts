@@ -30,12 +30,13 @@ describe("a scheduled collection, end to end through the deployed definition", (
       for (const entity of ENTITIES) await expectFeedMatchesSimulator(stand, entity, hourUtc);
     }
     expect(await stand.watermark()).toBe(HOURS[2]);
-    // Only NDJSON parts are visible to SecOps: no staging, manifest or state object under the feed prefix.
+    // Only gzipped NDJSON parts (GZIP's default) are visible to SecOps: no staging, manifest or state object
+    // under the feed prefix.
     const feedKeys = await stand.keys("citrix_analytics/");
     expect(feedKeys.length).toBeGreaterThanOrEqual(9);
     for (const key of feedKeys) {
       expect(key).toMatch(
-        /^citrix_analytics\/\w+\/year=\d{4}\/month=\d{2}\/day=\d{2}\/hour=\d{2}\/part-\d{5}\.ndjson$/,
+        /^citrix_analytics\/\w+\/year=\d{4}\/month=\d{2}\/day=\d{2}\/hour=\d{2}\/part-\d{5}\.ndjson\.gz$/,
       );
     }
     expect(await stand.keys("_citrix_collector/citrix_analytics/staging/")).toEqual([]);

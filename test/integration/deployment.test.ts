@@ -3,7 +3,7 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../../functions/lib/config";
 import { COLLECTOR_ERRORS } from "../../functions/lib/errors";
-import { METRIC_UNITS, METRICS_NAMESPACE } from "../../functions/lib/metrics";
+import { ALARM_METRICS, METRICS_NAMESPACE } from "../../functions/lib/metrics";
 import { deployedFunctions } from "../../local/collection";
 import { type AslDefinition, type AslState, loadDefinition, taskStates } from "../../local/state-machine";
 import {
@@ -224,8 +224,12 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
           seedStateKey: defaults.stateKey,
         });
       } else expect(loadConfig(variables, { citrix: false })).toEqual(defaultsWithoutCitrix);
-      // The Powertools defaults: INFO, metrics on.
-      expect(variables).toMatchObject({ POWERTOOLS_LOG_LEVEL: "INFO", POWERTOOLS_METRICS_DISABLED: "false" });
+      // Logs at INFO, metrics on, only the alarms' metrics (each metric is billed by the month).
+      expect(variables).toMatchObject({
+        POWERTOOLS_LOG_LEVEL: "INFO",
+        POWERTOOLS_METRICS_DISABLED: "false",
+        DETAILED_METRICS: "false",
+      });
     }
   });
 
@@ -406,7 +410,11 @@ describe("operations in the packaged template (npx serverless package)", () => {
           .Variables.POWERTOOLS_SERVICE_NAME,
     );
     expect(new Set(services)).toEqual(new Set([machine?.Properties.StateMachineName]));
-    expect(Object.keys(METRIC_UNITS)).toContain(lag.MetricName);
+    // The alarms on the collector's own metrics read exactly those published without DETAILED_METRICS.
+    const alarmMetrics = Object.values(template.Resources)
+      .filter((r) => r.Type === "AWS::CloudWatch::Alarm" && r.Properties?.Namespace === METRICS_NAMESPACE)
+      .map((r) => r.Properties?.MetricName);
+    expect(alarmMetrics.sort()).toEqual([...ALARM_METRICS].sort());
     expect(lag).toMatchObject({
       Namespace: METRICS_NAMESPACE,
       MetricName: "LagHours",

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { METRIC_UNITS, METRICS_NAMESPACE } from "../../functions/lib/metrics";
+import { ALARM_METRICS, METRIC_UNITS, METRICS_NAMESPACE } from "../../functions/lib/metrics";
 import { type Stand, startStand } from "../support/stand";
 
 // 11:20 UTC with LOOKBACK_MINUTES 75: the newest eligible hour is 10:00.
@@ -8,7 +8,7 @@ const HOURS = ["2026-11-24T09:00:00Z", "2026-11-24T10:00:00Z"];
 const SERVICE = "citrix-analytics-collector-test";
 
 interface Emf {
-  _aws: {
+  _aws?: {
     Timestamp: number;
     CloudWatchMetrics: {
       Namespace: string;
@@ -25,10 +25,20 @@ afterEach(async () => {
   stand = undefined;
 });
 
-async function observedRun(name: string, prepare: (s: Stand) => void, firstHourUtc = HOURS[0]) {
+async function observedRun(
+  name: string,
+  prepare: (s: Stand) => void,
+  firstHourUtc = HOURS[0],
+  env: Record<string, string> = { DETAILED_METRICS: "true" },
+) {
   stand = await startStand({
     now: NOW,
-    env: { ENTITIES: "sessions,users", FIRST_HOUR_UTC: firstHourUtc, POWERTOOLS_SERVICE_NAME: SERVICE },
+    env: {
+      ENTITIES: "sessions,users",
+      FIRST_HOUR_UTC: firstHourUtc,
+      POWERTOOLS_SERVICE_NAME: SERVICE,
+      ...env,
+    },
   });
   prepare(stand);
   const emf: Emf[] = [];
@@ -40,7 +50,61 @@ async function observedRun(name: string, prepare: (s: Stand) => void, firstHourU
   return { s: stand, result, emf, logs, by, total };
 }
 
+/** Each metric stream CloudWatch would create from the lines: name × dimension values, as it bills them. */
+function metricStreams(lines: Emf[]): string[] {
+  const streams = lines.flatMap((line) =>
+    (line._aws?.CloudWatchMetrics ?? []).flatMap((definition) =>
+      definition.Metrics.flatMap((metric) =>
+        definition.Dimensions.map((names) =>
+          [metric.Name, ...names.map((dimension) => `${dimension}=${String(line[dimension])}`)].join(" "),
+        ),
+      ),
+    ),
+  );
+  return [...new Set(streams)].sort();
+}
+
 describe("metrics (CloudWatch embedded metric format)", () => {
+  it("by default are only the alarms' metrics, one stream each; the other figures stay fields of the same lines", async () => {
+    const { result, emf, by } = await observedRun("observed-0", () => undefined, HOURS[0], {});
+    expect(result.status).toBe("SUCCEEDED");
+    expect(ALARM_METRICS).toEqual(["LagHours"]);
+    expect(metricStreams(emf)).toEqual([`LagHours service=${SERVICE}`]);
+    // Plan's line declares LagHours alone; collect's and commit's declare nothing and carry no EMF directive.
+    expect(by("LagHours")[0]?._aws?.CloudWatchMetrics[0]?.Metrics).toEqual([
+      { Name: "LagHours", Unit: "Count" },
+    ]);
+    expect(by("HoursPlanned")[0]).toMatchObject({ HoursPlanned: 2, LagHours: result.plan?.lagHours });
+    expect(by("CollectInvocations")).toHaveLength(result.invocations.collect ?? -1);
+    for (const line of [...by("CollectInvocations"), ...by("HoursPublished")]) {
+      expect(line._aws).toBeUndefined();
+      expect(line).toMatchObject({ service: SERVICE, execution: "observed-0" });
+    }
+    expect(by("HoursPublished")[0]).toMatchObject({ HoursPublished: 2 });
+  });
+
+  it("with DETAILED_METRICS=true are every figure, per entity for collect's: 22 streams for three entities", async () => {
+    const { emf } = await observedRun("observed-5", () => undefined, HOURS[1], {
+      DETAILED_METRICS: "true",
+      ENTITIES: "sessions,machines,users",
+    });
+    const streams = metricStreams(emf);
+    expect(streams).toHaveLength(22);
+    for (const metric of ["LagHours", "HoursPlanned", "HoursPublished", "RecordsPublished"]) {
+      expect(streams).toContain(`${metric} service=${SERVICE}`);
+    }
+    expect(streams).toContain(`ApiThrottles service=${SERVICE} entity=machines`);
+  });
+
+  it("are not written at all with POWERTOOLS_METRICS_DISABLED=true", async () => {
+    const { result, emf } = await observedRun("observed-6", () => undefined, HOURS[1], {
+      POWERTOOLS_METRICS_DISABLED: "true",
+      DETAILED_METRICS: "true",
+    });
+    expect(result.status).toBe("SUCCEEDED");
+    expect(emf).toEqual([]);
+  });
+
   it("count records, pages, parts, retries and throttles per entity, lag per plan, hours per commit", async () => {
     const { s, result, emf, by, total } = await observedRun("observed-1", (s) => {
       s.simulator.inject({ kind: "status", status: 503, times: 2, entity: "sessions" });
@@ -49,7 +113,8 @@ describe("metrics (CloudWatch embedded metric format)", () => {
     expect(result.status).toBe("SUCCEEDED");
 
     for (const line of emf) {
-      const [definition] = line._aws.CloudWatchMetrics;
+      expect(line._aws).toBeDefined();
+      const [definition] = line._aws?.CloudWatchMetrics ?? [];
       expect(definition?.Namespace).toBe(METRICS_NAMESPACE);
       expect(line.service).toBe(SERVICE);
       expect(line.execution).toBe("observed-1");
@@ -60,13 +125,13 @@ describe("metrics (CloudWatch embedded metric format)", () => {
     }
 
     const [plan] = by("LagHours");
-    expect(plan?._aws.CloudWatchMetrics[0]?.Dimensions).toEqual([["service"]]);
+    expect(plan?._aws?.CloudWatchMetrics[0]?.Dimensions).toEqual([["service"]]);
     expect(plan).toMatchObject({ LagHours: result.plan?.lagHours, HoursPlanned: 2 });
 
     const collect = by("CollectInvocations");
     expect(collect).toHaveLength(result.invocations.collect ?? -1);
     for (const line of collect) {
-      expect(line._aws.CloudWatchMetrics[0]?.Dimensions).toEqual([["service", "entity"]]);
+      expect(line._aws?.CloudWatchMetrics[0]?.Dimensions).toEqual([["service", "entity"]]);
       expect(HOURS).toContain(line.hour);
     }
     for (const entity of ["sessions", "users"]) {
@@ -115,7 +180,7 @@ describe("metrics (CloudWatch embedded metric format)", () => {
   });
 });
 
-describe("log lines (Powertools Logger)", () => {
+describe("log lines", () => {
   it("are JSON with level, time, service and execution; paging lines carry entity, hour, page and counts", async () => {
     const { s, result, logs } = await observedRun("observed-3", (s) => {
       s.simulator.inject({ kind: "status", status: 429, times: 1, retryAfter: "1", entity: "users" });

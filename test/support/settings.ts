@@ -104,8 +104,12 @@ const COMMIT_READS: Record<keyof PublishDeps["config"] | "bucket", true> = {
   stateKey: true,
 };
 
-/** Read by Powertools in every function: the log level and the metrics switch. */
-export const EVERY_FUNCTION_READS = ["POWERTOOLS_LOG_LEVEL", "POWERTOOLS_METRICS_DISABLED"];
+/** Read by the logger and the metrics in every function: the log level and the metrics switches. */
+export const EVERY_FUNCTION_READS = [
+  "POWERTOOLS_LOG_LEVEL",
+  "POWERTOOLS_METRICS_DISABLED",
+  "DETAILED_METRICS",
+];
 
 /** Set by serverless.yml itself, not settings: Node's flags and the service name of logs and metrics. */
 export const SET_BY_DEPLOYMENT = ["NODE_OPTIONS", "POWERTOOLS_SERVICE_NAME"];
@@ -141,10 +145,11 @@ export const NON_DEFAULT_SETTINGS: Record<string, string> = {
   FIRST_HOUR_UTC: "2026-11-01T00:00:00Z",
   PART_MAX_RECORDS: "20000",
   PART_MAX_BYTES: "4194304",
-  GZIP: "true",
+  GZIP: "false",
   MAP_MAX_CONCURRENCY: "8",
   HTTP_TIMEOUT_MS: "20000",
   INVOCATION_RESERVE_MS: "45000",
   POWERTOOLS_LOG_LEVEL: "DEBUG",
   POWERTOOLS_METRICS_DISABLED: "true",
+  DETAILED_METRICS: "true",
 };
