@@ -15,13 +15,15 @@ const hourUtc = z.string().check(
 // The execution name becomes the run id in staging, lease and marker keys. The collector takes only the names
 // AWS says CloudWatch Logs logging works with (this state machine logs errors there): letters, digits, - and _.
 // That is stricter than Step Functions, which also allows "." and more; scheduler-started names always qualify.
-const runId = z.string().check(
-  z.regex(
-    /^[A-Za-z0-9_-]{1,80}$/,
-    "must be 1–80 letters, digits, - or _ (stricter than Step Functions: the name goes into S3 keys and " +
-      "CloudWatch Logs); start it again with such a name",
-  ),
-);
+const runId = z
+  .string()
+  .check(
+    z.regex(
+      /^[A-Za-z0-9_-]{1,80}$/,
+      "must be 1–80 letters, digits, - or _ (stricter than Step Functions: the name goes into S3 keys and " +
+        "CloudWatch Logs); start it again with such a name",
+    ),
+  );
 const entity = z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be an OData entity set name"));
 const count = z.int().check(z.nonnegative());
 
