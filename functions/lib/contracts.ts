@@ -91,8 +91,26 @@ export const collectProgressSchema = z.object({
   recentLinkedUrls: z.array(z.string().max(64)).max(MAX_RECENT_LINKED_URLS).optional(),
   /** The API asked (Retry-After, or a backoff not yet waited) not to be called before this time. */
   notBefore: z.iso.datetime().optional(),
+  /** The page window the previous invocation ended with, so the next one neither restarts nor overshoots. */
+  window: z
+    .object({
+      size: z.number().int().min(1),
+      limit: z.number().int().min(1).optional(),
+      probeRounds: z.number().int().min(1).optional(),
+      gapMs: z.number().int().min(1).optional(),
+    })
+    .optional(),
 });
 export type CollectProgress = z.infer<typeof collectProgressSchema>;
+
+/** What pageWindowHintKey holds: the window a throttled entity-hour last settled at, and when. */
+export const pageWindowHintSchema = z.object({
+  limit: z.number().int().min(1),
+  probeRounds: z.number().int().min(1),
+  gapMs: z.number().int().min(1).optional(),
+  at: z.iso.datetime(),
+});
+export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
 
 export const collectInputSchema = z.object({
   runId,
