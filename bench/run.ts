@@ -1,7 +1,13 @@
 /**
- * `npm run bench`: collects one sessions entity-hour of each volume through the deployed definition and
- * prints records/s, MB/s written, wall time, peak RSS and invocations per item. Each scenario runs in
- * fresh processes: the Citrix simulator, the S3 server and the collection each in its own (see USAGE).
+ * `npm run bench`: runs collections through the deployed definition, each in fresh processes (the Citrix
+ * simulator, the S3 server and the collection each in its own), and prints three tables:
+ * - throughput: one sessions entity-hour per volume and page latency;
+ * - latency: one page at a time (MAX_PAGES_IN_FLIGHT=1) against the adaptive window, side by side;
+ * - throttling: whole executions (several entities and hours, the Map's iterations side by side) against a
+ *   simulator that answers 429 above K concurrent requests.
+ * Every wall time counts from process start (bundle load included), as a cold Lambda does, and every
+ * collection's feed is read back: "exactly once" means as many distinct records as the simulator served and
+ * no line more.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import os from "node:os";
@@ -9,25 +15,48 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
+import type { SimulatorFigures, SimulatorScenario } from "./stand-ins";
 
 interface Figures {
   records: number;
   pages: number;
+  feedLines: number;
+  distinctRecords: number;
   objects: number;
   storedBytes: number;
   wallMs: number;
+  loadedMs: number;
   peakRssMb: number;
   cpuMs: number;
   invocations: number;
   longestInvocationMs: number;
+  commitMs: number;
   lambdaTimeoutMs: number;
   iterationEvents: number;
 }
 
+interface Scenario extends SimulatorScenario {
+  /** Hours the first execution collects (default 1). */
+  hours?: number;
+  /** Hourly executions one after the other, each in a fresh process (default 1). */
+  executions?: number;
+  /** Settings for the collection (on top of the command line's). */
+  env?: Record<string, string>;
+}
+
+/** One execution's figures; the simulator's and the S3 server's are what that execution made them do. */
+interface ExecutionFigures extends Figures {
+  simulator: SimulatorFigures;
+  s3CpuMs: number;
+  /** Records the simulator served for every hour collected so far, this execution's included. */
+  expectedRecords: number;
+}
+
 const USAGE = `npm run bench -- [options]
-  --scenarios 10000:0,100000:0,1000000:0,100000:200   records:pageLatencyMs, comma-separated
+  --only TABLE        throughput, latency or throttling (default: all three)
+  --scenarios 10000:0,100000:0,1000000:0,100000:200   the throughput table's records:pageLatencyMs
   --top 1000          TOP_N (page size)
-  --in-flight N       MAX_PAGES_IN_FLIGHT (default 1)
+  --in-flight N       MAX_PAGES_IN_FLIGHT for the throughput table (default: the configuration's)
   --gzip              GZIP=true
   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
   --profile DIR       write a V8 CPU profile of each process (collection, simulator, S3 server) into DIR
@@ -44,6 +73,8 @@ const STAND_IN_MALLOC = {
   MALLOC_TRIM_THRESHOLD_: String(2 ** 30),
 };
 const BUILD = path.join(__dirname, "..", ".bench-build");
+/** A hypothetical tenant's hour: what the throttling table's executions collect per hour. */
+const TENANT_HOUR = { sessions: 100_000, machines: 20_000, users: 20_000 };
 
 /** Reads a child's stdout line by line; each stand-in and the collection speak one JSON object per line. */
 function lineReader(child: ChildProcess): () => Promise<string> {
@@ -56,26 +87,36 @@ function lineReader(child: ChildProcess): () => Promise<string> {
   };
 }
 
-interface ScenarioFigures extends Figures {
-  /** CPU seconds the stand-ins spent: what shares the machine's cores with the collection. */
-  simulatorCpuMs: number;
-  s3CpuMs: number;
-}
+/** The first hour scenarios collect; each further execution runs an hour later and collects one more. */
+const FIRST_HOUR_MS = Date.parse("2026-11-24T08:00:00Z");
+const HOUR_MS = 3_600_000;
 
 async function runScenario(
-  records: number,
-  latencyMs: number,
+  scenario: Scenario,
   env: NodeJS.ProcessEnv,
   nodeFlags: string[],
-): Promise<ScenarioFigures> {
-  const standIns = [["simulator", String(records), String(latencyMs)], ["s3"]].map((args) => {
+): Promise<ExecutionFigures[]> {
+  const simulatorScenario: SimulatorScenario = {
+    volume: scenario.volume,
+    pageLatencyMs: scenario.pageLatencyMs,
+    ...(scenario.concurrencyLimit ? { concurrencyLimit: scenario.concurrencyLimit } : {}),
+  };
+  const standIns = [["simulator", JSON.stringify(simulatorScenario)], ["s3"]].map((args) => {
+    // Node itself, not the tsx command (a wrapper process that passes on SIGTERM but not SIGUSR2).
     const child = spawn(
-      path.join(BIN, "tsx"),
-      [...nodeFlags, path.join(__dirname, "stand-ins.ts"), ...args],
+      path.join(BIN, "node"),
+      [...nodeFlags, "--import", "tsx", path.join(__dirname, "stand-ins.ts"), ...args],
       { stdio: ["ignore", "pipe", "inherit"], env: { ...process.env, ...STAND_IN_MALLOC } },
     );
     return { child, nextLine: lineReader(child) };
   });
+  const report = (signal: NodeJS.Signals) =>
+    Promise.all(
+      standIns.map(async ({ child, nextLine }) => {
+        child.kill(signal);
+        return JSON.parse(await nextLine()) as SimulatorFigures;
+      }),
+    );
   try {
     const addresses = Object.assign(
       {},
@@ -83,24 +124,231 @@ async function runScenario(
         standIns.map(async ({ nextLine }) => JSON.parse(await nextLine()) as Record<string, string>),
       )),
     );
-    const collector = spawn(path.join(BIN, "node"), [...nodeFlags, path.join(BUILD, "collect-once.js")], {
-      stdio: ["ignore", "pipe", "inherit"],
-      env: { ...env, ...addresses },
-    });
-    const figures = JSON.parse(await lineReader(collector)()) as Figures;
-    const [simulatorCpuMs, s3CpuMs] = await Promise.all(
-      standIns.map(async ({ child, nextLine }) => {
-        child.kill("SIGTERM");
-        return (JSON.parse(await nextLine()) as { cpuMs: number }).cpuMs;
-      }),
-    );
-    return { ...figures, simulatorCpuMs: simulatorCpuMs ?? 0, s3CpuMs: s3CpuMs ?? 0 };
+    const hours = scenario.hours ?? 1;
+    const recordsPerHour = Object.values(scenario.volume).reduce((sum, n) => sum + n, 0);
+    const executions: ExecutionFigures[] = [];
+    let s3CpuMs = 0;
+    for (let execution = 0; execution < (scenario.executions ?? 1); execution++) {
+      const lastHourMs = FIRST_HOUR_MS + (hours - 1 + execution) * HOUR_MS;
+      const collector = spawn(path.join(BIN, "node"), [...nodeFlags, path.join(BUILD, "collect-once.js")], {
+        stdio: ["ignore", "pipe", "inherit"],
+        env: {
+          ...env,
+          ...scenario.env,
+          ...addresses,
+          ENTITIES: Object.keys(scenario.volume).join(","),
+          FIRST_HOUR_UTC: new Date(FIRST_HOUR_MS).toISOString(),
+          // 80 minutes after the hour began: with LOOKBACK_MINUTES 75 the hour is due, the next is not.
+          BENCH_NOW: new Date(lastHourMs + 80 * 60_000).toISOString(),
+        },
+      });
+      const figures = JSON.parse(await lineReader(collector)()) as Figures;
+      const [simulator, s3] = await report("SIGUSR2");
+      if (!simulator || !s3) throw new Error("a stand-in ended without its figures");
+      executions.push({
+        ...figures,
+        simulator,
+        s3CpuMs: s3.cpuMs - s3CpuMs,
+        expectedRecords: (hours + execution) * recordsPerHour,
+      });
+      s3CpuMs = s3.cpuMs;
+    }
+    return executions;
   } finally {
     for (const { child } of standIns) child.kill("SIGTERM");
   }
 }
 
+/** "exact" when the feed holds every record the simulator served once and nothing else. */
+function exactness(figures: ExecutionFigures): string {
+  const { feedLines, distinctRecords, expectedRecords } = figures;
+  if (feedLines === expectedRecords && distinctRecords === expectedRecords) return "exact";
+  return `WRONG: ${feedLines} lines, ${distinctRecords} distinct, ${expectedRecords} served`;
+}
+
+function printTable(title: string, header: string[], rows: (string | number)[][]): void {
+  process.stdout.write(`\n${title}\n${header.join(" | ")}\n`);
+  for (const row of rows) process.stdout.write(`${row.join(" | ")}\n`);
+}
+
+const seconds = (ms: number) => (ms / 1000).toFixed(1);
+const grouped = (n: number) => Math.round(n).toLocaleString("en-US");
+
+async function throughputTable(
+  scenarios: string,
+  top: number,
+  env: NodeJS.ProcessEnv,
+  nodeFlags: string[],
+): Promise<void> {
+  const rows: (string | number)[][] = [];
+  for (const scenario of scenarios.split(",")) {
+    const [records, latency] = scenario.split(":").map(Number) as [number, number];
+    const pageLatencyMs = latency ?? 0;
+    const [figures] = await runScenario({ volume: { sessions: records }, pageLatencyMs }, env, nodeFlags);
+    if (!figures) throw new Error("no execution ran");
+    const wall = figures.wallMs / 1000;
+    // With page latency L, one request at a time costs at least L per page: TOP_N records per L.
+    const bound = pageLatencyMs > 0 ? Math.round((top * 1000) / pageLatencyMs) : undefined;
+    rows.push([
+      grouped(figures.records),
+      `${pageLatencyMs} ms`,
+      wall.toFixed(1),
+      grouped(figures.records / wall),
+      (figures.storedBytes / 2 ** 20 / wall).toFixed(1),
+      figures.peakRssMb.toFixed(0),
+      `${seconds(figures.cpuMs)} (${grouped(figures.records / (figures.cpuMs / 1000))})`,
+      `${seconds(figures.simulator.cpuMs)} + ${seconds(figures.s3CpuMs)}`,
+      figures.objects,
+      figures.invocations,
+      seconds(figures.longestInvocationMs),
+      figures.iterationEvents,
+      bound === undefined
+        ? "-"
+        : `${grouped(bound)} (${Math.round(((figures.records / wall) * 100) / bound)}%)`,
+      exactness(figures),
+    ]);
+  }
+  printTable(
+    "Throughput: one sessions entity-hour",
+    [
+      "records",
+      "page latency",
+      "wall s",
+      "records/s",
+      "MB/s written",
+      "peak RSS MB",
+      "collector CPU s (records/CPU-s)",
+      "simulator + S3 CPU s",
+      "objects",
+      "invocations",
+      "longest inv. s",
+      "events/item",
+      "serial bound records/s",
+      "feed",
+    ],
+    rows,
+  );
+}
+
+async function latencyTable(env: NodeJS.ProcessEnv, nodeFlags: string[]): Promise<void> {
+  const rows: (string | number)[][] = [];
+  const cases: { records: number; latency: number; runSerial: boolean }[] = [
+    { records: 50_000, latency: 0, runSerial: true },
+    { records: 50_000, latency: 200, runSerial: true },
+    { records: 50_000, latency: 1000, runSerial: true },
+    // One request at a time this takes over 16 minutes; its bound (pages × latency) is shown instead.
+    { records: 1_000_000, latency: 1000, runSerial: false },
+  ];
+  for (const { records, latency, runSerial } of cases) {
+    const volume = { sessions: records };
+    const [adaptive] = await runScenario({ volume, pageLatencyMs: latency }, env, nodeFlags);
+    if (!adaptive) throw new Error("no execution ran");
+    const serialEnv = { MAX_PAGES_IN_FLIGHT: "1" };
+    const serial = runSerial
+      ? (await runScenario({ volume, pageLatencyMs: latency, env: serialEnv }, env, nodeFlags))[0]
+      : undefined;
+    const serialMs = serial?.wallMs ?? adaptive.pages * latency;
+    rows.push([
+      grouped(records),
+      `${latency} ms`,
+      serial ? seconds(serial.wallMs) : `≥ ${seconds(serialMs)} (pages × latency)`,
+      seconds(adaptive.wallMs),
+      `${(serialMs / adaptive.wallMs).toFixed(1)}×`,
+      grouped(records / (adaptive.wallMs / 1000)),
+      adaptive.simulator.peakConcurrentRequests,
+      adaptive.simulator.meanConcurrentRequests.toFixed(1),
+      adaptive.peakRssMb.toFixed(0),
+      exactness(adaptive),
+    ]);
+  }
+  printTable(
+    "Page latency: one sessions entity-hour, one page at a time against the adaptive window (defaults)",
+    [
+      "records",
+      "page latency",
+      "one at a time s",
+      "adaptive s",
+      "speed-up",
+      "adaptive records/s",
+      "peak in flight",
+      "mean in flight",
+      "peak RSS MB",
+      "feed",
+    ],
+    rows,
+  );
+}
+
+async function throttlingTable(env: NodeJS.ProcessEnv, nodeFlags: string[]): Promise<void> {
+  const rows: (string | number)[][] = [];
+  const hours = 2;
+  for (const limit of [2, 4, 8]) {
+    const executions = await runScenario(
+      {
+        volume: TENANT_HOUR,
+        hours,
+        executions: 2,
+        pageLatencyMs: 200,
+        concurrencyLimit: { requests: limit },
+      },
+      env,
+      nodeFlags,
+    );
+    executions.forEach((figures, index) => {
+      const { dataRequests, throttled } = figures.simulator;
+      rows.push([
+        limit,
+        index === 0 ? `first (${hours} hours)` : "next hour",
+        grouped(figures.records),
+        seconds(figures.wallMs),
+        grouped(dataRequests),
+        `${throttled} (${((throttled * 100) / dataRequests).toFixed(1)}%)`,
+        figures.simulator.meanConcurrentRequests.toFixed(1),
+        seconds(figures.commitMs),
+        exactness(figures),
+      ]);
+    });
+  }
+  const entities = Object.entries(TENANT_HOUR)
+    .map(([entity, records]) => `${entity} ${grouped(records)}`)
+    .join(", ");
+  printTable(
+    `Throttling: hourly executions (${entities} records per hour; 200 ms pages; defaults) against HTTP 429 above K concurrent requests`,
+    [
+      "K",
+      "execution",
+      "records",
+      "wall s",
+      "data requests",
+      "429 answers",
+      "mean requests served at once",
+      "Commit s",
+      "feed (cumulative)",
+    ],
+    rows,
+  );
+}
+
 async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      only: { type: "string" },
+      scenarios: { type: "string", default: "10000:0,100000:0,1000000:0,100000:200" },
+      top: { type: "string", default: "1000" },
+      gzip: { type: "boolean", default: false },
+      "in-flight": { type: "string" },
+      "lambda-timeout": { type: "string" },
+      profile: { type: "string" },
+      help: { type: "boolean", default: false },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return;
+  }
+  if (values.only !== undefined && !["throughput", "latency", "throttling"].includes(values.only)) {
+    throw new Error(`--only takes throughput, latency or throttling, not "${values.only}"\n${USAGE}`);
+  }
   // The collection runs bundled, as the Lambda does, so its RSS and start-up are not tsx's.
   await build({
     entryPoints: [path.join(__dirname, "collect-once.ts")],
@@ -111,73 +359,22 @@ async function main(): Promise<void> {
     outdir: BUILD,
     logLevel: "warning",
   });
-  const { values } = parseArgs({
-    options: {
-      scenarios: { type: "string", default: "10000:0,100000:0,1000000:0,100000:200" },
-      top: { type: "string", default: "1000" },
-      gzip: { type: "boolean", default: false },
-      "in-flight": { type: "string", default: "1" },
-      "lambda-timeout": { type: "string" },
-      profile: { type: "string" },
-      help: { type: "boolean", default: false },
-    },
-  });
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return;
-  }
   const top = Number(values.top);
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    TOP_N: String(top),
-    GZIP: String(values.gzip),
-    MAX_PAGES_IN_FLIGHT: values["in-flight"],
-  };
+  const env: NodeJS.ProcessEnv = { ...process.env, TOP_N: String(top), GZIP: String(values.gzip) };
   if (values["lambda-timeout"]) env.BENCH_LAMBDA_TIMEOUT_MS = String(Number(values["lambda-timeout"]) * 1000);
+  const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   process.stdout.write(
-    `machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; TOP_N ${top}, MAX_PAGES_IN_FLIGHT ${values["in-flight"]}, gzip ${values.gzip ? "on" : "off"}\n\n`,
+    `machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; TOP_N ${top}, gzip ${values.gzip ? "on" : "off"}\n`,
   );
-  const header = [
-    "records",
-    "latency",
-    "wall s",
-    "records/s",
-    "MB/s written",
-    "peak RSS MB",
-    "collector CPU s (records/CPU-s)",
-    "simulator + S3 CPU s",
-    "objects",
-    "invocations",
-    "longest inv. s",
-    "events/item",
-    "latency bound/s",
-  ];
-  process.stdout.write(`${header.join(" | ")}\n`);
-  for (const scenario of values.scenarios.split(",")) {
-    const [records, latency] = scenario.split(":").map(Number) as [number, number];
-    const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
-    const figures = await runScenario(records, latency ?? 0, env, nodeFlags);
-    const seconds = figures.wallMs / 1000;
-    // With page latency L each page costs at least L: the bound is TOP_N records per L.
-    const bound = latency > 0 ? Math.round((top * 1000) / latency) : undefined;
-    const row = [
-      figures.records,
-      `${latency} ms`,
-      seconds.toFixed(1),
-      Math.round(figures.records / seconds),
-      (figures.storedBytes / 2 ** 20 / seconds).toFixed(1),
-      figures.peakRssMb.toFixed(0),
-      `${(figures.cpuMs / 1000).toFixed(1)} (${Math.round(figures.records / (figures.cpuMs / 1000))})`,
-      `${(figures.simulatorCpuMs / 1000).toFixed(1)} + ${(figures.s3CpuMs / 1000).toFixed(1)}`,
-      figures.objects,
-      figures.invocations,
-      (figures.longestInvocationMs / 1000).toFixed(1),
-      figures.iterationEvents,
-      bound === undefined ? "-" : `${bound} (${Math.round(((figures.records / seconds) * 100) / bound)}%)`,
-    ];
-    process.stdout.write(`${row.join(" | ")}\n`);
+  const runs = (table: string) => values.only === undefined || values.only === table;
+  if (runs("throughput")) {
+    const throughputEnv = { ...env };
+    if (values["in-flight"]) throughputEnv.MAX_PAGES_IN_FLIGHT = values["in-flight"];
+    await throughputTable(values.scenarios, top, throughputEnv, nodeFlags);
   }
+  if (runs("latency")) await latencyTable(env, nodeFlags);
+  if (runs("throttling")) await throttlingTable(env, nodeFlags);
 }
 
 main().catch((error: unknown) => {

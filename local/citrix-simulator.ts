@@ -35,6 +35,16 @@ export interface SimulatorOptions {
   seed?: string;
   /** Pads every `$skiptoken` the server hands out to at least this many characters (real ones can be long). */
   skipTokenLength?: number;
+  /**
+   * A per-customer rate limit as Citrix documents one for its Monitor OData API: a data request that arrives
+   * while `requests` are being served gets HTTP 429 (with Retry-After when `retryAfterSeconds` is set).
+   */
+  concurrencyLimit?: ConcurrencyLimit;
+}
+
+export interface ConcurrencyLimit {
+  requests: number;
+  retryAfterSeconds?: number;
 }
 
 export type Fault = (
@@ -83,7 +93,15 @@ export interface CitrixSimulator {
   readonly clientSecret: string;
   inject(fault: Fault): void;
   clearFaults(): void;
-  setOptions(patch: Partial<Pick<SimulatorOptions, "pageLatencyMs" | "paging" | "volume">>): void;
+  setOptions(
+    patch: Partial<Pick<SimulatorOptions, "pageLatencyMs" | "paging" | "volume" | "concurrencyLimit">>,
+  ): void;
+  /** The most data requests served at once so far (see concurrencyLimit). */
+  readonly peakConcurrentRequests: number;
+  /** Data requests served at once, averaged over the time from the first data request to the last answer. */
+  readonly meanConcurrentRequests: number;
+  /** Starts peakConcurrentRequests and meanConcurrentRequests afresh (e.g. for the next execution). */
+  resetConcurrency(): void;
   recordCount(entity: string, hourUtc: string): number;
   record(entity: string, hourUtc: string, index: number): Record<string, unknown>;
   records(entity: string, hourUtc: string): Record<string, unknown>[];
@@ -484,6 +502,20 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
   let volume = options.volume ?? DEFAULT_VOLUME;
   let pageLatencyMs = options.pageLatencyMs ?? 0;
   let paging: PagingMode = options.paging ?? "skip";
+  let concurrencyLimit = options.concurrencyLimit;
+  let servingRequests = 0;
+  let peakConcurrentRequests = 0;
+  // Time-weighted: requests served × milliseconds, since the first data request.
+  let servingArea = 0;
+  let servingSinceMs: number | undefined;
+  let servingChangedMs = 0;
+  const serving = (change: number) => {
+    const at = performance.now();
+    servingSinceMs ??= at;
+    servingArea += servingRequests * (at - servingChangedMs);
+    servingChangedMs = at;
+    servingRequests += change;
+  };
 
   const tokens = new Map<string, TokenInfo>();
   const issuedTokens: string[] = [];
@@ -683,6 +715,21 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     entry.hourUtc = query.hourUtc;
     entry.top = query.top;
     entry.skip = query.skip;
+    if (concurrencyLimit && servingRequests >= concurrencyLimit.requests) {
+      entry.fault = `concurrency>${concurrencyLimit.requests}`;
+      const { retryAfterSeconds } = concurrencyLimit;
+      return fail(
+        429,
+        odataError(
+          "TooManyRequests",
+          `at most ${concurrencyLimit.requests} concurrent requests per customer`,
+        ),
+        retryAfterSeconds === undefined ? {} : { "retry-after": String(retryAfterSeconds) },
+      );
+    }
+    serving(1);
+    peakConcurrentRequests = Math.max(peakConcurrentRequests, servingRequests);
+    res.once("close", () => serving(-1));
 
     const slot = takeFault((f) => {
       if (f.kind === "tokenStatus") return false;
@@ -848,6 +895,19 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
         paging = patch.paging;
       }
       if (patch.volume !== undefined) volume = patch.volume;
+      if ("concurrencyLimit" in patch) concurrencyLimit = patch.concurrencyLimit;
+    },
+    get peakConcurrentRequests() {
+      return peakConcurrentRequests;
+    },
+    get meanConcurrentRequests() {
+      const span = servingChangedMs - (servingSinceMs ?? servingChangedMs);
+      return span > 0 ? servingArea / span : 0;
+    },
+    resetConcurrency(): void {
+      peakConcurrentRequests = servingRequests;
+      servingArea = 0;
+      servingSinceMs = undefined;
     },
     recordCount,
     record,

@@ -32,6 +32,28 @@ export interface CitrixRequestObserver {
   retried(status: number | undefined): void;
 }
 
+/**
+ * What a page request shares with the other requests of its window (see PageWindow): it waits for the
+ * window before every attempt, so a Retry-After one request was given holds back all of them, and it
+ * reports each push-back.
+ */
+export interface RequestPacing {
+  /** Resolves when the request may be sent; may end early with the signal's reason once it is aborted. */
+  ready(signal?: AbortSignal): Promise<void>;
+  /**
+   * The API pushed back: HTTP 408, 429 or 5xx (`status`), or no answer at all (undefined); `retryAfterMs` is
+   * what it asked for.
+   */
+  pushedBack(status: number | undefined, retryAfterMs: number | undefined): void;
+}
+
+export interface PageRequestOptions {
+  observer?: CitrixRequestObserver | undefined;
+  /** Aborting it ends the request (and any backoff pause) at once with the signal's reason. */
+  signal?: AbortSignal | undefined;
+  pacing?: RequestPacing | undefined;
+}
+
 export interface ODataPage {
   records: PageRecords;
   nextLink: string | undefined;
@@ -137,17 +159,20 @@ export class CitrixClient {
     await this.sleep(waitMs);
   }
 
+  /** Waits `ms` on the client's clock; aborting `signal` ends the wait with the signal's reason. */
+  pause(ms: number, signal?: AbortSignal): Promise<void> {
+    return this.sleep(ms, signal);
+  }
+
   /**
    * Fetches one page. Transient failures are retried until the attempts or `deadlineMs` run out, then
-   * surface as CitrixUnavailableError so the state machine's Retry takes over. Aborting `signal` ends
-   * the request (and any backoff pause) at once with the signal's reason.
+   * surface as CitrixUnavailableError so the state machine's Retry takes over.
    */
   async getPage(
     url: string,
     deadlineMs: number,
     log: Logger,
-    observer?: CitrixRequestObserver,
-    signal?: AbortSignal,
+    { observer, signal, pacing }: PageRequestOptions = {},
   ): Promise<ODataPage> {
     if (new URL(url).origin !== this.apiOrigin) {
       // The bearer token must never be sent to a host other than the configured API.
@@ -159,6 +184,7 @@ export class CitrixClient {
     for (let attempt = 1; ; attempt++) {
       try {
         const token = await this.accessToken(deadlineMs, log, observer);
+        await pacing?.ready(signal);
         signal?.throwIfAborted();
         const response = await this.request(url, "API_BASE", {
           signal,
@@ -204,6 +230,7 @@ export class CitrixClient {
         // Dropped by the caller: whatever the abort broke is not the API's failure, so it is not retried.
         signal?.throwIfAborted();
         if (!(error instanceof TransientHttpError)) throw error;
+        pacing?.pushedBack(error.status, error.retryAfterMs);
         await this.backoff(error, attempt, deadlineMs, url, log, observer, signal);
       }
     }

@@ -1,11 +1,19 @@
 import { randomBytes } from "node:crypto";
-import type { CitrixClient, CitrixRequestObserver, ODataPage } from "./citrix-client";
+import type { CitrixClient, CitrixRequestObserver, ODataPage, RequestPacing } from "./citrix-client";
 import type { CollectorConfig } from "./config";
-import type { CollectedResult, CollectInput, CollectOutput, CollectProgress } from "./contracts";
+import {
+  type CollectedResult,
+  type CollectInput,
+  type CollectOutput,
+  type CollectProgress,
+  type PageWindowHint,
+  pageWindowHintSchema,
+} from "./contracts";
 import { Envelope } from "./envelope";
 import { CitrixUnavailableError } from "./errors";
-import { collectedResultKey, stagingPartKey } from "./keys";
+import { collectedResultKey, pageWindowHintKey, stagingPartKey } from "./keys";
 import type { Logger } from "./log";
+import { PageWindow } from "./page-window";
 import { PageWalker, pageDigest } from "./paging";
 import { NdjsonPartWriter } from "./part-writer";
 import type { S3Store } from "./s3-store";
@@ -29,6 +37,19 @@ export interface CollectDeps {
   now?: () => number;
   /** Counts the Citrix requests this invocation retries (for its metrics). */
   apiRequests?: CitrixRequestObserver;
+}
+
+/** A page request in flight. */
+interface PageRequest {
+  url: string;
+  page: Promise<ODataPage>;
+  abort: AbortController;
+  /** While the API serves it (it counts against the window). */
+  sending: boolean;
+  /** Since the API pushed back on it, until it is sent again. */
+  backingOff: boolean;
+  /** When its last attempt went out: its page's latency counts from there. */
+  sentAtMs: number;
 }
 
 /**
@@ -81,13 +102,105 @@ export async function collectEntityHour(
   // Requests already sent, oldest first. The next one always goes out before the previous page is written;
   // more than one only in $skip mode, only after a full page showed the API honours TOP_N, and each is
   // checked against the cursor when its turn comes, so a guess that turned out wrong is dropped unread.
-  const inFlight: { url: string; page: Promise<ODataPage>; abort: AbortController }[] = [];
+  // How many the API serves at once is the window's call (see PageWindow): a request waits for room in it
+  // before every attempt, retries included, and a Retry-After holds back all of them.
+  const { window, hint: startHint } = await openPageWindow(deps, resumed, log);
+  const inFlight: PageRequest[] = [];
+  let windowNotBeforeMs = 0;
+  let sending = 0;
+  let roomWaiters: (() => void)[] = [];
+  const makeRoom = () => {
+    const woken = roomWaiters;
+    roomWaiters = [];
+    for (const wake of woken) wake();
+  };
+  const stopSending = (entry: PageRequest) => {
+    if (!entry.sending) return;
+    entry.sending = false;
+    sending--;
+    makeRoom();
+  };
+  // The hint only ever becomes more cautious (within its day): iterations that start later may run beside
+  // more others than this one did when it settled.
+  let sharedHint = startHint;
+  let hintWrite: Promise<unknown> = Promise.resolve();
+  const shareWindow = () => {
+    const { limit = 1, probeRounds = 1, gapMs = 0 } = window.state;
+    if (sharedHint && limit >= sharedHint.limit && gapMs <= (sharedHint.gapMs ?? 0)) return;
+    const hint: PageWindowHint = {
+      limit,
+      probeRounds,
+      ...(gapMs > 0 ? { gapMs } : {}),
+      at: new Date(now()).toISOString(),
+    };
+    sharedHint = hint;
+    hintWrite = hintWrite
+      .then(() =>
+        store.put(pageWindowHintKey(config.controlPrefix), JSON.stringify(hint), "application/json"),
+      )
+      .catch((error: unknown) => log.warn("could not share the page window", { reason: String(error) }));
+  };
+  let lastSentMs = 0;
   const request = (url: string) => {
     const abort = new AbortController();
-    const page = citrix.getPage(url, deadlineMs, log, deps.apiRequests, abort.signal);
-    // A request dropped unread must not surface as an unhandled rejection.
-    page.catch(() => undefined);
-    inFlight.push({ url, page, abort });
+    const pacing: RequestPacing = {
+      ready: async (signal) => {
+        stopSending(entry);
+        for (;;) {
+          signal?.throwIfAborted();
+          const notBeforeMs = Math.max(windowNotBeforeMs, window.gap > 0 ? lastSentMs + window.gap : 0);
+          if (notBeforeMs > now()) {
+            if (notBeforeMs >= deadlineMs) {
+              throw new CitrixUnavailableError(
+                `the Citrix API asked to wait until ${new Date(notBeforeMs).toISOString()}, past this invocation's time budget`,
+                { retryAtMs: notBeforeMs },
+              );
+            }
+            await citrix.pause(notBeforeMs - now(), signal);
+          } else if (sending >= window.allowed) {
+            await untilAborted(new Promise<void>((resolve) => roomWaiters.push(resolve)), signal);
+          } else break;
+        }
+        entry.sending = true;
+        sending++;
+        entry.backingOff = false;
+        entry.sentAtMs = now();
+        lastSentMs = entry.sentAtMs;
+      },
+      pushedBack: (status, retryAfterMs) => {
+        if (retryAfterMs !== undefined) windowNotBeforeMs = Math.max(windowNotBeforeMs, now() + retryAfterMs);
+        stopSending(entry);
+        if (entry.backingOff) return;
+        entry.backingOff = true;
+        const accepted = inFlight.filter((other) => other.sending).length;
+        window.pushedBack(status === 429 ? "throttled" : "failed", accepted);
+        shareWindow();
+        log.info("the Citrix API pushed back; fewer page requests in flight", { status, ...window.state });
+      },
+    };
+    const entry: PageRequest = {
+      url,
+      abort,
+      sending: false,
+      backingOff: false,
+      sentAtMs: now(),
+      page: citrix.getPage(url, deadlineMs, log, {
+        observer: deps.apiRequests,
+        signal: abort.signal,
+        pacing,
+      }),
+    };
+    // The window learns from a page when it arrives, not when its turn to be written comes.
+    entry.page.then(
+      (page) => {
+        window.completed({ full: page.records.length >= config.pageSize, latencyMs: now() - entry.sentAtMs });
+        shareWindow();
+        stopSending(entry);
+      },
+      // A request dropped unread must not surface as an unhandled rejection.
+      () => stopSending(entry),
+    );
+    inFlight.push(entry);
   };
   // A request whose page will not be read is aborted, so it neither runs on past the hand-over nor keeps
   // the API busy.
@@ -100,7 +213,7 @@ export async function collectEntityHour(
     // Every invocation pages at least once, so the Choice loop always makes progress.
     if (pager.done || (pagesThisInvocation > 0 && now() >= deadlineMs)) return;
     if (inFlight.length === 0) request(pager.nextUrl(citrix, input.entity, input.hourUtc));
-    while (inFlight.length < config.maxPagesInFlight && pager.guessesAhead()) {
+    while (inFlight.length < window.allowed && pager.guessesAhead()) {
       request(pager.guessUrl(citrix, input.entity, input.hourUtc, inFlight.length));
     }
   };
@@ -151,6 +264,7 @@ export async function collectEntityHour(
     dropInFlight();
   }
   await writer.finish();
+  await hintWrite;
   segment.parts = writer.sealed;
   if (segment.parts > 0) written.segments = [...written.segments, segment];
   written.parts += segment.parts;
@@ -158,6 +272,7 @@ export async function collectEntityHour(
   const progress: CollectProgress = {
     ...written,
     ...pager.state,
+    ...(pager.done ? {} : { window: window.state }),
     ...(throttledUntilMs === undefined ? {} : { notBefore: new Date(throttledUntilMs).toISOString() }),
   };
   if (pager.done) {
@@ -185,4 +300,55 @@ export async function collectEntityHour(
     storedBytes: writer.storedBytes,
   });
   return { runId: input.runId, entity: input.entity, hourUtc: input.hourUtc, done: pager.done, progress };
+}
+
+/** A limit learned longer ago is found afresh: the tenant, its limits and our settings change. */
+const PAGE_WINDOW_HINT_TTL_MS = 24 * 3_600_000;
+
+/**
+ * The window this invocation starts with: the previous invocation's for this entity-hour, else the one a
+ * throttled entity-hour last settled at in the past day (a hint: unreadable, it is ignored), else a fresh one.
+ */
+async function openPageWindow(
+  { store, config, now = Date.now }: CollectDeps,
+  resumed: CollectProgress | undefined,
+  log: Logger,
+): Promise<{ window: PageWindow; hint: PageWindowHint | undefined }> {
+  if (resumed?.window || config.maxPagesInFlight === 1) {
+    return { window: new PageWindow(config.maxPagesInFlight, resumed?.window), hint: undefined };
+  }
+  try {
+    const stored = await store.getText(pageWindowHintKey(config.controlPrefix));
+    const parsed = stored ? pageWindowHintSchema.safeParse(JSON.parse(stored.body)) : undefined;
+    const hint = parsed?.success ? parsed.data : undefined;
+    if (hint && now() - Date.parse(hint.at) < PAGE_WINDOW_HINT_TTL_MS) {
+      log.info("starting at the page window the Citrix API last allowed", { ...hint });
+      const { limit, probeRounds, gapMs } = hint;
+      return {
+        window: new PageWindow(config.maxPagesInFlight, {
+          size: limit,
+          limit,
+          probeRounds,
+          ...(gapMs === undefined ? {} : { gapMs }),
+        }),
+        hint,
+      };
+    }
+  } catch (error) {
+    log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });
+  }
+  return { window: new PageWindow(config.maxPagesInFlight), hint: undefined };
+}
+
+/** `promise`, or the signal's reason once it is aborted. */
+function untilAborted(promise: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return promise;
+  return new Promise((resolve, reject) => {
+    const abort = () => reject(signal.reason);
+    signal.addEventListener("abort", abort, { once: true });
+    promise.then(() => {
+      signal.removeEventListener("abort", abort);
+      resolve();
+    });
+  });
 }

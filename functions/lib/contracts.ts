@@ -26,6 +26,7 @@ const runId = z
   );
 const entity = z.string().check(z.regex(/^[A-Za-z][A-Za-z0-9_]*$/, "must be an OData entity set name"));
 const count = z.int().check(z.nonnegative());
+const positive = z.int().check(z.positive());
 
 /** An operator's explicit hour range (execution input `{"backfill": {"from": …, "to": …}}`), inclusive. */
 export const backfillRequestSchema = z.object({
@@ -102,8 +103,26 @@ export const collectProgressSchema = z.object({
   ),
   /** The API asked (Retry-After, or a backoff not yet waited) not to be called before this time. */
   notBefore: z.optional(z.iso.datetime()),
+  /** The page window the previous invocation ended with, so the next one neither restarts nor overshoots. */
+  window: z.optional(
+    z.object({
+      size: positive,
+      limit: z.optional(positive),
+      probeRounds: z.optional(positive),
+      gapMs: z.optional(positive),
+    }),
+  ),
 });
 export type CollectProgress = z.infer<typeof collectProgressSchema>;
+
+/** What pageWindowHintKey holds: the window a throttled entity-hour last settled at, and when. */
+export const pageWindowHintSchema = z.object({
+  limit: positive,
+  probeRounds: positive,
+  gapMs: z.optional(positive),
+  at: z.iso.datetime(),
+});
+export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
 
 export const collectInputSchema = z.object({
   runId,

@@ -99,3 +99,11 @@ export function leaseKey(controlPrefix: string, runId: string): string {
 export function leasePrefix(controlPrefix: string): string {
   return `${controlPrefix}/leases/`;
 }
+
+/**
+ * The page window the Citrix API last allowed one entity-hour (see PageWindow): iterations that start later
+ * begin there instead of finding the customer's rate limit again by being throttled.
+ */
+export function pageWindowHintKey(controlPrefix: string): string {
+  return `${controlPrefix}/page-window.json`;
+}

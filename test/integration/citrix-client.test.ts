@@ -409,7 +409,7 @@ describe("retries", () => {
     simulator.inject({ kind: "slow", delayMs: 5000, times: 1 });
     const inFlight = new AbortController();
     const started = Date.now();
-    const request = c.getPage(url, Date.now() + 60_000, log, undefined, inFlight.signal);
+    const request = c.getPage(url, Date.now() + 60_000, log, { signal: inFlight.signal });
     await vi.waitFor(() => expect(dataRequests()).toHaveLength(1));
     inFlight.abort(new Error("handed over"));
     expect((await failure(request)).message).toBe("handed over");
@@ -417,7 +417,7 @@ describe("retries", () => {
 
     simulator.inject({ kind: "status", status: 503, times: 1, retryAfter: "30" });
     const backingOff = new AbortController();
-    const retried = c.getPage(url, Date.now() + 60_000, log, undefined, backingOff.signal);
+    const retried = c.getPage(url, Date.now() + 60_000, log, { signal: backingOff.signal });
     await vi.waitFor(() =>
       expect(logs.some((line) => line.includes("transient Citrix API failure"))).toBe(true),
     );

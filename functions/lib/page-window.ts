@@ -1,0 +1,180 @@
+/**
+ * How many page requests one entity-hour keeps in flight, found while paging: the Citrix Analytics API
+ * publishes no rate limit, and its limit is per customer, shared with every Map iteration running beside
+ * this one. Pure arithmetic; the collector feeds it what happens to its requests.
+ *
+ * - **Start:** one request; the first full page opens FIRST_WINDOW (as TCP opens several segments,
+ *   RFC 6928), then each full page adds one (the window doubles per round trip), up to the ceiling
+ *   (MAX_PAGES_IN_FLIGHT), until the API first pushes back.
+ * - **Throttled (HTTP 429):** the window drops to the requests the API was still serving when it refused
+ *   one: this entity-hour's share of the customer's limit at that moment, which becomes the known limit.
+ *   Several refusals at once each take one more off, so an overshoot costs exactly the requests above the
+ *   limit, and the window settles at the limit instead of halving below it (which would idle half of it).
+ * - **Below one request:** throttled with nothing else in flight, the other iterations hold the whole limit
+ *   (more iterations than the API serves at once). Then requests are spaced: a gap before each, doubled on
+ *   every refusal (from the fastest page's latency, up to MAX_GAP_MS), halved by a probe.
+ * - **Probing:** capacity frees up when another iteration finishes, so after `probeRounds` full windows at
+ *   the limit the window tries one request more (or half the gap). A probe that holds for a full window
+ *   keeps its gain and halves the wait before the next; a refused one doubles it (up to MAX_PROBE_ROUNDS),
+ *   so refused probes stay few whatever the length of the hour.
+ * - **Failing or slowing down** (5xx, a timeout, a dropped connection, or a page slower than twice the
+ *   fastest plus LATENCY_SLACK_MS): the window halves, at most once per window of pages, and grows back by
+ *   one per full window. That is an unwell API, not a limit: the known limit stays.
+ */
+export interface PageWindowState {
+  /** Requests allowed in flight. */
+  size: number;
+  /** The largest window the API served without throttling, once it throttled. */
+  limit?: number;
+  /** Full windows to wait at the limit before probing above it. */
+  probeRounds?: number;
+  /** Milliseconds to leave between requests when even one at a time is throttled. */
+  gapMs?: number;
+}
+
+export interface CompletedPage {
+  /** The page held TOP_N records: the API honours TOP_N, and there is more to read. */
+  full: boolean;
+  latencyMs: number;
+}
+
+/** How the API pushed back on a request. */
+export type PushBack = "throttled" | "failed";
+
+const FIRST_WINDOW = 4;
+export const FIRST_PROBE_ROUNDS = 16;
+export const MAX_PROBE_ROUNDS = 256;
+export const MAX_GAP_MS = 60_000;
+/** The first gap when the fastest page is faster still: a request's worth of a slow API. */
+const MIN_FIRST_GAP_MS = 100;
+/** A gap this short is no gap. */
+const NEGLIGIBLE_GAP_MS = 10;
+/** Latency jitter that is not a busy API: event-loop delays, a slow token refresh, TLS. */
+export const LATENCY_SLACK_MS = 100;
+
+export class PageWindow {
+  private size: number;
+  private limit: number | undefined;
+  private probeRounds: number;
+  private gapMs: number;
+  /** Whether the window still doubles per round trip (nothing pushed back yet). */
+  private slowStart: boolean;
+  /** Whether the last change was a probe that has not yet held for a full window. */
+  private probing = false;
+  /** Full pages since the window last changed: one window of them is one round trip. */
+  private pagesAtSize = 0;
+  private pagesSinceShrink = 0;
+  private fastestMs = Number.POSITIVE_INFINITY;
+
+  constructor(
+    private readonly ceiling: number,
+    state?: PageWindowState,
+  ) {
+    this.size = clamp(state?.size ?? 1, 1, ceiling);
+    this.limit = state?.limit === undefined ? undefined : clamp(state.limit, 1, ceiling);
+    this.probeRounds = clamp(state?.probeRounds ?? FIRST_PROBE_ROUNDS, 1, MAX_PROBE_ROUNDS);
+    this.gapMs = clamp(state?.gapMs ?? 0, 0, MAX_GAP_MS);
+    this.slowStart = state === undefined;
+  }
+
+  /** Requests allowed in flight now. */
+  get allowed(): number {
+    return this.size;
+  }
+
+  /** Milliseconds to leave between one request and the next (0 unless one at a time is throttled). */
+  get gap(): number {
+    return this.gapMs;
+  }
+
+  get state(): PageWindowState {
+    return {
+      size: this.size,
+      ...(this.limit === undefined ? {} : { limit: this.limit, probeRounds: this.probeRounds }),
+      ...(this.gapMs === 0 ? {} : { gapMs: this.gapMs }),
+    };
+  }
+
+  /** A page came back. Only full pages grow the window: a short one ends the entity-hour. */
+  completed(page: CompletedPage): void {
+    this.pagesSinceShrink++;
+    this.fastestMs = Math.min(this.fastestMs, page.latencyMs);
+    if (page.latencyMs > 2 * this.fastestMs + LATENCY_SLACK_MS) {
+      this.shrink();
+      return;
+    }
+    if (!page.full) return;
+    this.pagesAtSize++;
+    if (this.slowStart) {
+      this.resize(Math.max(FIRST_WINDOW, this.size + 1));
+      return;
+    }
+    if (this.probing) {
+      // A probe that held for a whole window: the API has room for it.
+      if (this.pagesAtSize >= this.size) {
+        this.probing = false;
+        if (this.limit !== undefined) this.limit = Math.max(this.limit, this.size);
+        this.probeRounds = Math.max(1, this.probeRounds / 2);
+        this.pagesAtSize = 0;
+      }
+      return;
+    }
+    const limit = this.limit ?? this.ceiling;
+    if (this.size < limit && this.gapMs === 0) {
+      if (this.pagesAtSize >= this.size) this.resize(this.size + 1);
+      return;
+    }
+    if (this.pagesAtSize < this.probeRounds * this.size) return;
+    if (this.gapMs > 0) {
+      this.gapMs = this.gapMs / 2 < NEGLIGIBLE_GAP_MS ? 0 : Math.round(this.gapMs / 2);
+      this.pagesAtSize = 0;
+      this.probing = true;
+    } else if (this.size < this.ceiling) {
+      this.resize(this.size + 1);
+      this.probing = true;
+    }
+  }
+
+  /**
+   * The API pushed back on one request; `accepted` is how many of this window's other requests it was
+   * still serving then (not themselves pushed back).
+   */
+  pushedBack(how: PushBack, accepted: number): void {
+    this.slowStart = false;
+    if (how === "failed") {
+      this.shrink();
+      return;
+    }
+    if (this.probing) {
+      this.probing = false;
+      this.probeRounds = Math.min(MAX_PROBE_ROUNDS, this.probeRounds * 2);
+    }
+    if (accepted === 0 && this.size === 1) {
+      const first = Number.isFinite(this.fastestMs)
+        ? Math.max(MIN_FIRST_GAP_MS, this.fastestMs)
+        : MIN_FIRST_GAP_MS;
+      this.gapMs = Math.min(MAX_GAP_MS, Math.max(first, this.gapMs * 2));
+    }
+    this.limit = Math.max(1, Math.min(accepted, this.size - 1));
+    this.resize(this.limit);
+    this.pagesAtSize = 0;
+    this.pagesSinceShrink = 0;
+  }
+
+  private shrink(): void {
+    this.slowStart = false;
+    if (this.pagesSinceShrink < this.size) return;
+    this.resize(Math.floor(this.size / 2));
+    this.pagesSinceShrink = 0;
+  }
+
+  private resize(size: number): void {
+    const next = clamp(size, 1, this.ceiling);
+    if (next !== this.size) this.pagesAtSize = 0;
+    this.size = next;
+  }
+}
+
+function clamp(value: number, low: number, high: number): number {
+  return Math.min(high, Math.max(low, Math.floor(value)));
+}
