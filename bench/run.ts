@@ -57,7 +57,7 @@ const USAGE = `npm run bench -- [options]
   --scenarios 10000:0,100000:0,1000000:0,100000:200   the throughput table's records:pageLatencyMs
   --top 1000          TOP_N (page size)
   --in-flight N       MAX_PAGES_IN_FLIGHT for the throughput table (default: the configuration's)
-  --gzip              GZIP=true
+  --gzip true|false   GZIP (default: the configuration's default)
   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
   --profile DIR       write a V8 CPU profile of each process (collection, simulator, S3 server) into DIR
 `;
@@ -335,7 +335,7 @@ async function main(): Promise<void> {
       only: { type: "string" },
       scenarios: { type: "string", default: "10000:0,100000:0,1000000:0,100000:200" },
       top: { type: "string", default: "1000" },
-      gzip: { type: "boolean", default: false },
+      gzip: { type: "string" },
       "in-flight": { type: "string" },
       "lambda-timeout": { type: "string" },
       profile: { type: "string" },
@@ -360,12 +360,13 @@ async function main(): Promise<void> {
     logLevel: "warning",
   });
   const top = Number(values.top);
-  const env: NodeJS.ProcessEnv = { ...process.env, TOP_N: String(top), GZIP: String(values.gzip) };
+  const env: NodeJS.ProcessEnv = { ...process.env, TOP_N: String(top) };
+  if (values.gzip !== undefined) env.GZIP = values.gzip;
   if (values["lambda-timeout"]) env.BENCH_LAMBDA_TIMEOUT_MS = String(Number(values["lambda-timeout"]) * 1000);
   const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   process.stdout.write(
-    `machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; TOP_N ${top}, gzip ${values.gzip ? "on" : "off"}\n`,
+    `machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; TOP_N ${top}, GZIP ${values.gzip ?? "as configured by default"}\n`,
   );
   const runs = (table: string) => values.only === undefined || values.only === table;
   if (runs("throughput")) {

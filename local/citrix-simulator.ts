@@ -729,7 +729,15 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     }
     serving(1);
     peakConcurrentRequests = Math.max(peakConcurrentRequests, servingRequests);
-    res.once("close", () => serving(-1));
+    // Served once the answer is written (as a rate limiter counts), or the connection is gone.
+    let served = false;
+    const done = () => {
+      if (served) return;
+      served = true;
+      serving(-1);
+    };
+    res.once("finish", done);
+    res.once("close", done);
 
     const slot = takeFault((f) => {
       if (f.kind === "tokenStatus") return false;

@@ -42,9 +42,10 @@ export interface RequestPacing {
   ready(signal?: AbortSignal): Promise<void>;
   /**
    * The API pushed back: HTTP 408, 429 or 5xx (`status`), or no answer at all (undefined); `retryAfterMs` is
-   * what it asked for.
+   * what it asked for. Returns whether the window itself spaces the next attempt (then the request waits
+   * only for `ready`, not for a backoff of its own).
    */
-  pushedBack(status: number | undefined, retryAfterMs: number | undefined): void;
+  pushedBack(status: number | undefined, retryAfterMs: number | undefined): boolean;
 }
 
 export interface PageRequestOptions {
@@ -230,8 +231,8 @@ export class CitrixClient {
         // Dropped by the caller: whatever the abort broke is not the API's failure, so it is not retried.
         signal?.throwIfAborted();
         if (!(error instanceof TransientHttpError)) throw error;
-        pacing?.pushedBack(error.status, error.retryAfterMs);
-        await this.backoff(error, attempt, deadlineMs, url, log, observer, signal);
+        const pacedByWindow = pacing?.pushedBack(error.status, error.retryAfterMs) ?? false;
+        await this.backoff(error, attempt, deadlineMs, url, log, observer, signal, pacedByWindow);
       }
     }
   }
@@ -371,9 +372,10 @@ export class CitrixClient {
     log: Logger,
     observer: CitrixRequestObserver | undefined,
     signal?: AbortSignal,
+    pacedByWindow = false,
   ): Promise<void> {
     const exponential = Math.min(this.maxBackoffMs, FIRST_BACKOFF_MS * 2 ** (attempt - 1));
-    const jittered = Math.round(this.random() * exponential);
+    const jittered = pacedByWindow ? 0 : Math.round(this.random() * exponential);
     const waitMs = Math.max(jittered, error.retryAfterMs ?? 0);
     if (attempt >= this.maxAttempts || this.now() + waitMs >= deadlineMs) {
       throw new CitrixUnavailableError(

@@ -6,6 +6,7 @@ import {
   type CollectInput,
   type CollectOutput,
   type CollectProgress,
+  PAGE_WINDOW_HINT_TTL_MS,
   type PageWindowHint,
   pageWindowHintSchema,
 } from "./contracts";
@@ -124,13 +125,13 @@ export async function collectEntityHour(
   // more others than this one did when it settled.
   let sharedHint = startHint;
   let hintWrite: Promise<unknown> = Promise.resolve();
-  const shareWindow = () => {
-    const { limit = 1, probeRounds = 1, gapMs = 0 } = window.state;
-    if (sharedHint && limit >= sharedHint.limit && gapMs <= (sharedHint.gapMs ?? 0)) return;
+  const shareWindow = (crowded: boolean) => {
+    const { limit = 1, probeRounds = 1 } = window.state;
+    if (sharedHint && limit >= sharedHint.limit && (!crowded || sharedHint.crowded)) return;
     const hint: PageWindowHint = {
       limit,
       probeRounds,
-      ...(gapMs > 0 ? { gapMs } : {}),
+      ...(crowded || sharedHint?.crowded ? { crowded: true } : {}),
       at: new Date(now()).toISOString(),
     };
     sharedHint = hint;
@@ -140,7 +141,6 @@ export async function collectEntityHour(
       )
       .catch((error: unknown) => log.warn("could not share the page window", { reason: String(error) }));
   };
-  let lastSentMs = 0;
   const request = (url: string) => {
     const abort = new AbortController();
     const pacing: RequestPacing = {
@@ -148,7 +148,7 @@ export async function collectEntityHour(
         stopSending(entry);
         for (;;) {
           signal?.throwIfAborted();
-          const notBeforeMs = Math.max(windowNotBeforeMs, window.gap > 0 ? lastSentMs + window.gap : 0);
+          const notBeforeMs = windowNotBeforeMs;
           if (notBeforeMs > now()) {
             if (notBeforeMs >= deadlineMs) {
               throw new CitrixUnavailableError(
@@ -165,17 +165,20 @@ export async function collectEntityHour(
         sending++;
         entry.backingOff = false;
         entry.sentAtMs = now();
-        lastSentMs = entry.sentAtMs;
       },
       pushedBack: (status, retryAfterMs) => {
         if (retryAfterMs !== undefined) windowNotBeforeMs = Math.max(windowNotBeforeMs, now() + retryAfterMs);
         stopSending(entry);
-        if (entry.backingOff) return;
+        // A throttle is the window's to space out (see PageWindow), unless the window is crowded; an unwell
+        // API, or a crowded window, gets the client's backoff.
+        const throttle = status === 429;
+        if (entry.backingOff) return false;
         entry.backingOff = true;
-        const accepted = inFlight.filter((other) => other.sending).length;
-        window.pushedBack(status === 429 ? "throttled" : "failed", accepted);
-        shareWindow();
+        // The API's answer counts the others still being served (this one has stopped sending).
+        const crowded = window.pushedBack(throttle ? "throttled" : "failed", sending);
+        if (throttle) shareWindow(crowded);
         log.info("the Citrix API pushed back; fewer page requests in flight", { status, ...window.state });
+        return throttle && !crowded;
       },
     };
     const entry: PageRequest = {
@@ -194,7 +197,6 @@ export async function collectEntityHour(
     entry.page.then(
       (page) => {
         window.completed({ full: page.records.length >= config.pageSize, latencyMs: now() - entry.sentAtMs });
-        shareWindow();
         stopSending(entry);
       },
       // A request dropped unread must not surface as an unhandled rejection.
@@ -302,9 +304,6 @@ export async function collectEntityHour(
   return { runId: input.runId, entity: input.entity, hourUtc: input.hourUtc, done: pager.done, progress };
 }
 
-/** A limit learned longer ago is found afresh: the tenant, its limits and our settings change. */
-const PAGE_WINDOW_HINT_TTL_MS = 24 * 3_600_000;
-
 /**
  * The window this invocation starts with: the previous invocation's for this entity-hour, else the one a
  * throttled entity-hour last settled at in the past day (a hint: unreadable, it is ignored), else a fresh one.
@@ -323,16 +322,11 @@ async function openPageWindow(
     const hint = parsed?.success ? parsed.data : undefined;
     if (hint && now() - Date.parse(hint.at) < PAGE_WINDOW_HINT_TTL_MS) {
       log.info("starting at the page window the Citrix API last allowed", { ...hint });
-      const { limit, probeRounds, gapMs } = hint;
-      return {
-        window: new PageWindow(config.maxPagesInFlight, {
-          size: limit,
-          limit,
-          probeRounds,
-          ...(gapMs === undefined ? {} : { gapMs }),
-        }),
-        hint,
-      };
+      const { limit, probeRounds } = hint;
+      // Crowded, Plan runs one iteration at a time, so this one's share is not the hint's: it grows by one
+      // per full window until the API throttles it.
+      const state = hint.crowded ? { size: 1 } : { size: limit, limit, probeRounds };
+      return { window: new PageWindow(config.maxPagesInFlight, state), hint };
     }
   } catch (error) {
     log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });

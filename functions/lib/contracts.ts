@@ -109,7 +109,6 @@ export const collectProgressSchema = z.object({
       size: positive,
       limit: z.optional(positive),
       probeRounds: z.optional(positive),
-      gapMs: z.optional(positive),
     }),
   ),
 });
@@ -119,9 +118,12 @@ export type CollectProgress = z.infer<typeof collectProgressSchema>;
 export const pageWindowHintSchema = z.object({
   limit: positive,
   probeRounds: positive,
-  gapMs: z.optional(positive),
+  /** An entity-hour was throttled with no other request in flight: Plan runs fewer iterations at once. */
+  crowded: z.optional(z.literal(true)),
   at: z.iso.datetime(),
 });
+/** A hint older than this is found afresh: the tenant, its limits and our settings change. */
+export const PAGE_WINDOW_HINT_TTL_MS = 24 * 3_600_000;
 export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
 
 export const collectInputSchema = z.object({

@@ -10,11 +10,13 @@
  *   one: this entity-hour's share of the customer's limit at that moment, which becomes the known limit.
  *   Several refusals at once each take one more off, so an overshoot costs exactly the requests above the
  *   limit, and the window settles at the limit instead of halving below it (which would idle half of it).
- * - **Below one request:** throttled with nothing else in flight, the other iterations hold the whole limit
- *   (more iterations than the API serves at once). Then requests are spaced: a gap before each, doubled on
- *   every refusal (from the fastest page's latency, up to MAX_GAP_MS), halved by a probe.
+ *   One refusal never takes more than half: a request the API counted a moment longer than we did is not
+ *   a limit of one.
+ * - **Crowded:** throttled with nothing else in flight, the other iterations hold the whole limit (more
+ *   iterations than the API serves at once). The request then backs off as any failed one does, and Plan
+ *   runs fewer iterations at once (see pageWindowHintKey).
  * - **Probing:** capacity frees up when another iteration finishes, so after `probeRounds` full windows at
- *   the limit the window tries one request more (or half the gap). A probe that holds for a full window
+ *   the limit the window tries one request more. A probe that holds for a full window
  *   keeps its gain and halves the wait before the next; a refused one doubles it (up to MAX_PROBE_ROUNDS),
  *   so refused probes stay few whatever the length of the hour.
  * - **Failing or slowing down** (5xx, a timeout, a dropped connection, or a page slower than twice the
@@ -28,8 +30,6 @@ export interface PageWindowState {
   limit?: number;
   /** Full windows to wait at the limit before probing above it. */
   probeRounds?: number;
-  /** Milliseconds to leave between requests when even one at a time is throttled. */
-  gapMs?: number;
 }
 
 export interface CompletedPage {
@@ -44,11 +44,6 @@ export type PushBack = "throttled" | "failed";
 const FIRST_WINDOW = 4;
 export const FIRST_PROBE_ROUNDS = 16;
 export const MAX_PROBE_ROUNDS = 256;
-export const MAX_GAP_MS = 60_000;
-/** The first gap when the fastest page is faster still: a request's worth of a slow API. */
-const MIN_FIRST_GAP_MS = 100;
-/** A gap this short is no gap. */
-const NEGLIGIBLE_GAP_MS = 10;
 /** Latency jitter that is not a busy API: event-loop delays, a slow token refresh, TLS. */
 export const LATENCY_SLACK_MS = 100;
 
@@ -56,14 +51,14 @@ export class PageWindow {
   private size: number;
   private limit: number | undefined;
   private probeRounds: number;
-  private gapMs: number;
   /** Whether the window still doubles per round trip (nothing pushed back yet). */
   private slowStart: boolean;
   /** Whether the last change was a probe that has not yet held for a full window. */
   private probing = false;
   /** Full pages since the window last changed: one window of them is one round trip. */
   private pagesAtSize = 0;
-  private pagesSinceShrink = 0;
+  /** Pages since the window last shrank (none yet: the first shrink may come at once). */
+  private pagesSinceShrink = Number.POSITIVE_INFINITY;
   private fastestMs = Number.POSITIVE_INFINITY;
 
   constructor(
@@ -73,7 +68,6 @@ export class PageWindow {
     this.size = clamp(state?.size ?? 1, 1, ceiling);
     this.limit = state?.limit === undefined ? undefined : clamp(state.limit, 1, ceiling);
     this.probeRounds = clamp(state?.probeRounds ?? FIRST_PROBE_ROUNDS, 1, MAX_PROBE_ROUNDS);
-    this.gapMs = clamp(state?.gapMs ?? 0, 0, MAX_GAP_MS);
     this.slowStart = state === undefined;
   }
 
@@ -82,16 +76,10 @@ export class PageWindow {
     return this.size;
   }
 
-  /** Milliseconds to leave between one request and the next (0 unless one at a time is throttled). */
-  get gap(): number {
-    return this.gapMs;
-  }
-
   get state(): PageWindowState {
     return {
       size: this.size,
       ...(this.limit === undefined ? {} : { limit: this.limit, probeRounds: this.probeRounds }),
-      ...(this.gapMs === 0 ? {} : { gapMs: this.gapMs }),
     };
   }
 
@@ -120,16 +108,11 @@ export class PageWindow {
       return;
     }
     const limit = this.limit ?? this.ceiling;
-    if (this.size < limit && this.gapMs === 0) {
+    if (this.size < limit) {
       if (this.pagesAtSize >= this.size) this.resize(this.size + 1);
       return;
     }
-    if (this.pagesAtSize < this.probeRounds * this.size) return;
-    if (this.gapMs > 0) {
-      this.gapMs = this.gapMs / 2 < NEGLIGIBLE_GAP_MS ? 0 : Math.round(this.gapMs / 2);
-      this.pagesAtSize = 0;
-      this.probing = true;
-    } else if (this.size < this.ceiling) {
+    if (this.pagesAtSize >= this.probeRounds * this.size && this.size < this.ceiling) {
       this.resize(this.size + 1);
       this.probing = true;
     }
@@ -137,28 +120,25 @@ export class PageWindow {
 
   /**
    * The API pushed back on one request; `accepted` is how many of this window's other requests it was
-   * still serving then (not themselves pushed back).
+   * still serving then (not themselves pushed back). Returns whether the window is crowded: throttled at
+   * one request with none other in flight.
    */
-  pushedBack(how: PushBack, accepted: number): void {
+  pushedBack(how: PushBack, accepted: number): boolean {
     this.slowStart = false;
     if (how === "failed") {
       this.shrink();
-      return;
+      return false;
     }
     if (this.probing) {
       this.probing = false;
       this.probeRounds = Math.min(MAX_PROBE_ROUNDS, this.probeRounds * 2);
     }
-    if (accepted === 0 && this.size === 1) {
-      const first = Number.isFinite(this.fastestMs)
-        ? Math.max(MIN_FIRST_GAP_MS, this.fastestMs)
-        : MIN_FIRST_GAP_MS;
-      this.gapMs = Math.min(MAX_GAP_MS, Math.max(first, this.gapMs * 2));
-    }
-    this.limit = Math.max(1, Math.min(accepted, this.size - 1));
+    const crowded = this.size === 1 && accepted === 0;
+    this.limit = Math.max(1, Math.min(this.size - 1, Math.max(accepted, Math.floor(this.size / 2))));
     this.resize(this.limit);
     this.pagesAtSize = 0;
     this.pagesSinceShrink = 0;
+    return crowded;
   }
 
   private shrink(): void {

@@ -1,7 +1,14 @@
 import type { CollectorConfig } from "./config";
-import { backfillRequestSchema, type PlanInput, type PlanOutput, parseStateInput } from "./contracts";
+import {
+  backfillRequestSchema,
+  PAGE_WINDOW_HINT_TTL_MS,
+  type PlanInput,
+  type PlanOutput,
+  pageWindowHintSchema,
+  parseStateInput,
+} from "./contracts";
 import { formatHour, HOUR_MS, parseHour } from "./hours";
-import { leaseKey, leasePrefix } from "./keys";
+import { leaseKey, leasePrefix, pageWindowHintKey } from "./keys";
 import type { Logger } from "./log";
 import { lagHours, newestEligibleHour, planBackfillHours, planHours, planWorkItems } from "./planner";
 import type { S3Store } from "./s3-store";
@@ -116,7 +123,7 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     items: planWorkItems(hours, config.entities),
     watermark,
     deferred,
-    maxConcurrency: config.mapMaxConcurrency,
+    maxConcurrency: await mapConcurrency(deps, nowMs),
     lagHours: lagHours(nowMs, config.lookbackMinutes, watermark.hourUtc ?? undefined),
   };
   deps.log.info("planned collection", {
@@ -129,6 +136,30 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     lagHours: output.lagHours,
   });
   return output;
+}
+
+/**
+ * MAP_MAX_CONCURRENCY, or one iteration at a time while the Citrix API is crowded: an entity-hour was
+ * throttled in the past day with no other request of its own in flight, so the iterations beside it held
+ * the customer's whole limit. One iteration then pages as fast as all of them could (its window grows to
+ * the limit) without the refusals. The hint is advice: unreadable, it is ignored.
+ */
+async function mapConcurrency({ store, config, log }: PlanDeps, nowMs: number): Promise<number> {
+  try {
+    const stored = await store.getText(pageWindowHintKey(config.controlPrefix));
+    const parsed = stored ? pageWindowHintSchema.safeParse(JSON.parse(stored.body)) : undefined;
+    if (
+      parsed?.success &&
+      parsed.data.crowded &&
+      nowMs - Date.parse(parsed.data.at) < PAGE_WINDOW_HINT_TTL_MS
+    ) {
+      log.info("the Citrix API was crowded; one iteration at a time", { since: parsed.data.at });
+      return 1;
+    }
+  } catch (error) {
+    log.warn("could not read the shared page window", { reason: String(error) });
+  }
+  return config.mapMaxConcurrency;
 }
 
 /**
