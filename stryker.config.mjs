@@ -16,6 +16,7 @@ export default {
     "functions/lib/collector.ts",
     "functions/lib/part-writer.ts",
     "functions/lib/odata-page.ts",
+    "functions/lib/page-window.ts",
   ],
   // The machine is shared: two test processes at most (override with --concurrency).
   concurrency: 2,

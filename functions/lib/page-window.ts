@@ -101,7 +101,7 @@ export class PageWindow {
       // A probe that held for a whole window: the API has room for it.
       if (this.pagesAtSize >= this.size) {
         this.probing = false;
-        if (this.limit !== undefined) this.limit = Math.max(this.limit, this.size);
+        this.limit = this.size;
         this.probeRounds = Math.max(1, this.probeRounds / 2);
         this.pagesAtSize = 0;
       }

@@ -88,6 +88,24 @@ describe("PageWindow", () => {
     expect(window.allowed).toBe(5);
   });
 
+  it("does not probe past the ceiling", () => {
+    const window = settledAt(3, 4);
+    pages(window, FIRST_PROBE_ROUNDS * 3 + 4);
+    expect(window.state).toEqual({ size: 4, limit: 4, probeRounds: FIRST_PROBE_ROUNDS / 2 });
+    pages(window, 1000);
+    expect(window.state).toEqual({ size: 4, limit: 4, probeRounds: FIRST_PROBE_ROUNDS / 2 });
+  });
+
+  it("keeps counting towards its next probe through a failure that cannot shrink it", () => {
+    const window = new PageWindow(16);
+    window.pushedBack("throttled", 0);
+    pages(window, FIRST_PROBE_ROUNDS - 1);
+    window.pushedBack("failed", 0);
+    expect(window.allowed).toBe(1);
+    window.completed(FULL);
+    expect(window.allowed).toBe(2);
+  });
+
   it("waits twice as long after a refused probe, up to MAX_PROBE_ROUNDS", () => {
     const window = settledAt(3);
     let rounds = FIRST_PROBE_ROUNDS;
@@ -114,6 +132,8 @@ describe("PageWindow", () => {
     expect(window.state).toMatchObject({ size: 1, limit: 1 });
     const wide = settledAt(4);
     expect(wide.pushedBack("throttled", 0)).toBe(false);
+    // At one request, but others of its own (sent before it shrank) were still being served.
+    expect(new PageWindow(16).pushedBack("throttled", 2)).toBe(false);
     expect(wide.pushedBack("failed", 0)).toBe(false);
   });
 
