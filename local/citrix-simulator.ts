@@ -729,14 +729,20 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     }
     serving(1);
     peakConcurrentRequests = Math.max(peakConcurrentRequests, servingRequests);
-    // Served once the answer is written (as a rate limiter counts), or the connection is gone.
+    // Served once the answer is handed to the connection (as a rate limiter in front of a handler counts),
+    // or the connection is gone: not when the bytes have left, which a client in another process may see
+    // first and answer with its next request.
     let served = false;
     const done = () => {
       if (served) return;
       served = true;
       serving(-1);
     };
-    res.once("finish", done);
+    const endResponse = res.end.bind(res) as (...args: unknown[]) => ServerResponse;
+    res.end = ((...args: unknown[]) => {
+      done();
+      return endResponse(...args);
+    }) as typeof res.end;
     res.once("close", done);
 
     const slot = takeFault((f) => {

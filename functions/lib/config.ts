@@ -181,7 +181,7 @@ const envSchema = z.object({
   TOP_N: integer(1000, 1, 10_000),
   // The ceiling of the adaptive page window (see PageWindow); 1: each page is requested when the previous
   // one arrived. More only in $skip paging, and only while the API honours TOP_N.
-  MAX_PAGES_IN_FLIGHT: integer(16, 1, 64),
+  MAX_PAGES_IN_FLIGHT: integer(32, 1, 64),
   // A backstop against paging that makes no progress in a way PageWalker does not recognise. At least 2:
   // in $skip paging an hour that fits in one page takes a second request to show it has no more.
   MAX_PAGES_PER_ENTITY_HOUR: integer(100_000, 2, 10_000_000),

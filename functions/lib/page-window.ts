@@ -3,9 +3,9 @@
  * publishes no rate limit, and its limit is per customer, shared with every Map iteration running beside
  * this one. Pure arithmetic; the collector feeds it what happens to its requests.
  *
- * - **Start:** one request; the first full page opens FIRST_WINDOW (as TCP opens several segments,
- *   RFC 6928), then each full page adds one (the window doubles per round trip), up to the ceiling
- *   (MAX_PAGES_IN_FLIGHT), until the API first pushes back.
+ * - **Start:** one request; each full page adds one (the window doubles per round trip), up to the ceiling
+ *   (MAX_PAGES_IN_FLIGHT), until the API first pushes back. Iterations that start side by side each double:
+ *   starting wider would have them overshoot a small limit together.
  * - **Throttled (HTTP 429):** the window drops to the requests the API was still serving when it refused
  *   one: this entity-hour's share of the customer's limit at that moment, which becomes the known limit.
  *   Several refusals at once each take one more off, so an overshoot costs exactly the requests above the
@@ -41,7 +41,6 @@ export interface CompletedPage {
 /** How the API pushed back on a request. */
 export type PushBack = "throttled" | "failed";
 
-const FIRST_WINDOW = 4;
 export const FIRST_PROBE_ROUNDS = 16;
 export const MAX_PROBE_ROUNDS = 256;
 /** Latency jitter that is not a busy API: event-loop delays, a slow token refresh, TLS. */
@@ -94,7 +93,7 @@ export class PageWindow {
     if (!page.full) return;
     this.pagesAtSize++;
     if (this.slowStart) {
-      this.resize(Math.max(FIRST_WINDOW, this.size + 1));
+      this.resize(this.size + 1);
       return;
     }
     if (this.probing) {

@@ -23,13 +23,13 @@ function settledAt(limit: number, ceiling = 16): PageWindow {
 }
 
 describe("PageWindow", () => {
-  it("starts with one request, opens four after the first full page, then adds one per full page", () => {
+  it("starts with one request and adds one per full page", () => {
     const window = new PageWindow(16);
     expect(window.allowed).toBe(1);
     window.completed(FULL);
-    expect(window.allowed).toBe(4);
+    expect(window.allowed).toBe(2);
     pages(window, 3);
-    expect(window.allowed).toBe(7);
+    expect(window.allowed).toBe(5);
     pages(window, 100);
     expect(window.allowed).toBe(16);
     expect(window.state).toEqual({ size: 16 });
@@ -52,7 +52,7 @@ describe("PageWindow", () => {
 
   it("drops to the requests the API still served when it throttled, one fewer per further refusal", () => {
     const window = new PageWindow(16);
-    pages(window, 9);
+    pages(window, 11);
     expect(window.allowed).toBe(12);
     window.pushedBack("throttled", 7);
     expect(window.state).toMatchObject({ size: 7, limit: 7 });
@@ -163,7 +163,7 @@ describe("PageWindow", () => {
 
   it("leaves slow start on a failure and then grows by one per full window", () => {
     const window = new PageWindow(16);
-    pages(window, 5);
+    pages(window, 7);
     expect(window.allowed).toBe(8);
     window.pushedBack("failed", 7);
     expect(window.state).toEqual({ size: 4 });
@@ -175,7 +175,7 @@ describe("PageWindow", () => {
 
   it("shrinks when a page is slower than twice the fastest plus the slack", () => {
     const window = new PageWindow(16);
-    pages(window, 5);
+    pages(window, 7);
     expect(window.allowed).toBe(8);
     window.completed({ full: true, latencyMs: 2 * 200 + LATENCY_SLACK_MS });
     expect(window.allowed).toBe(9);
