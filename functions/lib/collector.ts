@@ -127,10 +127,16 @@ export async function collectEntityHour(
   let hintWrite: Promise<unknown> = Promise.resolve();
   const shareWindow = (crowded: boolean) => {
     const { limit = 1, probeRounds = 1 } = window.state;
-    if (sharedHint && limit >= sharedHint.limit && (!crowded || sharedHint.crowded)) return;
+    if (
+      sharedHint &&
+      limit >= sharedHint.limit &&
+      probeRounds <= sharedHint.probeRounds &&
+      (!crowded || sharedHint.crowded)
+    )
+      return;
     const hint: PageWindowHint = {
-      limit,
-      probeRounds,
+      limit: Math.min(limit, sharedHint?.limit ?? limit),
+      probeRounds: Math.max(probeRounds, sharedHint?.probeRounds ?? probeRounds),
       ...(crowded || sharedHint?.crowded ? { crowded: true } : {}),
       at: new Date(now()).toISOString(),
     };

@@ -41,7 +41,7 @@ export interface CompletedPage {
 /** How the API pushed back on a request. */
 export type PushBack = "throttled" | "failed";
 
-export const FIRST_PROBE_ROUNDS = 16;
+export const FIRST_PROBE_ROUNDS = 32;
 export const MAX_PROBE_ROUNDS = 256;
 /** Latency jitter that is not a busy API: event-loop delays, a slow token refresh, TLS. */
 export const LATENCY_SLACK_MS = 100;

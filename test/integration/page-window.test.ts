@@ -6,6 +6,7 @@ import { type CollectDeps, collectEntityHour } from "../../functions/lib/collect
 import type { CollectOutput } from "../../functions/lib/contracts";
 import { pageWindowHintKey, stagingPartKey } from "../../functions/lib/keys";
 import { createLogger } from "../../functions/lib/log";
+import { FIRST_PROBE_ROUNDS } from "../../functions/lib/page-window";
 import { S3Store } from "../../functions/lib/s3-store";
 import { type CitrixSimulator, startCitrixSimulator } from "../../local/citrix-simulator";
 import { type LocalS3, startLocalS3 } from "../../local/s3-server";
@@ -106,7 +107,8 @@ describe("the adaptive page window", () => {
       LONG,
     );
     expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOURS[3] ?? ""));
-    expect(simulator.peakConcurrentRequests).toBeGreaterThanOrEqual(8);
+    // 40 pages double up to 16 at most; the machine's load decides how far, but never one at a time.
+    expect(simulator.peakConcurrentRequests).toBeGreaterThanOrEqual(4);
     expect(throttled()).toEqual([]);
   });
 
@@ -127,7 +129,7 @@ describe("the adaptive page window", () => {
     // One at a time would be at most 1 (the ramp-up and the refusals' retries are in the mean too).
     expect(simulator.meanConcurrentRequests).toBeGreaterThan(1.5);
     const hint = JSON.parse((await store.getText(pageWindowHintKey(CONTROL)))?.body ?? "{}");
-    expect(hint).toMatchObject({ limit: 3, probeRounds: 16 });
+    expect(hint).toMatchObject({ limit: 3, probeRounds: FIRST_PROBE_ROUNDS });
 
     // The next entity-hour starts at the shared window: no slow start, so no overshoot.
     simulator.requests.length = 0;
