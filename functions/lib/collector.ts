@@ -14,7 +14,7 @@ import { Envelope } from "./envelope";
 import { CitrixUnavailableError } from "./errors";
 import { collectedResultKey, pageWindowHintKey, stagingPartKey } from "./keys";
 import type { Logger } from "./log";
-import { PageWindow } from "./page-window";
+import { cautiousHint, PageWindow } from "./page-window";
 import { PageWalker, pageDigest } from "./paging";
 import { NdjsonPartWriter } from "./part-writer";
 import type { S3Store } from "./s3-store";
@@ -121,30 +121,22 @@ export async function collectEntityHour(
     sending--;
     makeRoom();
   };
-  // The hint only ever becomes more cautious (within its day): iterations that start later may run beside
-  // more others than this one did when it settled.
+  // What this entity-hour learned, for the iterations that start later (see cautiousHint). Written at most
+  // when it learns something more cautious than it last shared, one write at a time.
   let sharedHint = startHint;
   let hintWrite: Promise<unknown> = Promise.resolve();
   const shareWindow = (crowded: boolean) => {
     const { limit = 1, probeRounds = 1 } = window.state;
-    if (
-      sharedHint &&
-      limit >= sharedHint.limit &&
-      probeRounds <= sharedHint.probeRounds &&
-      (!crowded || sharedHint.crowded)
-    )
-      return;
-    const hint: PageWindowHint = {
-      limit: Math.min(limit, sharedHint?.limit ?? limit),
-      probeRounds: Math.max(probeRounds, sharedHint?.probeRounds ?? probeRounds),
-      ...(crowded || sharedHint?.crowded ? { crowded: true } : {}),
+    const learned = {
+      limit,
+      probeRounds,
+      ...(crowded ? { crowded } : {}),
       at: new Date(now()).toISOString(),
     };
-    sharedHint = hint;
+    if (!cautiousHint(sharedHint, learned)) return;
+    sharedHint = cautiousHint(sharedHint, learned);
     hintWrite = hintWrite
-      .then(() =>
-        store.put(pageWindowHintKey(config.controlPrefix), JSON.stringify(hint), "application/json"),
-      )
+      .then(() => sharePageWindow(store, pageWindowHintKey(config.controlPrefix), learned, now()))
       .catch((error: unknown) => log.warn("could not share the page window", { reason: String(error) }));
   };
   const request = (url: string) => {
@@ -338,6 +330,21 @@ async function openPageWindow(
     log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });
   }
   return { window: new PageWindow(config.maxPagesInFlight), hint: undefined };
+}
+
+/** The stored hint made as cautious as `learned` (read again just before, since iterations write it side by side). */
+async function sharePageWindow(
+  store: S3Store,
+  key: string,
+  learned: PageWindowHint,
+  nowMs: number,
+): Promise<void> {
+  const stored = await store.getText(key);
+  const parsed = stored ? pageWindowHintSchema.safeParse(JSON.parse(stored.body)) : undefined;
+  const current =
+    parsed?.success && nowMs - Date.parse(parsed.data.at) < PAGE_WINDOW_HINT_TTL_MS ? parsed.data : undefined;
+  const merged = cautiousHint(current, learned);
+  if (merged) await store.put(key, JSON.stringify(merged), "application/json");
 }
 
 /** `promise`, or the signal's reason once it is aborted. */

@@ -157,3 +157,37 @@ export class PageWindow {
 function clamp(value: number, low: number, high: number): number {
   return Math.min(high, Math.max(low, Math.floor(value)));
 }
+
+/** What an iteration shares with those that start after it (the shape of pageWindowHintKey's object). */
+export interface SharedWindow {
+  limit: number;
+  probeRounds: number;
+  crowded?: true;
+  at: string;
+}
+
+/**
+ * `current` made as cautious as `learned`: the smaller limit, the longer wait between probes, crowded if
+ * either was, dated `learned.at`; undefined when `current` is already as cautious. Iterations that start
+ * later may run beside more others than the one that learned it did, so the hint never grows bolder within
+ * its day (a day later it is found afresh).
+ */
+export function cautiousHint(
+  current: SharedWindow | undefined,
+  learned: SharedWindow,
+): SharedWindow | undefined {
+  if (
+    current &&
+    learned.limit >= current.limit &&
+    learned.probeRounds <= current.probeRounds &&
+    (!learned.crowded || current.crowded)
+  ) {
+    return undefined;
+  }
+  return {
+    limit: Math.min(learned.limit, current?.limit ?? learned.limit),
+    probeRounds: Math.max(learned.probeRounds, current?.probeRounds ?? learned.probeRounds),
+    ...(learned.crowded || current?.crowded ? { crowded: true } : {}),
+    at: learned.at,
+  };
+}

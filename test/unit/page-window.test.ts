@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  cautiousHint,
   FIRST_PROBE_ROUNDS,
   LATENCY_SLACK_MS,
   MAX_PROBE_ROUNDS,
@@ -198,6 +199,44 @@ describe("PageWindow", () => {
       size: 4,
       limit: 4,
       probeRounds: MAX_PROBE_ROUNDS,
+    });
+  });
+});
+
+describe("cautiousHint", () => {
+  const at = "2026-11-24T09:00:00.000Z";
+  const hint = { limit: 4, probeRounds: 32, at: "2026-11-24T08:00:00.000Z" };
+
+  it("shares what was learned when nothing is shared yet", () => {
+    expect(cautiousHint(undefined, { limit: 5, probeRounds: 32, at })).toEqual({
+      limit: 5,
+      probeRounds: 32,
+      at,
+    });
+  });
+
+  it("writes nothing when the shared hint is already as cautious", () => {
+    expect(cautiousHint(hint, { limit: 4, probeRounds: 32, at })).toBeUndefined();
+    expect(cautiousHint(hint, { limit: 9, probeRounds: 16, at })).toBeUndefined();
+    expect(
+      cautiousHint({ ...hint, crowded: true }, { limit: 4, probeRounds: 32, crowded: true, at }),
+    ).toBeUndefined();
+  });
+
+  it("takes the smaller limit, the longer probe wait and crowded from either, dated now", () => {
+    expect(cautiousHint(hint, { limit: 3, probeRounds: 16, at })).toEqual({ limit: 3, probeRounds: 32, at });
+    expect(cautiousHint(hint, { limit: 6, probeRounds: 64, at })).toEqual({ limit: 4, probeRounds: 64, at });
+    expect(cautiousHint(hint, { limit: 6, probeRounds: 16, crowded: true, at })).toEqual({
+      limit: 4,
+      probeRounds: 32,
+      crowded: true,
+      at,
+    });
+    expect(cautiousHint({ ...hint, crowded: true }, { limit: 1, probeRounds: 32, at })).toEqual({
+      limit: 1,
+      probeRounds: 32,
+      crowded: true,
+      at,
     });
   });
 });
