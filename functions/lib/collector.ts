@@ -167,8 +167,8 @@ export async function collectEntityHour(
       pushedBack: (status, retryAfterMs) => {
         if (retryAfterMs !== undefined) windowNotBeforeMs = Math.max(windowNotBeforeMs, now() + retryAfterMs);
         stopSending(entry);
-        // A throttle is the window's to space out (see PageWindow), unless the window is crowded; an unwell
-        // API, or a crowded window, gets the client's backoff.
+        // A throttle is the window's to space out (see PageWindow): the request goes again when one of its
+        // own others finishes. Alone, or for an unwell API, it gets the client's backoff.
         const throttle = status === 429;
         if (entry.backingOff) return false;
         entry.backingOff = true;
@@ -176,7 +176,7 @@ export async function collectEntityHour(
         const crowded = window.pushedBack(throttle ? "throttled" : "failed", sending);
         if (throttle) shareWindow(crowded);
         log.info("the Citrix API pushed back; fewer page requests in flight", { status, ...window.state });
-        return throttle && !crowded;
+        return throttle && sending > 0;
       },
     };
     const entry: PageRequest = {

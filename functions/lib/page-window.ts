@@ -12,8 +12,8 @@
  *   limit, and the window settles at the limit instead of halving below it (which would idle half of it).
  *   One refusal never takes more than half: a request the API counted a moment longer than we did is not
  *   a limit of one.
- * - **Crowded:** throttled with nothing else in flight, the other iterations hold the whole limit (more
- *   iterations than the API serves at once). The request then backs off as any failed one does, and Plan
+ * - **Crowded:** throttled twice in a row with nothing else in flight, the other iterations hold the whole
+ *   limit (more iterations than the API serves at once). The request then backs off as any failed one does, and Plan
  *   runs fewer iterations at once (see pageWindowHintKey).
  * - **Probing:** capacity frees up when another iteration finishes, so after `probeRounds` full windows at
  *   the limit the window tries one request more. A probe that holds for a full window
@@ -59,6 +59,8 @@ export class PageWindow {
   /** Pages since the window last shrank (none yet: the first shrink may come at once). */
   private pagesSinceShrink = Number.POSITIVE_INFINITY;
   private fastestMs = Number.POSITIVE_INFINITY;
+  /** Refusals in a row at one request with none other in flight. */
+  private refusedAlone = 0;
 
   constructor(
     private readonly ceiling: number,
@@ -85,6 +87,7 @@ export class PageWindow {
   /** A page came back. Only full pages grow the window: a short one ends the entity-hour. */
   completed(page: CompletedPage): void {
     this.pagesSinceShrink++;
+    this.refusedAlone = 0;
     this.fastestMs = Math.min(this.fastestMs, page.latencyMs);
     if (page.latencyMs > 2 * this.fastestMs + LATENCY_SLACK_MS) {
       this.shrink();
@@ -119,8 +122,8 @@ export class PageWindow {
 
   /**
    * The API pushed back on one request; `accepted` is how many of this window's other requests it was
-   * still serving then (not themselves pushed back). Returns whether the window is crowded: throttled at
-   * one request with none other in flight.
+   * still serving then (not themselves pushed back). Returns whether the window is crowded: throttled twice
+   * in a row at one request with none other in flight.
    */
   pushedBack(how: PushBack, accepted: number): boolean {
     this.slowStart = false;
@@ -132,7 +135,9 @@ export class PageWindow {
       this.probing = false;
       this.probeRounds = Math.min(MAX_PROBE_ROUNDS, this.probeRounds * 2);
     }
-    const crowded = this.size === 1 && accepted === 0;
+    // One refusal alone may be another iteration's brief probe; twice without a page between is a crowd.
+    this.refusedAlone = this.size === 1 && accepted === 0 ? this.refusedAlone + 1 : 0;
+    const crowded = this.refusedAlone >= 2;
     this.limit = Math.max(1, Math.min(this.size - 1, Math.max(accepted, Math.floor(this.size / 2))));
     this.resize(this.limit);
     this.pagesAtSize = 0;

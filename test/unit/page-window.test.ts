@@ -127,15 +127,23 @@ describe("PageWindow", () => {
     expect(window.state).toMatchObject({ size: 2, limit: 2, probeRounds: FIRST_PROBE_ROUNDS });
   });
 
-  it("is crowded when throttled at one request with none other in flight", () => {
+  it("is crowded when throttled twice in a row at one request with none other in flight", () => {
     const window = new PageWindow(16);
+    expect(window.pushedBack("throttled", 0)).toBe(false);
     expect(window.pushedBack("throttled", 0)).toBe(true);
     expect(window.state).toMatchObject({ size: 1, limit: 1 });
+    // A page between two refusals: each alone may be another iteration's probe.
+    const probed = new PageWindow(16);
+    probed.pushedBack("throttled", 0);
+    probed.completed(FULL);
+    expect(probed.pushedBack("throttled", 0)).toBe(false);
     const wide = settledAt(4);
     expect(wide.pushedBack("throttled", 0)).toBe(false);
-    // At one request, but others of its own (sent before it shrank) were still being served.
-    expect(new PageWindow(16).pushedBack("throttled", 2)).toBe(false);
     expect(wide.pushedBack("failed", 0)).toBe(false);
+    // At one request, but others of its own (sent before it shrank) were still being served.
+    const busy = new PageWindow(16);
+    busy.pushedBack("throttled", 2);
+    expect(busy.pushedBack("throttled", 2)).toBe(false);
   });
 
   it("halves on failures, at most once per window of pages, and keeps the known limit", () => {
