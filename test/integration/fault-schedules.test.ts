@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { generateSchedule, replayCommand, runSchedule, type ScheduleReport } from "../support/fault-schedule";
 
-// Proof by fault schedules (README, "Why nothing is lost or written twice, and why it always finishes"):
+// Proof by fault schedules (docs/design.md, "Why nothing is lost or written twice, and why it always finishes"):
 // seeded random schedules of hourly executions with kills, S3 errors, Citrix API errors, overlaps and
 // redrives, then fault-free runs; each schedule must keep every record once and catch up on its own.
 // SOAK_SEED=<n> replays one seed; `npm run soak -- --schedules N` runs N schedules from SOAK_FIRST_SEED.

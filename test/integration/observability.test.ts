@@ -118,7 +118,7 @@ describe("metrics (CloudWatch embedded metric format)", () => {
       expect(definition?.Namespace).toBe(METRICS_NAMESPACE);
       expect(line.service).toBe(SERVICE);
       expect(line.execution).toBe("observed-1");
-      // Every metric is one the README documents, with its unit.
+      // Every metric is one docs/operations.md documents, with its unit.
       for (const metric of definition?.Metrics ?? []) {
         expect(metric.Unit).toBe(METRIC_UNITS[metric.Name as keyof typeof METRIC_UNITS]);
       }

@@ -161,7 +161,7 @@ export function generateSchedule(seed: number): Schedule {
     for (let n = rng.int(0, 2); n > 0; n--) {
       const [status, code] = rng.pick(S3_ERRORS);
       // S3 answers RequestTimeout only to a request whose body it waited for in vain; a HEAD error has no body
-      // to carry its code, so the SDK would read it as an unknown 400 (see the README's paragraph).
+      // to carry its code, so the SDK would read it as an unknown 400 (docs/testing.md, Fault schedules).
       const operation =
         code === "RequestTimeout"
           ? rng.pick(["PutObject", "DeleteObjects"] as const)

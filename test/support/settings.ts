@@ -5,10 +5,10 @@ import type { CollectorConfig } from "../../functions/lib/config";
 import type { PlanDeps } from "../../functions/lib/plan-run";
 import type { PublishDeps } from "../../functions/lib/publisher";
 
-// What the deployed functions are configured with: the README's configuration table, the variables behind
+// What the deployed functions are configured with: the README's configuration tables, the variables behind
 // each configuration field, and the fields each function's code reads.
 
-/** Every variable named in the first column of the README's "## Configuration" table. */
+/** Every variable named in the first column of the README's "## Configuration" tables (one per group). */
 export function readmeConfigurationVariables(): string[] {
   const readme = readFileSync(path.join(__dirname, "..", "..", "README.md"), "utf8");
   const section = readme.split(/^## Configuration$/m)[1]?.split(/^## /m)[0] ?? "";
