@@ -241,7 +241,17 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
         Action: "s3:PutObject",
         Resource: "arn:aws:s3:::citrix-analytics-logs/_citrix_collector/citrix_analytics/staging/*",
       },
+      {
+        Effect: "Allow",
+        Action: ["s3:GetObject", "s3:PutObject"],
+        Resource: "arn:aws:s3:::citrix-analytics-logs/_citrix_collector/citrix_analytics/page-window.json",
+      },
     ]);
+    // Plan reads the page window's hint (whether the API was crowded), and writes nothing there.
+    const hintReaders = statements("PlanRole").filter((statement) =>
+      JSON.stringify(statement.Resource).includes("page-window.json"),
+    );
+    expect(hintReaders.map((statement) => statement.Action)).toEqual(["s3:GetObject"]);
     // Only Commit may write into the feed prefix, and nothing may touch the whole bucket's objects.
     for (const role of ["PlanRole", "CollectRole", "CommitRole"]) {
       for (const statement of statements(role))
