@@ -385,6 +385,8 @@ export class CitrixClient {
     }
     log.warn("transient Citrix API failure, retrying", { url, attempt, waitMs, reason: error.message });
     observer?.retried(error.status);
+    // The window waits for room and for the Retry-After before the request goes again.
+    if (pacedByWindow) return;
     try {
       await this.sleep(waitMs, signal);
     } finally {

@@ -47,10 +47,10 @@ interface PageRequest {
   abort: AbortController;
   /** While the API serves it (it counts against the window). */
   sending: boolean;
-  /** Since the API pushed back on it, until it is sent again. */
-  backingOff: boolean;
   /** When its last attempt went out: its page's latency counts from there. */
   sentAtMs: number;
+  /** The Retry-After its client backoff waits out before it is sent again (see RequestPacing.ready). */
+  waitedForMs: number;
 }
 
 /**
@@ -108,6 +108,7 @@ export async function collectEntityHour(
   const { window, hint: startHint } = await openPageWindow(deps, resumed, log);
   const inFlight: PageRequest[] = [];
   let windowNotBeforeMs = 0;
+  let windowWaitedForMs = 0;
   let sending = 0;
   let roomWaiters: (() => void)[] = [];
   const makeRoom = () => {
@@ -144,10 +145,14 @@ export async function collectEntityHour(
     const pacing: RequestPacing = {
       ready: async (signal) => {
         stopSending(entry);
+        // A Retry-After some request of the window has waited out (here, or this one in the client's own
+        // backoff, which has just ended) is not waited again, whatever the clock says (a test's clock may
+        // stand still while pauses are skipped); only a later one is.
+        windowWaitedForMs = Math.max(windowWaitedForMs, entry.waitedForMs);
         for (;;) {
           signal?.throwIfAborted();
           const notBeforeMs = windowNotBeforeMs;
-          if (notBeforeMs > now()) {
+          if (notBeforeMs > windowWaitedForMs && notBeforeMs > now()) {
             if (notBeforeMs >= deadlineMs) {
               throw new CitrixUnavailableError(
                 `the Citrix API asked to wait until ${new Date(notBeforeMs).toISOString()}, past this invocation's time budget`,
@@ -155,13 +160,13 @@ export async function collectEntityHour(
               );
             }
             await citrix.pause(notBeforeMs - now(), signal);
+            windowWaitedForMs = Math.max(windowWaitedForMs, notBeforeMs);
           } else if (sending >= window.allowed) {
             await untilAborted(new Promise<void>((resolve) => roomWaiters.push(resolve)), signal);
           } else break;
         }
         entry.sending = true;
         sending++;
-        entry.backingOff = false;
         entry.sentAtMs = now();
       },
       pushedBack: (status, retryAfterMs) => {
@@ -170,21 +175,22 @@ export async function collectEntityHour(
         // A throttle is the window's to space out (see PageWindow): the request goes again when one of its
         // own others finishes. Alone, or for an unwell API, it gets the client's backoff.
         const throttle = status === 429;
-        if (entry.backingOff) return false;
-        entry.backingOff = true;
         // The API's answer counts the others still being served (this one has stopped sending).
         const crowded = window.pushedBack(throttle ? "throttled" : "failed", sending);
         if (throttle) shareWindow(crowded);
         log.info("the Citrix API pushed back; fewer page requests in flight", { status, ...window.state });
-        return throttle && sending > 0;
+        const paced = throttle && sending > 0;
+        // Otherwise the client's backoff waits at least the Retry-After, for this request.
+        if (!paced && retryAfterMs !== undefined) entry.waitedForMs = now() + retryAfterMs;
+        return paced;
       },
     };
     const entry: PageRequest = {
       url,
       abort,
       sending: false,
-      backingOff: false,
       sentAtMs: now(),
+      waitedForMs: 0,
       page: citrix.getPage(url, deadlineMs, log, {
         observer: deps.apiRequests,
         signal: abort.signal,

@@ -48,6 +48,12 @@ const dataRequests = (s: Stand) =>
   s.simulator.requests.filter((request) => request.path.startsWith("/casodata/"));
 /** Faults that last, as a server's own behaviour does: far more than any bounded paging could meet. */
 const ALWAYS = 100_000;
+/**
+ * One request at a time, for the tests that count pauses, requests or hand-overs exactly: each pause is
+ * then the faulted request's own. The same faults with the page window open are the other tests here, the
+ * fault schedules, and test/integration/page-window.test.ts.
+ */
+const SERIAL = { MAX_PAGES_IN_FLIGHT: "1" };
 /** A 15 s collect timeout less the stand's 5 s HTTP timeout and this reserve leaves 1 ms: one page per invocation. */
 const ONE_PAGE_PER_INVOCATION = {
   env: { INVOCATION_RESERVE_MS: "9999" },
@@ -98,7 +104,7 @@ async function expectFailedUntouched(s: Stand, result: LocalCollectionResult, na
 
 describe("throttling and outages", () => {
   it("rides out a 429 storm, waiting as long as Retry-After (seconds) asks", async () => {
-    const s = await open();
+    const s = await open(SERIAL);
     s.simulator.inject({ kind: "status", status: 429, times: 5, retryAfter: "3" });
     const result = await s.run("throttled-1");
 
@@ -119,7 +125,7 @@ describe("throttling and outages", () => {
   });
 
   it("honours Retry-After given as an HTTP date", async () => {
-    const s = await open();
+    const s = await open(SERIAL);
     const until = new Date(Date.now() + 20_000).toUTCString();
     s.simulator.inject({ kind: "status", status: 429, times: 2, retryAfter: until });
     const result = await s.run("throttled-3", { citrix: { client: { maxBackoffMs: 10 } } });
@@ -159,7 +165,7 @@ describe("throttling and outages", () => {
   });
 
   it("hands the pages it has over to the next invocation when a storm starts mid-hour", async () => {
-    const s = await open();
+    const s = await open(SERIAL);
     s.simulator.inject({ kind: "status", status: 503, times: 3, after: 1 });
     const thrown: string[] = [];
     const result = await s.run("storm-2", {
@@ -282,7 +288,7 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
   });
 
   it("fails by name once an entity-hour reaches MAX_PAGES_PER_ENTITY_HOUR before its end", async () => {
-    const s = await open({ MAX_PAGES_PER_ENTITY_HOUR: "2" });
+    const s = await open({ MAX_PAGES_PER_ENTITY_HOUR: "2", ...SERIAL });
     const result = await s.run("page-bound-1");
 
     await expectFailedUntouched(s, result, "CitrixPagingError");
@@ -293,7 +299,7 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
 
 describe("hand-over", () => {
   it("carries Retry-After to the next invocation, which waits it out before its first request", async () => {
-    const s = await open();
+    const s = await open(SERIAL);
     s.simulator.inject({ kind: "status", status: 429, times: 2, retryAfter: "300", after: 1 });
     const outputs: CollectOutput[] = [];
     const result = await s.run("carried-retry-after-1", {
@@ -320,20 +326,21 @@ describe("hand-over", () => {
 
   it("aborts the requests still in flight when it hands over, and lands every record once", async () => {
     const s = await open({ MAX_PAGES_IN_FLIGHT: "3" });
-    s.simulator.setOptions({ volume: { sessions: 4500 } });
-    // Page 2 fails at once (one attempt per invocation), while pages 3 and 4, guessed ahead, take 3 s.
-    s.simulator.inject({ kind: "status", status: 503, times: 1, skip: 1000 });
-    s.simulator.inject({ kind: "slow", delayMs: 3000, times: 1, skip: 2000 });
-    s.simulator.inject({ kind: "slow", delayMs: 3000, times: 1, skip: 3000 });
+    s.simulator.setOptions({ volume: { sessions: 5500 } });
+    // The window opens to 3 after two full pages. Page 3 then times out (the stand's 5 s HTTP timeout; one
+    // attempt per invocation) while pages 4 and 5, asked for ahead, would take 8 s.
+    s.simulator.inject({ kind: "slow", delayMs: 6000, times: 1, skip: 2000 });
+    s.simulator.inject({ kind: "slow", delayMs: 8000, times: 1, skip: 3000 });
+    s.simulator.inject({ kind: "slow", delayMs: 8000, times: 1, skip: 4000 });
     const result = await s.run("abort-in-flight-1", { citrix: { client: { maxAttempts: 1 } } });
 
     await expectCollectedOnce(s, result);
     expect(result.collected?.[0]?.progress.invocations).toBe(2);
     const slow = dataRequests(s).filter((request) => request.fault === "slow");
-    expect(slow.map((request) => request.skip)).toEqual([2000, 3000]);
+    expect(slow.map((request) => request.skip).sort()).toEqual([2000, 3000, 4000]);
     await vi.waitFor(() => expect(slow.every((request) => request.aborted)).toBe(true));
     // Each page the feed holds came from a request that completed.
-    for (const skip of [0, 1000, 2000, 3000, 4000]) {
+    for (const skip of [0, 1000, 2000, 3000, 4000, 5000]) {
       expect(
         dataRequests(s).some(
           (request) => request.skip === skip && request.status === 200 && !request.aborted,
@@ -345,7 +352,7 @@ describe("hand-over", () => {
 
 describe("tokens", () => {
   it("fetches a new token once when it expires mid-paging", async () => {
-    const s = await open();
+    const s = await open(SERIAL);
     s.simulator.inject({ kind: "expireTokens", after: 1 });
     const result = await s.run("expired-1");
 
