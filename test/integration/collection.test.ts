@@ -105,11 +105,13 @@ describe("paging", () => {
       now: NOW,
       simulator: { volume: { sessions: 4321 } },
       // A 15 s timeout less the stand's 5 s HTTP timeout and a 9.999 s reserve leaves a 1 ms budget:
-      // exactly one page per invocation.
+      // exactly one page per invocation, one request at a time (a page window would read the pages it
+      // already asked for).
       env: {
         ENTITIES: "sessions",
         FIRST_HOUR_UTC: HOURS[2],
         TOP_N: "500",
+        MAX_PAGES_IN_FLIGHT: "1",
         INVOCATION_RESERVE_MS: "9999",
         PART_MAX_RECORDS: "1200",
       },
