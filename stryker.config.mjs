@@ -1,5 +1,5 @@
 // Mutation testing: `npm run mutate` (the exactly-once core), or one file with
-// `npm run mutate -- --mutate functions/lib/part-writer.ts`; MUTATE_TESTS='test/unit/**' narrows the tests
+// `npm run mutate -- --mutate functions/lib/feed/part-writer.ts`; MUTATE_TESTS='test/unit/**' narrows the tests
 // (see vitest.mutate.config.mts). Integration tests read the packaged templates: run
 // `npm run package:variant && npm run package` first. Not part of `npm test`: a run takes minutes to hours.
 /** @type {import("@stryker-mutator/api/core").PartialStrykerOptions} */
@@ -11,12 +11,12 @@ export default {
   vitest: { configFile: "vitest.mutate.config.mts", pool: "forks" },
   coverageAnalysis: "perTest",
   mutate: [
-    "functions/lib/publisher.ts",
-    "functions/lib/watermark.ts",
-    "functions/lib/collector.ts",
-    "functions/lib/part-writer.ts",
-    "functions/lib/odata-page.ts",
-    "functions/lib/page-window.ts",
+    "functions/lib/feed/publisher.ts",
+    "functions/lib/feed/watermark.ts",
+    "functions/lib/feed/collector.ts",
+    "functions/lib/feed/part-writer.ts",
+    "functions/lib/citrix/odata-page.ts",
+    "functions/lib/citrix/page-window.ts",
   ],
   // The machine is shared: two test processes at most (override with --concurrency).
   concurrency: 2,

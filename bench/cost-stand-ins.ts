@@ -5,8 +5,8 @@
  * S3 server starts with an empty bucket. Prints one JSON line with the addresses, serves until SIGTERM.
  */
 import path from "node:path";
-import { startCitrixSimulator } from "../local/citrix-simulator";
-import { startLocalS3 } from "../local/s3-server";
+import { startCitrixSimulator } from "../stand-ins/citrix-simulator";
+import { startLocalS3 } from "../stand-ins/s3-server";
 
 export const COST_BUCKET = "collector-cost";
 export const MEASURED_HOUR = "2026-11-24T08:00:00Z";

@@ -1,5 +1,5 @@
 /**
- * `npm run soak -- --schedules N`: runs N seeded fault schedules (test/integration/fault-schedules.test.ts)
+ * `npm run soak -- --schedules N`: runs N seeded fault schedules (test/integration/end-to-end/fault-schedules.test.ts)
  * instead of the few the test suite runs, starting at --first-seed. A failing seed prints its schedule, what
  * each execution did and the one-line command that replays it.
  */
@@ -33,14 +33,18 @@ for (const name of ["schedules", "first-seed"] as const) {
 }
 
 const vitest = path.join(__dirname, "..", "node_modules", ".bin", "vitest");
-const result = spawnSync(vitest, ["run", "test/integration/fault-schedules.test.ts", "--reporter=dot"], {
-  cwd: path.join(__dirname, ".."),
-  stdio: "inherit",
-  env: {
-    ...process.env,
-    SOAK_SCHEDULES: values.schedules,
-    SOAK_FIRST_SEED: values["first-seed"],
-    ...(values.verbose ? { SOAK_VERBOSE: "1" } : {}),
+const result = spawnSync(
+  vitest,
+  ["run", "test/integration/end-to-end/fault-schedules.test.ts", "--reporter=dot"],
+  {
+    cwd: path.join(__dirname, ".."),
+    stdio: "inherit",
+    env: {
+      ...process.env,
+      SOAK_SCHEDULES: values.schedules,
+      SOAK_FIRST_SEED: values["first-seed"],
+      ...(values.verbose ? { SOAK_VERBOSE: "1" } : {}),
+    },
   },
-});
+);
 process.exit(result.status ?? 1);

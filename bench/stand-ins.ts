@@ -4,8 +4,8 @@
  * it prints one JSON line with the CPU time it used so far (and, for the simulator, what it answered), and
  * on SIGTERM the same before it ends.
  */
-import { type ConcurrencyLimit, startCitrixSimulator } from "../local/citrix-simulator";
-import { startLocalS3 } from "../local/s3-server";
+import { type ConcurrencyLimit, startCitrixSimulator } from "../stand-ins/citrix-simulator";
+import { startLocalS3 } from "../stand-ins/s3-server";
 
 const BUCKET = "collector-bench";
 

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { StartExecutionCommand } from "@aws-sdk/client-sfn";
-import { loadPlanningRules } from "../functions/lib/config";
-import { InvalidInputError } from "../functions/lib/errors";
-import { planBackfillHours } from "../functions/lib/planner";
+import { loadPlanningRules } from "../functions/lib/config/config";
+import { InvalidInputError } from "../functions/lib/config/errors";
+import { planBackfillHours } from "../functions/lib/feed/planner";
 import { type CliContext, consoleUrl, stateMachineFrom, UsageError } from "./context";
 import { waitForExecution } from "./executions";
 import { reportStopped } from "./report";

@@ -1,4 +1,4 @@
-import { configProblems } from "../functions/lib/config";
+import { configProblems } from "../functions/lib/config/config";
 import type { CliContext } from "./context";
 
 /**

@@ -1,7 +1,13 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { SFNClient } from "@aws-sdk/client-sfn";
-import type { Env } from "../functions/lib/config";
-import type { Output } from "../local/progress";
+import type { Env } from "../functions/lib/config/config";
+
+/** A stream the CLI writes to (stdout, stderr); on a terminal (`isTTY`) progress lines are redrawn in place. */
+export interface Output {
+  write(text: string): unknown;
+  isTTY?: boolean;
+  columns?: number;
+}
 
 /**
  * Everything the CLI touches outside itself. The bin passes the process's; tests pass their own streams, clock

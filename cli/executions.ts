@@ -8,8 +8,8 @@ import {
   paginateListExecutions,
   type SFNClient,
 } from "@aws-sdk/client-sfn";
+import { type FailedState, failedStateIn } from "../local/failure";
 import type { CliContext, StateMachine } from "./context";
-import { type FailedState, failedStateIn } from "./failure";
 
 /** Statuses RedriveExecution accepts, for 14 days after the execution stopped. */
 export const REDRIVABLE_STATUSES: readonly ExecutionStatus[] = ["FAILED", "TIMED_OUT", "ABORTED"];

@@ -1,6 +1,5 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
-import { ConfigurationError } from "../functions/lib/errors";
-import type { RunClock } from "../local/run";
+import { ConfigurationError } from "../functions/lib/config/errors";
 import { backfill } from "./backfill";
 import { checkConfig } from "./check-config";
 import {
@@ -11,6 +10,7 @@ import {
   UsageError,
 } from "./context";
 import { redrive } from "./redrive";
+import type { RunClock } from "./run";
 import { status } from "./status";
 
 /** Exit codes: 0 done, 1 the operation or AWS failed, 2 the command line or the settings are wrong. */
@@ -169,7 +169,7 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         history?: string;
       }) => {
         // Loaded on demand: the local stand-ins are heavy, and the AWS commands never need them.
-        const { runLocally } = await import("../local/run");
+        const { runLocally } = await import("./run");
         exit(await runLocally({ ...options, verbose: options.verbose === true }, ctx));
       },
     );

@@ -1,7 +1,7 @@
 import type { DescribeExecutionCommandOutput } from "@aws-sdk/client-sfn";
-import type { CommitOutput, HourReport } from "../functions/lib/contracts";
+import type { CommitOutput, HourReport } from "../functions/lib/config/contracts";
+import { describeFailure } from "../local/failure";
 import { type CliContext, formatCount } from "./context";
-import { describeFailure } from "./failure";
 
 /**
  * Prints how a waited-for execution ended: per hour, whether it was published now or before, with the

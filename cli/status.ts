@@ -1,12 +1,12 @@
-import { loadPlanningRules, loadWatermarkLocation } from "../functions/lib/config";
-import { formatHour } from "../functions/lib/hours";
-import { lagHours, newestEligibleHour } from "../functions/lib/planner";
-import { S3Store } from "../functions/lib/s3-store";
-import { readWatermark } from "../functions/lib/watermark";
+import { S3Store } from "../functions/lib/aws/s3-store";
+import { loadPlanningRules, loadWatermarkLocation } from "../functions/lib/config/config";
+import { formatHour } from "../functions/lib/config/hours";
+import { lagHours, newestEligibleHour } from "../functions/lib/feed/planner";
+import { readWatermark } from "../functions/lib/feed/watermark";
+import { describeFailure, formatFailedState } from "../local/failure";
 import { BACKFILL_NAME_PREFIX } from "./backfill";
 import { type CliContext, formatDate, stateMachineFrom } from "./context";
 import { type ExecutionSummary, recentExecutions } from "./executions";
-import { describeFailure, formatFailedState } from "./failure";
 
 export interface StatusOptions {
   stateMachineArn?: string;

@@ -2,15 +2,14 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { parse } from "yaml";
-import { failureMessage } from "../cli/failure";
 import { createHandler as createCollectHandler } from "../functions/collect/handler";
 import { createHandler as createCommitHandler } from "../functions/commit/handler";
-import type { Env } from "../functions/lib/config";
-import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/contracts";
-import { collectInputSchema } from "../functions/lib/contracts";
-import { createLogger, type LogSink, serviceName } from "../functions/lib/log";
-import { createMetricsFactory, type MetricsSink } from "../functions/lib/metrics";
-import type { ExecutionStatusLookup } from "../functions/lib/plan-run";
+import { createLogger, type LogSink, serviceName } from "../functions/lib/aws/log";
+import { createMetricsFactory, type MetricsSink } from "../functions/lib/aws/metrics";
+import type { Env } from "../functions/lib/config/config";
+import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/config/contracts";
+import { collectInputSchema } from "../functions/lib/config/contracts";
+import type { ExecutionStatusLookup } from "../functions/lib/feed/plan-run";
 import {
   type CitrixDeps,
   runtimeFromEnvironment,
@@ -19,6 +18,7 @@ import {
 } from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
 import type { HistoryEvent } from "./execution-history";
+import { failureMessage } from "./failure";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
 
 export const SERVERLESS_PATH = path.join(__dirname, "..", "serverless.yml");

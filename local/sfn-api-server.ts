@@ -6,9 +6,9 @@
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SFNClient } from "@aws-sdk/client-sfn";
+import { startLoopbackServer } from "../stand-ins/loopback-server";
 import type { LocalCollectionResult, RedrivePoint } from "./collection";
 import { executionHistoryResponse, type HistoryEvent } from "./execution-history";
-import { startLoopbackServer } from "./loopback-server";
 import type { JsonValue } from "./state-machine";
 
 /** One execution (or a redrive of it) for the engine to run to its end. */

@@ -1,10 +1,10 @@
 // A local Serverless v3 plugin: `serverless package` and `serverless deploy` run the Lambdas' own
-// configuration check (loadConfig in functions/lib/config.ts, loaded as TypeScript by tsx) on each
+// configuration check (loadConfig in functions/lib/config/config.ts, loaded as TypeScript by tsx) on each
 // function's environment as it will be deployed, and stop before anything is built or uploaded. Without it a
 // bad setting deploys fine and fails the first execution an hour later.
 const { require: requireTypeScript } = require("tsx/cjs/api");
 
-const CONFIG_MODULE = "../functions/lib/config.ts";
+const CONFIG_MODULE = "../functions/lib/config/config.ts";
 
 class ConfigCheck {
   constructor(serverless, _options, { log }) {

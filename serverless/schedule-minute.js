@@ -1,6 +1,6 @@
 // A local Serverless v3 (and osls) plugin: the variable `${scheduleMinute(LOOKBACK_MINUTES)}` is the minute
 // past every hour at which the schedule starts an execution, one minute after the next hour falls due
-// (scheduleMinute in functions/lib/planner.ts, loaded as TypeScript by tsx). A rate(1 hour) schedule would fire
+// (scheduleMinute in functions/lib/feed/planner.ts, loaded as TypeScript by tsx). A rate(1 hour) schedule would fire
 // at whatever minute the stack was deployed, up to an hour after an hour fell due.
 const { require: requireTypeScript } = require("tsx/cjs/api");
 
@@ -9,8 +9,8 @@ class ScheduleMinute {
     this.configurationVariablesSources = {
       scheduleMinute: {
         resolve: ({ params }) => {
-          const { loadPlanningRules } = requireTypeScript("../functions/lib/config.ts", __filename);
-          const { scheduleMinute } = requireTypeScript("../functions/lib/planner.ts", __filename);
+          const { loadPlanningRules } = requireTypeScript("../functions/lib/config/config.ts", __filename);
+          const { scheduleMinute } = requireTypeScript("../functions/lib/feed/planner.ts", __filename);
           const lookback = params?.[0];
           let rules;
           try {

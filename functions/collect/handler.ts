@@ -1,7 +1,7 @@
-import { collectEntityHour } from "../lib/collector";
-import { collectInputSchema, parseStateInput } from "../lib/contracts";
-import { invocationLogFields, type LambdaInvocation } from "../lib/log";
-import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
+import { invocationLogFields, type LambdaInvocation } from "../lib/aws/log";
+import { createMetricsFactory, type MetricsFactory } from "../lib/aws/metrics";
+import { collectInputSchema, parseStateInput } from "../lib/config/contracts";
+import { collectEntityHour } from "../lib/feed/collector";
 import { type Runtime, runtimeFromEnvironment } from "../lib/runtime";
 
 export interface CollectHandlerDeps {

@@ -1,7 +1,7 @@
-import { commitInputSchema, parseStateInput } from "../lib/contracts";
-import { invocationLogFields, type LambdaInvocation } from "../lib/log";
-import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
-import { publishRun } from "../lib/publisher";
+import { invocationLogFields, type LambdaInvocation } from "../lib/aws/log";
+import { createMetricsFactory, type MetricsFactory } from "../lib/aws/metrics";
+import { commitInputSchema, parseStateInput } from "../lib/config/contracts";
+import { publishRun } from "../lib/feed/publisher";
 import { type StoreRuntime, storeRuntimeFromEnvironment } from "../lib/runtime";
 
 export interface CommitHandlerDeps {

@@ -1,5 +1,5 @@
 import { DescribeExecutionCommand, ExecutionDoesNotExist, type SFNClient } from "@aws-sdk/client-sfn";
-import type { ExecutionStatusLookup } from "./plan-run";
+import type { ExecutionStatusLookup } from "./feed/plan-run";
 
 /**
  * Asks Step Functions whether another execution of this state machine can still finish. Its ARN is this

@@ -1,10 +1,10 @@
 import { S3Client } from "@aws-sdk/client-s3";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
-import { CitrixClient, type CitrixClientTuning } from "./citrix-client";
-import { citrixCredentialsSource, type SecretsManagerFactory } from "./citrix-credentials";
-import { type CollectorConfig, type ConfigWithoutCitrix, type Env, loadConfig } from "./config";
-import { createLogger, type Logger } from "./log";
-import { S3Store } from "./s3-store";
+import { createLogger, type Logger } from "./aws/log";
+import { S3Store } from "./aws/s3-store";
+import { CitrixClient, type CitrixClientTuning } from "./citrix/citrix-client";
+import { citrixCredentialsSource, type SecretsManagerFactory } from "./citrix/citrix-credentials";
+import { type CollectorConfig, type ConfigWithoutCitrix, type Env, loadConfig } from "./config/config";
 
 /**
  * What the plan and commit functions work with: S3 only. They are deployed without the Citrix credentials,

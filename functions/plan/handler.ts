@@ -1,9 +1,9 @@
 import { SFNClient } from "@aws-sdk/client-sfn";
-import { parseStateInput, planInputSchema } from "../lib/contracts";
+import { invocationLogFields, type LambdaInvocation } from "../lib/aws/log";
+import { createMetricsFactory, type MetricsFactory } from "../lib/aws/metrics";
+import { parseStateInput, planInputSchema } from "../lib/config/contracts";
 import { stepFunctionsExecutionStatus } from "../lib/execution-status";
-import { invocationLogFields, type LambdaInvocation } from "../lib/log";
-import { createMetricsFactory, type MetricsFactory } from "../lib/metrics";
-import { type ExecutionStatusLookup, planRun } from "../lib/plan-run";
+import { type ExecutionStatusLookup, planRun } from "../lib/feed/plan-run";
 import { type StoreRuntime, storeRuntimeFromEnvironment } from "../lib/runtime";
 
 export interface PlanHandlerDeps {

@@ -1,10 +1,10 @@
-import { formatHour, HOUR_MS, hourRange, parseHour } from "../../functions/lib/hours";
-import { feedPartKey, hourOfPublishedMarker, publishedPrefix } from "../../functions/lib/keys";
-import type { CopyResult, WriteResult } from "../../functions/lib/s3-store";
-import type { Fault as CitrixFault } from "../../local/citrix-simulator";
+import type { CopyResult, WriteResult } from "../../functions/lib/aws/s3-store";
+import { formatHour, HOUR_MS, hourRange, parseHour } from "../../functions/lib/config/hours";
+import { feedPartKey, hourOfPublishedMarker, publishedPrefix } from "../../functions/lib/feed/keys";
 import type { LocalCollectionResult, RedrivePoint } from "../../local/collection";
-import type { S3Fault } from "../../local/s3-server";
 import type { LocalHandler } from "../../local/state-machine";
+import type { Fault as CitrixFault } from "../../stand-ins/citrix-simulator";
+import type { S3Fault } from "../../stand-ins/s3-server";
 import { InstrumentedStore, lambdaDied } from "./instrumented-store";
 import { expectFeedMatchesSimulator, FEED_PREFIX, STATE_KEY, type Stand, startStand } from "./stand";
 
@@ -701,5 +701,5 @@ async function checkFeed(stand: Stand, violations: string[]): Promise<void> {
 
 /** The one-line command that replays a seed, and what to read when it fails. */
 export function replayCommand(seed: number): string {
-  return `SOAK_SEED=${seed} npx vitest run test/integration/fault-schedules.test.ts`;
+  return `SOAK_SEED=${seed} npx vitest run test/integration/end-to-end/fault-schedules.test.ts`;
 }

@@ -1,5 +1,5 @@
+import { type CopyResult, S3Store, type WriteResult } from "../../functions/lib/aws/s3-store";
 import type { StoreRuntime } from "../../functions/lib/runtime";
-import { type CopyResult, S3Store, type WriteResult } from "../../functions/lib/s3-store";
 
 type Condition = Parameters<S3Store["put"]>[3];
 

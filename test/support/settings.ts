@@ -1,9 +1,9 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import type { CollectDeps } from "../../functions/lib/collector";
-import type { CollectorConfig } from "../../functions/lib/config";
-import type { PlanDeps } from "../../functions/lib/plan-run";
-import type { PublishDeps } from "../../functions/lib/publisher";
+import type { CollectorConfig } from "../../functions/lib/config/config";
+import type { CollectDeps } from "../../functions/lib/feed/collector";
+import type { PlanDeps } from "../../functions/lib/feed/plan-run";
+import type { PublishDeps } from "../../functions/lib/feed/publisher";
 
 // What the deployed functions are configured with: the README's configuration tables, the variables behind
 // each configuration field, and the fields each function's code reads.
@@ -39,7 +39,7 @@ export function serverlessEnvironmentVariables(): string[] {
   return [...new Set([...config.matchAll(/\$\{env:([A-Z0-9_]+)/g)].map((m) => m[1] ?? ""))];
 }
 
-/** The variables loadConfig builds each field from (functions/lib/config.ts); tsc keeps the fields complete. */
+/** The variables loadConfig builds each field from (functions/lib/config/config.ts); tsc keeps the fields complete. */
 export const FIELD_VARIABLES: Record<keyof CollectorConfig, string[]> = {
   bucket: ["S3_BUCKET"],
   feedPrefix: ["S3_PREFIX"],

@@ -1,16 +1,16 @@
 import { gunzipSync } from "node:zlib";
 import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { expect } from "vitest";
-import type { Env } from "../../functions/lib/config";
-import { S3Store } from "../../functions/lib/s3-store";
+import { S3Store } from "../../functions/lib/aws/s3-store";
+import type { Env } from "../../functions/lib/config/config";
+import { type LocalCollectionOptions, runLocalCollection } from "../../local/collection";
 import {
   type CitrixSimulator,
   type SimulatorOptions,
   startCitrixSimulator,
-} from "../../local/citrix-simulator";
-import { type LocalCollectionOptions, runLocalCollection } from "../../local/collection";
-import { type LocalS3, startLocalS3 } from "../../local/s3-server";
-import { type LocalSecretsManager, startLocalSecretsManager } from "../../local/secrets-manager-server";
+} from "../../stand-ins/citrix-simulator";
+import { type LocalS3, startLocalS3 } from "../../stand-ins/s3-server";
+import { type LocalSecretsManager, startLocalSecretsManager } from "../../stand-ins/secrets-manager-server";
 
 export const BUCKET = "collector-test";
 export const FEED_PREFIX = "citrix_analytics";

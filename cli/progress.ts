@@ -1,0 +1,148 @@
+import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/config/contracts";
+import { formatCount, type Output } from "./context";
+
+type RowState = "queued" | "collecting" | "retrying" | "collected" | "failed";
+
+interface Row {
+  entity: string;
+  hourUtc: string;
+  state: RowState;
+  pages: number;
+  records: number;
+  parts: number;
+  invocations: number;
+  error?: string;
+}
+
+/**
+ * Shows a local run per entity-hour: each prints one line when it is collected (or fails). On a terminal the
+ * ones being collected stay at the bottom, redrawn as their invocations report, with a totals line; elsewhere
+ * (a pipe, a CI log) nothing relies on cursor movement, so only the finished lines are written.
+ */
+export class CollectionProgress {
+  private readonly rows = new Map<string, Row>();
+  private readonly live: boolean;
+  /** Lines of the live area currently on screen, erased before anything else is written. */
+  private drawn = 0;
+
+  constructor(private readonly out: Output) {
+    this.live = out.isTTY === true;
+  }
+
+  planned(plan: PlanOutput): void {
+    for (const { entity, hourUtc } of plan.items) {
+      this.rows.set(key(entity, hourUtc), {
+        entity,
+        hourUtc,
+        state: "queued",
+        pages: 0,
+        records: 0,
+        parts: 0,
+        invocations: 0,
+      });
+    }
+    const what =
+      plan.hours.length === 0
+        ? "nothing due"
+        : `${plan.hours.length} hour(s) × ${plan.items.length / plan.hours.length} entities (${plan.hours.length === 1 ? plan.hours[0] : `${plan.hours[0]} … ${plan.hours.at(-1)}`})`;
+    this.print(
+      `Planned ${plan.mode} run: ${what}, watermark ${plan.watermark.hourUtc ?? "none"}, lag ${plan.lagHours} hour(s)`,
+    );
+  }
+
+  invoking(entity: string, hourUtc: string): void {
+    const row = this.row(entity, hourUtc);
+    row.state = row.state === "failed" ? "retrying" : "collecting";
+    this.redraw();
+  }
+
+  invoked(output: CollectOutput): void {
+    const row = this.row(output.entity, output.hourUtc);
+    Object.assign(row, {
+      state: output.done ? "collected" : "collecting",
+      pages: output.progress.pages,
+      records: output.progress.records,
+      parts: output.progress.parts,
+      invocations: output.progress.invocations,
+    });
+    if (output.done) this.print(rowLine(row));
+    else this.redraw();
+  }
+
+  failed(entity: string, hourUtc: string, error: unknown): void {
+    const row = this.row(entity, hourUtc);
+    row.state = "failed";
+    row.error = error instanceof Error ? error.name : String(error);
+    this.print(rowLine(row));
+  }
+
+  committed(commit: CommitOutput): void {
+    const published = commit.hours.filter((hour) => hour.outcome !== "already-published").length;
+    this.print(
+      `Published ${published} of ${commit.hours.length} hour(s), watermark ${commit.watermark.before ?? "none"} → ${commit.watermark.after ?? "none"}`,
+    );
+  }
+
+  /** Leaves the terminal with no live area, before a summary is printed below. */
+  finish(): void {
+    this.erase();
+  }
+
+  private row(entity: string, hourUtc: string): Row {
+    const found = this.rows.get(key(entity, hourUtc));
+    if (found) return found;
+    const added: Row = { entity, hourUtc, state: "queued", pages: 0, records: 0, parts: 0, invocations: 0 };
+    this.rows.set(key(entity, hourUtc), added);
+    return added;
+  }
+
+  /** A permanent line, above the live area on a terminal. */
+  private print(line: string): void {
+    this.erase();
+    this.out.write(`${this.fit(line)}\n`);
+    this.redraw();
+  }
+
+  private redraw(): void {
+    if (!this.live) return;
+    this.erase();
+    const rows = [...this.rows.values()];
+    const active = rows.filter((row) => row.state === "collecting" || row.state === "retrying");
+    if (rows.length === 0) return;
+    const done = rows.filter((row) => row.state === "collected").length;
+    const lines = [
+      ...active.map((row) => this.fit(rowLine(row))),
+      this.fit(
+        `${done}/${rows.length} entity-hours collected · ${formatCount(sum(rows, "pages"))} pages · ${formatCount(sum(rows, "records"))} records`,
+      ),
+    ];
+    this.out.write(`${lines.join("\n")}\n`);
+    this.drawn = lines.length;
+  }
+
+  private erase(): void {
+    if (!this.live || this.drawn === 0) return;
+    // Up one line and clear it, once per line drawn.
+    this.out.write("\x1b[1A\x1b[2K".repeat(this.drawn));
+    this.drawn = 0;
+  }
+
+  private fit(line: string): string {
+    const width = this.live ? (this.out.columns ?? 0) : 0;
+    return width > 1 && line.length >= width ? `${line.slice(0, width - 2)}…` : line;
+  }
+}
+
+function key(entity: string, hourUtc: string): string {
+  return `${hourUtc} ${entity}`;
+}
+
+function sum(rows: Row[], field: "pages" | "records"): number {
+  return rows.reduce((total, row) => total + row[field], 0);
+}
+
+/** One entity-hour: `sessions  2026-11-24T08:00:00Z  collected  pages 3  records 2,500  parts 1  invocations 1`. */
+function rowLine(row: Row): string {
+  const counts = `pages ${formatCount(row.pages)}  records ${formatCount(row.records)}  parts ${formatCount(row.parts)}  invocations ${formatCount(row.invocations)}`;
+  return `${row.entity.padEnd(10)}  ${row.hourUtc}  ${row.state.padEnd(10)}  ${row.state === "failed" ? (row.error ?? "") : counts}`;
+}

@@ -1,0 +1,155 @@
+import { createHash } from "node:crypto";
+import { MAX_RECENT_LINKED_URLS, type PageCursor } from "../config/contracts";
+import { CitrixPagingError } from "../config/errors";
+import type { CitrixClient } from "./citrix-client";
+import type { PageRecords } from "./odata-page";
+
+/** What PageWalker carries from one invocation to the next (fields of CollectProgress). */
+export interface PagingState {
+  cursor: PageCursor;
+  largestPage: number;
+  /** Pages received so far for the entity-hour, repeats included. */
+  pages: number;
+  lastPageDigest?: string;
+  recentLinkedUrls?: string[];
+}
+
+/** One page as the walker judges it: where it came from, how many records, and their digest. */
+export interface ReceivedPage {
+  url: string;
+  count: number;
+  nextLink: string | undefined;
+  digest: string;
+}
+
+/**
+ * OData paging rules. With `@odata.nextLink` the server drives and the last page has none. Without it we
+ * page by $skip and stop on an empty page, or on a short page once a longer one was seen: a service may
+ * cap $top below TOP_N, so a first short page is not proof of the end (that costs one extra request).
+ *
+ * Every step must make progress, or paging ends with a CitrixPagingError instead of looping: a page that
+ * repeats the one before it (a server that ignores $skip, or a link that leads back), a link to the page
+ * itself or to one of the last MAX_RECENT_LINKED_URLS pages, and, for anything else, `maxPages` per
+ * entity-hour. The one repeat that is a correct end: a $skip page that repeats a short page, which is a
+ * server that ignores $skip (it pages by its own links) serving an hour that fits in one page.
+ */
+export class PageWalker {
+  done = false;
+  cursor: PageCursor;
+  largestPage: number;
+  pages: number;
+  private lastPageDigest: string | undefined;
+  private recentLinkedUrls: string[];
+
+  constructor(
+    private readonly pageSize: number,
+    private readonly maxPages: number,
+    state: PagingState = { cursor: { skip: 0 }, largestPage: 0, pages: 0 },
+  ) {
+    this.cursor = state.cursor;
+    this.largestPage = state.largestPage;
+    this.pages = state.pages;
+    this.lastPageDigest = state.lastPageDigest;
+    this.recentLinkedUrls = state.recentLinkedUrls ?? [];
+  }
+
+  /** What the next invocation needs; the repeat checks' memory is dropped once the hour is done. */
+  get state(): PagingState {
+    const base = { cursor: this.cursor, largestPage: this.largestPage, pages: this.pages };
+    if (this.done) return base;
+    return {
+      ...base,
+      ...(this.lastPageDigest === undefined ? {} : { lastPageDigest: this.lastPageDigest }),
+      ...(this.recentLinkedUrls.length === 0 ? {} : { recentLinkedUrls: this.recentLinkedUrls }),
+    };
+  }
+
+  /** Whether pages further ahead can be guessed: $skip paging, and a full page proved TOP_N is honoured. */
+  guessesAhead(): boolean {
+    return !this.done && "skip" in this.cursor && this.largestPage === this.pageSize;
+  }
+
+  /** The URL `ahead` pages after the next one, assuming full pages (see guessesAhead). */
+  guessUrl(citrix: CitrixClient, entity: string, hourUtc: string, ahead: number): string {
+    const skip = "skip" in this.cursor ? this.cursor.skip : 0;
+    return citrix.pageUrl(entity, hourUtc, this.pageSize, skip + ahead * this.pageSize);
+  }
+
+  nextUrl(citrix: CitrixClient, entity: string, hourUtc: string): string {
+    return "nextLink" in this.cursor
+      ? this.cursor.nextLink
+      : citrix.pageUrl(entity, hourUtc, this.pageSize, this.cursor.skip);
+  }
+
+  /**
+   * Moves past a page. Returns whether its records are new (to be written); false only for the repeated
+   * short page that ends paging. Throws CitrixPagingError when the API makes no progress.
+   */
+  advance(page: ReceivedPage): boolean {
+    const following = "nextLink" in this.cursor;
+    const repeated = page.count > 0 && page.digest === this.lastPageDigest;
+    this.pages++;
+    this.lastPageDigest = page.digest;
+    if (repeated) {
+      if (following) {
+        throw new CitrixPagingError(
+          `the API served the same ${page.count} records again at its own @odata.nextLink ${page.url}: its links make no progress; report it to Citrix support`,
+        );
+      }
+      if (page.count < this.pageSize && !page.nextLink) {
+        // The server ignores $skip and the hour fits in one page: that page is all there is.
+        this.done = true;
+        return false;
+      }
+      const skip = "skip" in this.cursor ? this.cursor.skip : 0;
+      throw new CitrixPagingError(
+        `the API ignored $skip: ${page.url} ($skip=${skip}) returned the same ${page.count} records as $skip=${skip - page.count}, and it offers no @odata.nextLink to page by instead; raise TOP_N (up to 10000) above the records of an hour so that each hour fits in one page, or report it to Citrix support`,
+      );
+    }
+    if (page.nextLink) this.follow(page.url, page.nextLink);
+    else if (following) this.done = true;
+    else {
+      const skip = "skip" in this.cursor ? this.cursor.skip : 0;
+      this.done = page.count === 0 || (page.count < this.pageSize && page.count < this.largestPage);
+      this.cursor = { skip: skip + page.count };
+    }
+    this.largestPage = Math.max(this.largestPage, page.count);
+    if (!this.done && this.pages >= this.maxPages) {
+      throw new CitrixPagingError(
+        `${this.pages} pages of this entity-hour read without reaching its end (MAX_PAGES_PER_ENTITY_HOUR is ${this.maxPages}); the last was ${page.url}. If the hour really holds more than ${this.maxPages} × TOP_N records, raise MAX_PAGES_PER_ENTITY_HOUR or TOP_N; otherwise the API's paging makes no progress: report it to Citrix support`,
+      );
+    }
+    return true;
+  }
+
+  private follow(url: string, nextLink: string): void {
+    if (sameUrl(nextLink, url)) {
+      throw new CitrixPagingError(
+        `the API's @odata.nextLink points at the page itself: ${nextLink}; its paging makes no progress; report it to Citrix support`,
+      );
+    }
+    const target = urlDigest(nextLink);
+    if (this.recentLinkedUrls.includes(target)) {
+      throw new CitrixPagingError(
+        `the API's @odata.nextLink from ${url} cycles back to a page already read: ${nextLink}; its paging makes no progress; report it to Citrix support`,
+      );
+    }
+    this.recentLinkedUrls = [...this.recentLinkedUrls, urlDigest(url)].slice(-MAX_RECENT_LINKED_URLS);
+    this.cursor = { nextLink };
+  }
+}
+
+/** A short digest of a page's records, to notice the same page served twice. */
+export function pageDigest(records: PageRecords): string {
+  const hash = createHash("sha256");
+  for (const record of records) hash.update(record).update("\n");
+  return hash.digest("base64url").slice(0, 22);
+}
+
+function urlDigest(url: string): string {
+  return createHash("sha256").update(new URL(url).href).digest("base64url").slice(0, 22);
+}
+
+function sameUrl(a: string, b: string): boolean {
+  return new URL(a).href === new URL(b).href;
+}

@@ -1,0 +1,247 @@
+import type { Logger } from "../aws/log";
+import type { S3Store } from "../aws/s3-store";
+import type { CollectorConfig } from "../config/config";
+import {
+  backfillRequestSchema,
+  PAGE_WINDOW_HINT_TTL_MS,
+  type PlanInput,
+  type PlanOutput,
+  pageWindowHintSchema,
+  parseStateInput,
+} from "../config/contracts";
+import { formatHour, HOUR_MS, parseHour } from "../config/hours";
+import { leaseKey, leasePrefix, pageWindowHintKey } from "./keys";
+import { lagHours, newestEligibleHour, planBackfillHours, planHours, planWorkItems } from "./planner";
+import {
+  advanceWatermark,
+  publishedHoursAfter,
+  readWatermark,
+  recoverWatermark,
+  type Watermark,
+} from "./watermark";
+
+/** Whether another execution of this state machine can still finish (Step Functions' DescribeExecution). */
+export type ExecutionStatus = "running" | "ended" | "unknown";
+export type ExecutionStatusLookup = (
+  executionName: string,
+  ownExecutionArn: string | undefined,
+) => Promise<ExecutionStatus>;
+
+export interface PlanDeps {
+  store: S3Store;
+  config: Pick<
+    CollectorConfig,
+    | "stateKey"
+    | "seedStateKey"
+    | "controlPrefix"
+    | "entities"
+    | "lookbackMinutes"
+    | "maxHoursPerRun"
+    | "firstHourUtc"
+    | "mapMaxConcurrency"
+  >;
+  log: Logger;
+  now: () => number;
+  executionStatus: ExecutionStatusLookup;
+}
+
+/** The hours a scheduled execution is collecting, for executions that start while it runs. */
+export interface CollectionLease {
+  runId: string;
+  hours: string[];
+  plannedAt: string;
+}
+
+/**
+ * Reads the watermark and lays out this execution's work: the hours due, times every entity. A scheduled run
+ * first moves the watermark over hours other executions published since it last moved, then leaves out
+ * hours already published and hours a running execution is collecting (its lease), so an execution that
+ * overruns the hour is not doubled by the next one; hours of an execution that ended unfinished are
+ * collected again, and its lease removed.
+ */
+export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOutput> {
+  const { config, store } = deps;
+  const nowMs = deps.now();
+  const backfill = isBackfill(input.request)
+    ? parseStateInput(backfillRequestSchema, input.request, "PlanHours (backfill request)").backfill
+    : undefined;
+  let watermark = await readWatermark(store, config.stateKey, config.seedStateKey);
+  const leases = backfill ? [] : await otherLeases(deps, input);
+  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName, nowMs, leases);
+  const deferred: Record<string, string[]> = {};
+  let hours: string[];
+  if (backfill) {
+    hours = planBackfillHours(
+      backfill.from,
+      backfill.to,
+      nowMs,
+      config.lookbackMinutes,
+      config.maxHoursPerRun,
+    );
+  } else {
+    const due = planHours({
+      nowMs,
+      lookbackMinutes: config.lookbackMinutes,
+      maxHoursPerRun: config.maxHoursPerRun,
+      watermarkHourUtc: watermark.hourUtc ?? undefined,
+      firstHourUtc: config.firstHourUtc,
+    });
+    const published = new Set(await publishedHoursAfter(store, config.controlPrefix, watermark.hourUtc));
+    const held = new Map(
+      leases.flatMap(({ lease, status }) =>
+        status === "running" ? lease.hours.map((hourUtc) => [hourUtc, lease.runId] as const) : [],
+      ),
+    );
+    hours = [];
+    for (const hourUtc of due) {
+      const holder = held.get(hourUtc);
+      if (published.has(hourUtc)) continue;
+      if (holder === undefined) hours.push(hourUtc);
+      else deferred[holder] = [...(deferred[holder] ?? []), hourUtc];
+    }
+    if (hours.length > 0) {
+      const lease: CollectionLease = {
+        runId: input.executionName,
+        hours,
+        plannedAt: new Date(nowMs).toISOString(),
+      };
+      await store.put(
+        leaseKey(config.controlPrefix, input.executionName),
+        JSON.stringify(lease),
+        "application/json",
+      );
+    }
+    // Only now that this execution's own lease holds whatever it took over from them.
+    const ended = leases.filter(({ status }) => status === "ended").map(({ key }) => key);
+    if (ended.length > 0) await store.deleteKeys(ended);
+  }
+  const output: PlanOutput = {
+    runId: input.executionName,
+    mode: backfill ? "backfill" : "scheduled",
+    hours,
+    entities: config.entities,
+    items: planWorkItems(hours, config.entities),
+    watermark,
+    deferred,
+    maxConcurrency: await mapConcurrency(deps, nowMs),
+    lagHours: lagHours(nowMs, config.lookbackMinutes, watermark.hourUtc ?? undefined),
+  };
+  deps.log.info("planned collection", {
+    mode: output.mode,
+    watermark: watermark.hourUtc,
+    firstHour: hours[0] ?? null,
+    lastHour: hours[hours.length - 1] ?? null,
+    items: output.items.length,
+    deferredHours: Object.values(deferred).flat().length,
+    lagHours: output.lagHours,
+  });
+  return output;
+}
+
+/**
+ * MAP_MAX_CONCURRENCY, or one iteration at a time while the Citrix API is crowded: an entity-hour was
+ * throttled in the past day with no other request of its own in flight, so the iterations beside it held
+ * the customer's whole limit. One iteration then pages as fast as all of them could (its window grows to
+ * the limit) without the refusals. The hint is advice: unreadable, it is ignored.
+ */
+async function mapConcurrency({ store, config, log }: PlanDeps, nowMs: number): Promise<number> {
+  try {
+    const stored = await store.getText(pageWindowHintKey(config.controlPrefix));
+    const parsed = stored ? pageWindowHintSchema.safeParse(JSON.parse(stored.body)) : undefined;
+    if (
+      parsed?.success &&
+      parsed.data.crowded &&
+      nowMs - Date.parse(parsed.data.at) < PAGE_WINDOW_HINT_TTL_MS
+    ) {
+      log.info("the Citrix API was crowded; one iteration at a time", { since: parsed.data.at });
+      return 1;
+    }
+  } catch (error) {
+    log.warn("could not read the shared page window", { reason: String(error) });
+  }
+  return config.mapMaxConcurrency;
+}
+
+/**
+ * The watermark a scheduled run plans from. A lost state file is recovered from the published markers (and
+ * stored again). A first run starts after the hour before its first hour: FIRST_HOUR_UTC, or the newest
+ * eligible one, or the earliest hour an earlier first run leased if that is earlier (it may have overrun the
+ * hour, or died), which Commit stores. The watermark moves over hours published after it whose execution
+ * did not get to move it (it died in Commit, or finished after a later one).
+ */
+async function catchUpWatermark(
+  deps: PlanDeps,
+  read: Watermark,
+  runId: string,
+  nowMs: number,
+  leases: readonly LeaseOfAnother[],
+): Promise<Watermark> {
+  const { store, config, log } = deps;
+  let watermark = read;
+  if (watermark.hourUtc === null) {
+    const recovered = await recoverWatermark(store, config.controlPrefix);
+    if (recovered === undefined) {
+      const configured = config.firstHourUtc
+        ? (parseHour(config.firstHourUtc) as number)
+        : newestEligibleHour(nowMs, config.lookbackMinutes);
+      const leased = leases.flatMap(({ lease }) =>
+        lease.hours.map((hourUtc) => parseHour(hourUtc) ?? configured),
+      );
+      return { hourUtc: formatHour(Math.min(configured, ...leased) - HOUR_MS), etag: null };
+    }
+    log.warn("no state file, but hours were published: continuing after the published hours", {
+      stateKey: config.stateKey,
+      recovered,
+    });
+    watermark = { hourUtc: recovered, etag: null };
+  }
+  const moved = await advanceWatermark(store, config, watermark, runId);
+  if (moved === watermark.hourUtc && watermark.etag !== null) return watermark;
+  // Moved or stored anew: read it back for the ETag Commit writes over.
+  const written = await readWatermark(store, config.stateKey);
+  return written.hourUtc === null ? watermark : written;
+}
+
+/** Another execution's lease, and whether that execution still runs. */
+interface LeaseOfAnother {
+  key: string;
+  lease: CollectionLease;
+  status: ExecutionStatus;
+}
+
+/** The leases of other executions; a holder whose status cannot be told is logged (its hours are collected). */
+async function otherLeases(deps: PlanDeps, input: PlanInput): Promise<LeaseOfAnother[]> {
+  const { store, config, log } = deps;
+  const own = leaseKey(config.controlPrefix, input.executionName);
+  const found: LeaseOfAnother[] = [];
+  for (const key of await store.listKeys(leasePrefix(config.controlPrefix))) {
+    if (key === own) continue;
+    const lease = parseLease((await store.getText(key))?.body);
+    if (!lease) continue;
+    const status = await deps.executionStatus(lease.runId, input.executionArn);
+    // Collecting an hour twice costs requests, never a duplicate: the hour's manifest decides once.
+    if (status === "unknown")
+      log.warn("could not tell whether another execution still runs; collecting its hours too", {
+        holder: lease.runId,
+      });
+    found.push({ key, lease, status });
+  }
+  return found;
+}
+
+function parseLease(body: string | undefined): CollectionLease | undefined {
+  if (body === undefined) return undefined;
+  try {
+    const lease = JSON.parse(body) as Partial<CollectionLease>;
+    return typeof lease.runId === "string" && Array.isArray(lease.hours)
+      ? (lease as CollectionLease)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Scheduled runs pass {} (the console's default input has a "Comment"); only a "backfill" key asks for one. */
+function isBackfill(request: unknown): boolean {
+  return typeof request === "object" && request !== null && "backfill" in request;
+}

@@ -1,0 +1,96 @@
+import { InvalidInputError } from "../config/errors";
+import { floorHour, formatHour, HOUR_MS, hourRange, parseHour } from "../config/hours";
+
+export interface PlanWindow {
+  /** When Plan runs; a redrive never re-runs a Plan that succeeded, so an execution plans once. */
+  nowMs: number;
+  lookbackMinutes: number;
+  maxHoursPerRun: number;
+  /** Last fully published hour, if any. */
+  watermarkHourUtc: string | undefined;
+  /** Where a first run starts when there is no watermark; defaults to the newest eligible hour. */
+  firstHourUtc: string | undefined;
+}
+
+/** The newest hour that is complete and settled: H ≤ floor_hour(now − LOOKBACK_MINUTES). */
+export function newestEligibleHour(nowMs: number, lookbackMinutes: number): number {
+  return floorHour(nowMs - lookbackMinutes * 60_000);
+}
+
+/**
+ * The minute past every hour (UTC) at which the schedule starts an execution. Hour H is due from
+ * H + LOOKBACK_MINUTES on, so a new hour falls due at minute LOOKBACK_MINUTES mod 60 of every hour; the
+ * schedule fires one minute later, which leaves room for clocks that disagree by less than a minute and costs
+ * a minute of freshness. Every start then finds the hour that fell due a minute before it.
+ */
+export function scheduleMinute(lookbackMinutes: number): number {
+  return (lookbackMinutes + 1) % 60;
+}
+
+/**
+ * The hours this execution collects, oldest first: the hour after the watermark (or the first-run start)
+ * up to the newest eligible hour, at most maxHoursPerRun of them. Empty when nothing is due yet.
+ */
+export function planHours(window: PlanWindow): string[] {
+  const bound = newestEligibleHour(window.nowMs, window.lookbackMinutes);
+  const watermark = window.watermarkHourUtc === undefined ? undefined : parseHour(window.watermarkHourUtc);
+  const firstRun = window.firstHourUtc === undefined ? bound : (parseHour(window.firstHourUtc) ?? bound);
+  const start = watermark === undefined ? firstRun : watermark + HOUR_MS;
+  const end = Math.min(bound, start + (window.maxHoursPerRun - 1) * HOUR_MS);
+  return start > end ? [] : hourRange(start, end);
+}
+
+export interface WorkItem {
+  entity: string;
+  hourUtc: string;
+}
+
+/** One Map iteration per (hour, entity), hours in order so the console reads chronologically. */
+export function planWorkItems(hours: readonly string[], entities: readonly string[]): WorkItem[] {
+  return hours.flatMap((hourUtc) => entities.map((entity) => ({ entity, hourUtc })));
+}
+
+/** How many hours the watermark lags behind the newest eligible hour (for logs and the run summary). */
+export function lagHours(
+  nowMs: number,
+  lookbackMinutes: number,
+  watermarkHourUtc: string | undefined,
+): number {
+  const bound = newestEligibleHour(nowMs, lookbackMinutes);
+  const watermark = watermarkHourUtc === undefined ? undefined : parseHour(watermarkHourUtc);
+  if (watermark === undefined) return 0;
+  return Math.max(0, Math.round((bound - watermark) / HOUR_MS));
+}
+
+/**
+ * The hours of an operator's backfill, from..to inclusive. Only settled hours can be collected, and one
+ * execution takes at most maxHoursPerRun of them (longer ranges are split into several executions).
+ */
+export function planBackfillHours(
+  fromUtc: string,
+  toUtc: string,
+  nowMs: number,
+  lookbackMinutes: number,
+  maxHoursPerRun: number,
+): string[] {
+  const from = parseHour(fromUtc);
+  const to = parseHour(toUtc);
+  const bound = newestEligibleHour(nowMs, lookbackMinutes);
+  if (from === undefined || to === undefined || from > to) {
+    throw new InvalidInputError(
+      `backfill.from (${fromUtc}) must be a UTC hour not after backfill.to (${toUtc})`,
+    );
+  }
+  if (to > bound) {
+    throw new InvalidInputError(
+      `backfill.to (${toUtc}) is not settled yet: the newest hour that can be collected now is ${formatHour(bound)}`,
+    );
+  }
+  const hours = hourRange(from, to);
+  if (hours.length > maxHoursPerRun) {
+    throw new InvalidInputError(
+      `a backfill covers at most MAX_HOURS_PER_RUN (${maxHoursPerRun}) hours; ${fromUtc}..${toUtc} has ${hours.length}: split it into several executions`,
+    );
+  }
+  return hours;
+}

@@ -1,0 +1,50 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { type ExecutionCounts, measureExecution, monthlyBill } from "../../../bench/cost";
+
+const ENTITIES = ["sessions", "machines", "users"];
+
+describe("npm run bench:cost", () => {
+  let counts: ExecutionCounts;
+  beforeAll(async () => {
+    counts = await measureExecution({ recordsPerHour: 10_000, entities: ENTITIES, gzip: true, latencyMs: 0 });
+  }, 60_000);
+
+  it("counts one steady-state hourly execution of 10,000 records with the defaults", () => {
+    expect(counts.records).toBe(9_999); // 3,333 per entity
+    expect(counts.invocations).toEqual({ plan: 1, collect: 3, commit: 1 });
+    // PlanHours, AnyHoursDue, CollectEntityHours, PublishAndAdvance, Collected; CollectPage, MorePages and the
+    // closing Pass per item.
+    expect(counts.stateTransitions).toBe(5 + 3 * ENTITIES.length);
+    // One gzipped part per entity, each written to the feed by one copy from staging; staging is gone after.
+    expect(counts.feedObjects).toBe(3);
+    expect(counts.s3Requests.CopyObjectCommand).toBe(3);
+    expect(counts.bucketBytesAdded - counts.feedBytes).toBeGreaterThan(0);
+    expect(counts.bucketBytesAdded - counts.feedBytes).toBeLessThan(10_000);
+    expect(counts.feedBytes).toBeLessThan(10_000 * 100); // ~600 bytes a record before gzip
+    const requests = Object.values(counts.s3Requests).reduce((sum, n) => sum + n, 0);
+    expect(counts.s3WritesOrLists + counts.s3Reads + (counts.s3Requests.DeleteObjectsCommand ?? 0)).toBe(
+      requests,
+    );
+    expect(counts.metricStreams).toEqual(["LagHours service=citrix-analytics-collector"]);
+    expect(counts.gbSeconds).toBeGreaterThan(0);
+  });
+
+  it("prices it at no more than $1.50 a month (issue 12's goal for a small tenant)", () => {
+    const bill = monthlyBill(counts, 2);
+    expect(bill.metrics).toBeCloseTo(0.3);
+    expect(bill.stepFunctions).toBeCloseTo((14 * 730 * 0.025) / 1000);
+    const total = Object.values(bill).reduce((sum, value) => sum + value, 0);
+    expect(total).toBeLessThanOrEqual(1.5);
+  });
+
+  it("counts every CloudWatch metric with DETAILED_METRICS=true: 22 for three entities", async () => {
+    const detailed = await measureExecution({
+      recordsPerHour: 300,
+      entities: ENTITIES,
+      gzip: true,
+      latencyMs: 0,
+      env: { DETAILED_METRICS: "true" },
+    });
+    expect(detailed.metricStreams).toHaveLength(22);
+  });
+});

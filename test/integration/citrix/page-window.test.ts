@@ -1,0 +1,199 @@
+import { gunzipSync } from "node:zlib";
+import { GetObjectCommand } from "@aws-sdk/client-s3";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createLogger } from "../../../functions/lib/aws/log";
+import { S3Store } from "../../../functions/lib/aws/s3-store";
+import { CitrixClient } from "../../../functions/lib/citrix/citrix-client";
+import { FIRST_PROBE_ROUNDS } from "../../../functions/lib/citrix/page-window";
+import type { CollectOutput } from "../../../functions/lib/config/contracts";
+import { type CollectDeps, collectEntityHour } from "../../../functions/lib/feed/collector";
+import { pageWindowHintKey, stagingPartKey } from "../../../functions/lib/feed/keys";
+import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
+import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
+
+// The adaptive page window against a simulator that answers 429 above K concurrent requests per customer,
+// as Citrix documents for its Monitor API: real waits (the client's own backoff), real HTTP, real S3.
+const BUCKET = "window-test";
+const CONTROL = "_control";
+const HOURS = [
+  "2026-11-24T05:00:00Z",
+  "2026-11-24T06:00:00Z",
+  "2026-11-24T07:00:00Z",
+  "2026-11-24T08:00:00Z",
+];
+const TOP = 100;
+const LONG = () => 600_000;
+
+let simulator: CitrixSimulator;
+let s3: LocalS3;
+let store: S3Store;
+let logs: Record<string, unknown>[] = [];
+beforeAll(async () => {
+  simulator = await startCitrixSimulator({ volume: { sessions: 4000 }, pageLatencyMs: 20 });
+  s3 = await startLocalS3({ buckets: [BUCKET] });
+  store = new S3Store(s3.client(), BUCKET);
+});
+afterAll(async () => {
+  await simulator.close();
+  await s3.close();
+});
+beforeEach(async () => {
+  logs = [];
+  simulator.clearFaults();
+  simulator.setOptions({ concurrencyLimit: undefined });
+  simulator.requests.length = 0;
+  await store.deleteKeys(await store.listKeys(""));
+});
+
+function deps(runId: string): CollectDeps {
+  return {
+    store,
+    citrix: new CitrixClient({
+      credentials: {
+        origin: "CITRIX_CLIENT_SECRET",
+        get: async () => ({
+          customerId: simulator.customerId,
+          clientId: simulator.clientId,
+          clientSecret: simulator.clientSecret,
+        }),
+        forget: () => undefined,
+      },
+      apiBase: simulator.apiBase,
+      tokenUrl: simulator.tokenUrl,
+      timeoutMs: 5000,
+      maxBackoffMs: 2000,
+    }),
+    config: {
+      controlPrefix: CONTROL,
+      pageSize: TOP,
+      maxPagesInFlight: 16,
+      maxPagesPerEntityHour: 1000,
+      partMaxRecords: 50_000,
+      partMaxBytes: 8 * 2 ** 20,
+      gzip: true,
+      invocationReserveMs: 0,
+      httpTimeoutMs: 0,
+    },
+    log: createLogger({ execution: runId }, (line) => {
+      logs.push(JSON.parse(line) as Record<string, unknown>);
+    }),
+  };
+}
+
+/** The `raw` records in the staging parts an output names, in order. */
+async function staged(output: CollectOutput, runId: string): Promise<unknown[]> {
+  const records: unknown[] = [];
+  for (const segment of output.progress.segments)
+    for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
+      const key = stagingPartKey(CONTROL, runId, output.entity, output.hourUtc, segment.attempt, part, true);
+      const object = await s3.client().send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
+      const text = gunzipSync(Buffer.from((await object.Body?.transformToByteArray()) ?? [])).toString(
+        "utf8",
+      );
+      for (const line of text.split("\n").slice(0, -1))
+        records.push((JSON.parse(line) as { raw: unknown }).raw);
+    }
+  return records;
+}
+
+const dataRequests = () => simulator.requests.filter((entry) => entry.entity !== undefined);
+const throttled = () => dataRequests().filter((entry) => entry.status === 429);
+
+describe("the adaptive page window", () => {
+  it("without a limit opens up to MAX_PAGES_IN_FLIGHT and reads every record once, in order", async () => {
+    const output = await collectEntityHour(
+      deps("run-1"),
+      { runId: "run-1", entity: "sessions", hourUtc: HOURS[3] ?? "" },
+      LONG,
+    );
+    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOURS[3] ?? ""));
+    // 40 pages double up to 16 at most; the machine's load decides how far, but never one at a time.
+    expect(simulator.peakConcurrentRequests).toBeGreaterThanOrEqual(4);
+    expect(throttled()).toEqual([]);
+  });
+
+  it("settles at the API's limit with few 429s, and shares it for the iterations that start later", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 3 } });
+    simulator.resetConcurrency();
+    const hour = HOURS[3] ?? "";
+    const output = await collectEntityHour(
+      deps("run-1"),
+      { runId: "run-1", entity: "sessions", hourUtc: hour },
+      LONG,
+    );
+
+    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", hour));
+    // 40 pages: the overshoot of slow start, and at most one refused probe.
+    expect(throttled().length).toBeGreaterThanOrEqual(1);
+    expect(throttled().length).toBeLessThanOrEqual(3);
+    // One at a time would be at most 1 (the ramp-up and the refusals' retries are in the mean too).
+    expect(simulator.meanConcurrentRequests).toBeGreaterThan(1.5);
+    const hint = JSON.parse((await store.getText(pageWindowHintKey(CONTROL)))?.body ?? "{}");
+    expect(hint).toMatchObject({ limit: 3, probeRounds: FIRST_PROBE_ROUNDS });
+
+    // The next entity-hour starts at the shared window: no slow start, so no overshoot.
+    simulator.requests.length = 0;
+    const next = await collectEntityHour(
+      deps("run-2"),
+      { runId: "run-2", entity: "sessions", hourUtc: HOURS[2] ?? "" },
+      LONG,
+    );
+    expect(await staged(next, "run-2")).toEqual(simulator.records("sessions", HOURS[2] ?? ""));
+    expect(throttled()).toEqual([]);
+    expect(
+      logs.some((line) => line.message === "starting at the page window the Citrix API last allowed"),
+    ).toBe(true);
+  });
+
+  it("shares a limit of 4 among three short entity-hours side by side: every record once, few 429s", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 4 } });
+    const outputs = await Promise.all(
+      HOURS.slice(1).map((hourUtc, index) =>
+        collectEntityHour(deps(`run-${index}`), { runId: `run-${index}`, entity: "sessions", hourUtc }, LONG),
+      ),
+    );
+    for (const [index, output] of outputs.entries()) {
+      expect(await staged(output, `run-${index}`)).toEqual(simulator.records("sessions", output.hourUtc));
+    }
+    const requests = dataRequests().length;
+    expect(requests).toBeGreaterThanOrEqual(3 * 41);
+    // Each of the three finds its share by being refused while they all ramp up at once (41 pages each, so
+    // that is a few percent here; the benchmark's longer hours show what it costs a real execution).
+    expect(throttled().length / requests).toBeLessThan(0.1);
+  });
+
+  it("with more entity-hours than the API serves at once, reads every record once and says it was crowded", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 2 } });
+    const outputs = await Promise.all(
+      HOURS.map((hourUtc, index) =>
+        collectEntityHour(deps(`run-${index}`), { runId: `run-${index}`, entity: "sessions", hourUtc }, LONG),
+      ),
+    );
+    for (const [index, output] of outputs.entries()) {
+      expect(await staged(output, `run-${index}`)).toEqual(simulator.records("sessions", output.hourUtc));
+    }
+    const hint = JSON.parse((await store.getText(pageWindowHintKey(CONTROL)))?.body ?? "{}");
+    expect(hint).toMatchObject({ crowded: true });
+  });
+
+  it("holds back every request of the window until a Retry-After has passed", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 2, retryAfterSeconds: 1 } });
+    const hour = HOURS[3] ?? "";
+    const output = await collectEntityHour(
+      deps("run-1"),
+      { runId: "run-1", entity: "sessions", hourUtc: hour },
+      LONG,
+    );
+
+    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", hour));
+    const refusals = throttled();
+    expect(refusals.length).toBeGreaterThanOrEqual(1);
+    for (const refusal of refusals) {
+      // Requests already on their way may arrive just after; none is sent during the second that follows.
+      const during = dataRequests().filter(
+        (entry) => entry.at > refusal.at + 100 && entry.at < refusal.at + 950,
+      );
+      expect(during).toEqual([]);
+    }
+  });
+});

@@ -1,0 +1,334 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createLogger } from "../../../functions/lib/aws/log";
+import { S3Store } from "../../../functions/lib/aws/s3-store";
+import type { CommitInput } from "../../../functions/lib/config/contracts";
+import { InvalidInputError, StagingLostError } from "../../../functions/lib/config/errors";
+import {
+  collectedResultKey,
+  feedPartKey,
+  leaseKey,
+  manifestKey,
+  publishedMarkerKey,
+  stagingPartKey,
+} from "../../../functions/lib/feed/keys";
+import { publishRun } from "../../../functions/lib/feed/publisher";
+import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
+import { InstrumentedStore } from "../../support/instrumented-store";
+
+// publishRun against the local S3 server, without the engine: staging, results and manifests are laid out
+// by hand, so each branch of Commit is reached on purpose.
+const BUCKET = "publisher-test";
+const FEED = "feed";
+const CONTROL = "_control";
+const CONFIG = { feedPrefix: FEED, controlPrefix: CONTROL, stateKey: `${CONTROL}/state.json` };
+const H8 = "2026-11-24T08:00:00Z";
+const H9 = "2026-11-24T09:00:00Z";
+const SEGMENT = { attempt: "0000000a", firstPart: 0, parts: 2, compressed: false };
+
+let s3: LocalS3;
+let store: S3Store;
+beforeAll(async () => {
+  s3 = await startLocalS3({ buckets: [BUCKET] });
+  store = new S3Store(s3.client(), BUCKET);
+});
+afterAll(async () => {
+  await s3.close();
+});
+beforeEach(async () => {
+  logs = [];
+  await store.deleteKeys(await store.listKeys(""));
+});
+
+let logs: Record<string, unknown>[] = [];
+const deps = () => ({
+  store,
+  config: CONFIG,
+  log: createLogger({ execution: "test" }, (line) => {
+    logs.push(JSON.parse(line) as Record<string, unknown>);
+  }),
+});
+const input = (runId: string, hours: string[], entities = ["sessions"]): CommitInput => ({
+  runId,
+  mode: "scheduled",
+  hours,
+  entities,
+  watermark: { hourUtc: "2026-11-24T07:00:00Z", etag: null },
+});
+
+/** Staging parts and the collected result of one entity-hour, as the collect function leaves them. */
+async function collected(
+  runId: string,
+  entity: string,
+  hourUtc: string,
+  segments = [SEGMENT],
+  records = 10,
+): Promise<void> {
+  for (const segment of segments)
+    for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
+      const key = stagingPartKey(CONTROL, runId, entity, hourUtc, segment.attempt, part, segment.compressed);
+      await store.put(key, `{"run":"${runId}","part":${part}}\n`, "application/x-ndjson");
+    }
+  const parts = segments.reduce((sum, segment) => sum + segment.parts, 0);
+  const result = { entity, hourUtc, records, parts, segments };
+  await store.put(
+    collectedResultKey(CONTROL, runId, entity, hourUtc),
+    JSON.stringify(result),
+    "application/json",
+  );
+}
+
+const text = async (key: string) => (await store.getText(key))?.body;
+const json = async (key: string) => JSON.parse((await text(key)) ?? "null") as Record<string, unknown>;
+
+describe("publishRun", () => {
+  it("publishes an hour: manifest, every part to its feed key, marker, watermark; clears staging and lease", async () => {
+    const second = { attempt: "0000000b", firstPart: 2, parts: 1, compressed: true };
+    await collected("run-1", "users", H8, [SEGMENT, second], 30);
+    await collected("run-1", "machines", H8, [SEGMENT], 20);
+    await store.put(leaseKey(CONTROL, "run-1"), "{}", "application/json");
+
+    const output = await publishRun(deps(), input("run-1", [H8], ["users", "machines"]));
+
+    expect(output).toEqual({
+      runId: "run-1",
+      mode: "scheduled",
+      status: "committed",
+      hours: [
+        {
+          hourUtc: H8,
+          outcome: "published",
+          publisher: "run-1",
+          records: { machines: { collected: 20, published: 20 }, users: { collected: 30, published: 30 } },
+        },
+      ],
+      watermark: { before: "2026-11-24T07:00:00Z", after: H8 },
+    });
+    expect((await store.listKeys(`${FEED}/`)).sort()).toEqual(
+      [
+        feedPartKey(FEED, "machines", H8, 0),
+        feedPartKey(FEED, "machines", H8, 1),
+        feedPartKey(FEED, "users", H8, 0),
+        feedPartKey(FEED, "users", H8, 1),
+        feedPartKey(FEED, "users", H8, 2, true),
+      ].sort(),
+    );
+    expect(await text(feedPartKey(FEED, "users", H8, 2, true))).toBe('{"run":"run-1","part":2}\n');
+    const manifest = await json(manifestKey(CONTROL, H8));
+    expect(manifest).toMatchObject({ runId: "run-1", hourUtc: H8 });
+    expect(Object.keys(manifest.entities as object)).toEqual(["machines", "users"]);
+    expect(await json(publishedMarkerKey(CONTROL, H8))).toMatchObject({
+      manifest: "run-1",
+      by: "run-1",
+      watermark: "2026-11-24T07:00:00Z",
+    });
+    expect(await json(CONFIG.stateKey)).toMatchObject({ last_hour_utc: H8, execution: "run-1" });
+    // Per-entity counts in entity order, whatever order the results were read in.
+    expect(Object.keys(output.hours[0]?.records ?? {})).toEqual(["machines", "users"]);
+    const published = logs.filter((line) => line.message === "hour published");
+    expect(published).toEqual([
+      expect.objectContaining({ hour: H8, outcome: "published", publisher: "run-1", execution: "test" }),
+    ]);
+    expect(logs.find((line) => line.message === "watermark checked")).toMatchObject({
+      from: "2026-11-24T07:00:00Z",
+      to: H8,
+    });
+    expect(await store.listKeys(`${CONTROL}/staging/`)).toEqual([]);
+    expect(await store.listKeys(`${CONTROL}/leases/`)).toEqual([]);
+  });
+
+  it("leaves a published hour as it is and reports who published it and what each run counted", async () => {
+    await collected("old-1", "sessions", H8);
+    await publishRun(deps(), input("old-1", [H8]));
+    await collected("new-1", "sessions", H8, [SEGMENT], 12);
+    const feed = await store.listKeys(`${FEED}/`);
+
+    const output = await publishRun(deps(), input("new-1", [H8]));
+
+    expect(output.hours).toEqual([
+      {
+        hourUtc: H8,
+        outcome: "already-published",
+        publisher: "old-1",
+        records: { sessions: { collected: 12, published: 10 } },
+      },
+    ]);
+    expect(await store.listKeys(`${FEED}/`)).toEqual(feed);
+    expect(await text(feedPartKey(FEED, "sessions", H8, 0))).toBe('{"run":"old-1","part":0}\n');
+  });
+
+  it("after its own staging is gone (a redrive), reports published hours with nothing collected", async () => {
+    await collected("run-1", "sessions", H8);
+    await publishRun(deps(), input("run-1", [H8]));
+    const again = await publishRun(deps(), input("run-1", [H8]));
+    expect(again.hours[0]).toMatchObject({
+      outcome: "already-published",
+      publisher: "run-1",
+      records: { sessions: { collected: 0, published: 10 } },
+    });
+  });
+
+  it("finishes another execution's claim from that execution's staging, and says so", async () => {
+    await collected("dead-1", "sessions", H8);
+    await store.put(
+      manifestKey(CONTROL, H8),
+      JSON.stringify({
+        runId: "dead-1",
+        hourUtc: H8,
+        claimedAt: "t",
+        entities: { sessions: { records: 10, parts: 2, segments: [SEGMENT] } },
+      }),
+      "application/json",
+    );
+    // dead-1 got its first part copied before it died.
+    await store.copyIfAbsent(
+      stagingPartKey(CONTROL, "dead-1", "sessions", H8, SEGMENT.attempt, 0),
+      feedPartKey(FEED, "sessions", H8, 0),
+    );
+    await collected("next-1", "sessions", H8, [{ ...SEGMENT, attempt: "0000000c", parts: 3 }], 15);
+
+    const output = await publishRun(deps(), input("next-1", [H8]));
+
+    expect(output.hours[0]).toEqual({
+      hourUtc: H8,
+      outcome: "completed-for-another",
+      publisher: "dead-1",
+      records: { sessions: { collected: 15, published: 10 } },
+    });
+    expect(await store.listKeys(`${FEED}/`)).toEqual([
+      feedPartKey(FEED, "sessions", H8, 0),
+      feedPartKey(FEED, "sessions", H8, 1),
+    ]);
+    expect(await text(feedPartKey(FEED, "sessions", H8, 1))).toBe('{"run":"dead-1","part":1}\n');
+    expect(await json(publishedMarkerKey(CONTROL, H8))).toMatchObject({ manifest: "dead-1", by: "next-1" });
+    expect(logs.filter((line) => line.message === "finishing an hour another execution claimed")).toEqual([
+      expect.objectContaining({ hour: H8, publisher: "dead-1" }),
+    ]);
+    // Its own staging is cleared; the other's is left to its owner (or the lifecycle rule).
+    expect(await store.listKeys(`${CONTROL}/staging/next-1/`)).toEqual([]);
+    expect(await store.listKeys(`${CONTROL}/staging/dead-1/`)).not.toEqual([]);
+  });
+
+  it("refuses to claim an hour without a result for every planned entity, naming the missing ones", async () => {
+    await collected("run-1", "sessions", H8);
+    const error = await publishRun(deps(), input("run-1", [H8], ["sessions", "users", "machines"])).catch(
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as Error).message).toBe(
+      `PublishAndAdvance found no collected result of execution run-1 for users, machines at ${H8}; the Map must collect every planned entity-hour first`,
+    );
+    expect(await store.getText(manifestKey(CONTROL, H8))).toBeUndefined();
+  });
+
+  it("names a staging part that is gone while its hour is not published, and what to delete", async () => {
+    await collected("run-1", "sessions", H8);
+    await store.deleteKeys([stagingPartKey(CONTROL, "run-1", "sessions", H8, SEGMENT.attempt, 1)]);
+    const error = await publishRun(deps(), input("run-1", [H8])).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StagingLostError);
+    expect((error as Error).message).toContain(
+      `staging part s3://${BUCKET}/${stagingPartKey(CONTROL, "run-1", "sessions", H8, SEGMENT.attempt, 1)} is gone`,
+    );
+    expect((error as Error).message).toContain(`delete s3://${BUCKET}/${manifestKey(CONTROL, H8)}`);
+    expect((error as Error).message).toContain(
+      `every object under s3://${BUCKET}/${FEED}/sessions/year=2026/month=11/day=24/hour=08/ of that hour`,
+    );
+    expect(await store.getText(publishedMarkerKey(CONTROL, H8))).toBeUndefined();
+  });
+
+  it("takes a source S3 calls missing as done when its feed object exists (the copy landed before)", async () => {
+    await collected("run-1", "sessions", H8);
+    const answering = new InstrumentedStore(store, FEED);
+    const copy = answering.copyIfAbsent.bind(answering);
+    // S3 may check the source before the destination's precondition: the copy landed, then it says NoSuchKey.
+    answering.copyIfAbsent = async (source, destination) => {
+      await copy(source, destination);
+      return "no-source";
+    };
+    const output = await publishRun({ ...deps(), store: answering }, input("run-1", [H8]));
+    expect(output.hours[0]?.outcome).toBe("published");
+    expect(await store.getText(publishedMarkerKey(CONTROL, H8))).toBeDefined();
+  });
+
+  it("takes a missing source whose feed object exists as done", async () => {
+    await collected("run-1", "sessions", H8);
+    // The part was copied before its staging went.
+    await store.copyIfAbsent(
+      stagingPartKey(CONTROL, "run-1", "sessions", H8, SEGMENT.attempt, 1),
+      feedPartKey(FEED, "sessions", H8, 1),
+    );
+    await store.deleteKeys([stagingPartKey(CONTROL, "run-1", "sessions", H8, SEGMENT.attempt, 1)]);
+    const output = await publishRun(deps(), input("run-1", [H8]));
+    expect(output.hours[0]?.outcome).toBe("published");
+    expect(await store.listKeys(`${FEED}/sessions/year=2026/month=11/day=24/hour=08/`)).toHaveLength(2);
+  });
+
+  it("takes a missing source as done when the hour's owner published it and cleared its staging meanwhile", async () => {
+    await collected("owner-1", "sessions", H8);
+    await store.put(
+      manifestKey(CONTROL, H8),
+      JSON.stringify({
+        runId: "owner-1",
+        hourUtc: H8,
+        claimedAt: "t",
+        entities: { sessions: { records: 10, parts: 2, segments: [SEGMENT] } },
+      }),
+      "application/json",
+    );
+    await collected("helper-1", "sessions", H8);
+    const racing = new InstrumentedStore(store, FEED);
+    const copy = racing.copyIfAbsent.bind(racing);
+    let ownerDone: Promise<unknown> | undefined;
+    // Just before the helper's copies, the owner finishes: every part copied, marker, staging cleared.
+    racing.copyIfAbsent = async (source, destination) => {
+      ownerDone ??= publishRun(deps(), input("owner-1", [H8]));
+      await ownerDone;
+      return copy(source, destination);
+    };
+    const output = await publishRun({ ...deps(), store: racing }, input("helper-1", [H8]));
+    expect(output.hours[0]).toMatchObject({ outcome: "completed-for-another", publisher: "owner-1" });
+    expect(racing.feedWrites).toEqual([]);
+    expect(await store.listKeys(`${FEED}/`)).toHaveLength(2);
+  });
+
+  it.each([
+    ["a manifest that is not JSON", "not json", "is not a manifest"],
+    ["a manifest without entities", '{"runId":"x"}', "is not a manifest"],
+    ["a manifest without a run id", '{"entities":{}}', "is not a manifest"],
+    ["a manifest with null entities", '{"runId":"x","entities":null}', "is not a manifest"],
+  ])("refuses %s by name", async (_what, body, message) => {
+    await collected("run-1", "sessions", H8);
+    await store.put(manifestKey(CONTROL, H8), body, "application/json");
+    const error = await publishRun(deps(), input("run-1", [H8])).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as Error).message).toBe(
+      `manifest s3://${BUCKET}/${manifestKey(CONTROL, H8)} ${message}; inspect it before redriving`,
+    );
+  });
+
+  it("refuses a result object that is not a collected result, and a manifest that vanished", async () => {
+    await store.put(
+      collectedResultKey(CONTROL, "run-1", "sessions", H8),
+      '{"entity":"sessions"}',
+      "application/json",
+    );
+    const bad = await publishRun(deps(), input("run-1", [H8])).catch((caught: unknown) => caught);
+    expect((bad as Error).message).toBe(
+      `s3://${BUCKET}/${collectedResultKey(CONTROL, "run-1", "sessions", H8)} is not a collected result; inspect it before redriving`,
+    );
+    await store.put(publishedMarkerKey(CONTROL, H9), "{}", "application/json");
+    const vanished = await publishRun(deps(), input("run-1", [H9])).catch((caught: unknown) => caught);
+    expect((vanished as Error).message).toBe(
+      `manifest s3://${BUCKET}/${manifestKey(CONTROL, H9)} vanished while this execution read it`,
+    );
+  });
+
+  it("publishes several hours, in any order given, and moves the watermark over all of them", async () => {
+    for (const hourUtc of [H8, H9]) await collected("run-1", "sessions", hourUtc);
+    const output = await publishRun(deps(), input("run-1", [H9, H8]));
+    expect(output.hours.map((hour) => [hour.hourUtc, hour.outcome])).toEqual([
+      [H8, "published"],
+      [H9, "published"],
+    ]);
+    expect(output.watermark.after).toBe(H9);
+  });
+});

@@ -1,0 +1,250 @@
+import { describe, expect, it } from "vitest";
+import {
+  cautiousHint,
+  FIRST_PROBE_ROUNDS,
+  LATENCY_SLACK_MS,
+  MAX_PROBE_ROUNDS,
+  PageWindow,
+} from "../../../functions/lib/citrix/page-window";
+
+const FULL = { full: true, latencyMs: 200 };
+
+/** `pages` full pages at the usual latency. */
+function pages(window: PageWindow, count: number, page = FULL): void {
+  for (let i = 0; i < count; i++) window.completed(page);
+}
+
+/** A window that was throttled once at `limit + 1` requests, so it knows `limit`. */
+function settledAt(limit: number, ceiling = 16): PageWindow {
+  const window = new PageWindow(ceiling);
+  while (window.allowed <= limit) window.completed(FULL);
+  window.pushedBack("throttled", limit);
+  expect(window.allowed).toBe(limit);
+  return window;
+}
+
+describe("PageWindow", () => {
+  it("starts with one request and adds one per full page", () => {
+    const window = new PageWindow(16);
+    expect(window.allowed).toBe(1);
+    window.completed(FULL);
+    expect(window.allowed).toBe(2);
+    pages(window, 3);
+    expect(window.allowed).toBe(5);
+    pages(window, 100);
+    expect(window.allowed).toBe(16);
+    expect(window.state).toEqual({ size: 16 });
+  });
+
+  it("stays at one request with a ceiling of one (MAX_PAGES_IN_FLIGHT=1 is strictly serial)", () => {
+    const window = new PageWindow(1);
+    pages(window, 50);
+    expect(window.allowed).toBe(1);
+    window.pushedBack("throttled", 0);
+    pages(window, 5000);
+    expect(window.allowed).toBe(1);
+  });
+
+  it("grows only on full pages", () => {
+    const window = new PageWindow(16);
+    pages(window, 10, { full: false, latencyMs: 200 });
+    expect(window.allowed).toBe(1);
+  });
+
+  it("drops to the requests the API still served when it throttled, one fewer per further refusal", () => {
+    const window = new PageWindow(16);
+    pages(window, 11);
+    expect(window.allowed).toBe(12);
+    window.pushedBack("throttled", 7);
+    expect(window.state).toMatchObject({ size: 7, limit: 7 });
+    window.pushedBack("throttled", 6);
+    expect(window.state).toMatchObject({ size: 6, limit: 6 });
+    // One refusal takes at most half, never below one request, and never leaves as many as it had.
+    window.pushedBack("throttled", 0);
+    expect(window.allowed).toBe(3);
+    window.pushedBack("throttled", 0);
+    window.pushedBack("throttled", 0);
+    expect(window.allowed).toBe(1);
+    const full = settledAt(3);
+    full.pushedBack("throttled", 10);
+    expect(full.allowed).toBe(2);
+  });
+
+  it("probes one request above its limit only after probeRounds full windows", () => {
+    const window = settledAt(3);
+    pages(window, FIRST_PROBE_ROUNDS * 3 - 1);
+    expect(window.allowed).toBe(3);
+    window.completed(FULL);
+    expect(window.allowed).toBe(4);
+  });
+
+  it("keeps a probe that held for a window and probes again twice as soon", () => {
+    const window = settledAt(3);
+    pages(window, FIRST_PROBE_ROUNDS * 3);
+    pages(window, 4);
+    expect(window.state).toMatchObject({ size: 4, limit: 4, probeRounds: FIRST_PROBE_ROUNDS / 2 });
+    pages(window, (FIRST_PROBE_ROUNDS / 2) * 4 - 1);
+    expect(window.allowed).toBe(4);
+    window.completed(FULL);
+    expect(window.allowed).toBe(5);
+  });
+
+  it("does not probe past the ceiling", () => {
+    const window = settledAt(3, 4);
+    pages(window, FIRST_PROBE_ROUNDS * 3 + 4);
+    expect(window.state).toEqual({ size: 4, limit: 4, probeRounds: FIRST_PROBE_ROUNDS / 2 });
+    pages(window, 1000);
+    expect(window.state).toEqual({ size: 4, limit: 4, probeRounds: FIRST_PROBE_ROUNDS / 2 });
+  });
+
+  it("keeps counting towards its next probe through a failure that cannot shrink it", () => {
+    const window = new PageWindow(16);
+    window.pushedBack("throttled", 0);
+    pages(window, FIRST_PROBE_ROUNDS - 1);
+    window.pushedBack("failed", 0);
+    expect(window.allowed).toBe(1);
+    window.completed(FULL);
+    expect(window.allowed).toBe(2);
+  });
+
+  it("waits twice as long after a refused probe, up to MAX_PROBE_ROUNDS", () => {
+    const window = settledAt(3);
+    let rounds = FIRST_PROBE_ROUNDS;
+    for (let probe = 0; probe < 6; probe++) {
+      pages(window, rounds * 3);
+      expect(window.allowed).toBe(4);
+      window.pushedBack("throttled", 3);
+      rounds = Math.min(MAX_PROBE_ROUNDS, rounds * 2);
+      expect(window.state).toMatchObject({ size: 3, limit: 3, probeRounds: rounds });
+    }
+    expect(rounds).toBe(MAX_PROBE_ROUNDS);
+  });
+
+  it("does not count a refusal it did not cause (another iteration grew) against its probes", () => {
+    const window = settledAt(3);
+    pages(window, 5);
+    window.pushedBack("throttled", 2);
+    expect(window.state).toMatchObject({ size: 2, limit: 2, probeRounds: FIRST_PROBE_ROUNDS });
+  });
+
+  it("is crowded when throttled twice in a row at one request with none other in flight", () => {
+    const window = new PageWindow(16);
+    expect(window.pushedBack("throttled", 0)).toBe(false);
+    expect(window.pushedBack("throttled", 0)).toBe(true);
+    expect(window.state).toMatchObject({ size: 1, limit: 1 });
+    // A page between two refusals: each alone may be another iteration's probe.
+    const probed = new PageWindow(16);
+    probed.pushedBack("throttled", 0);
+    probed.completed(FULL);
+    expect(probed.pushedBack("throttled", 0)).toBe(false);
+    const wide = settledAt(4);
+    expect(wide.pushedBack("throttled", 0)).toBe(false);
+    expect(wide.pushedBack("failed", 0)).toBe(false);
+    // At one request, but others of its own (sent before it shrank) were still being served.
+    const busy = new PageWindow(16);
+    busy.pushedBack("throttled", 2);
+    expect(busy.pushedBack("throttled", 2)).toBe(false);
+  });
+
+  it("halves on failures, at most once per window of pages, and keeps the known limit", () => {
+    const window = settledAt(8);
+    // The throttle that taught it the limit was its shrink for this window.
+    window.pushedBack("failed", 7);
+    expect(window.allowed).toBe(8);
+    pages(window, 8);
+    window.pushedBack("failed", 7);
+    expect(window.state).toMatchObject({ size: 4, limit: 8 });
+    window.pushedBack("failed", 3);
+    expect(window.allowed).toBe(4);
+    pages(window, 4);
+    expect(window.allowed).toBe(5);
+    window.pushedBack("failed", 4);
+    expect(window.allowed).toBe(5);
+    window.completed(FULL);
+    window.pushedBack("failed", 4);
+    expect(window.allowed).toBe(2);
+    // Grows back by one per full window, up to the limit.
+    pages(window, 2);
+    expect(window.allowed).toBe(3);
+    pages(window, 3 + 4 + 5 + 6 + 7);
+    expect(window.allowed).toBe(8);
+  });
+
+  it("leaves slow start on a failure and then grows by one per full window", () => {
+    const window = new PageWindow(16);
+    pages(window, 7);
+    expect(window.allowed).toBe(8);
+    window.pushedBack("failed", 7);
+    expect(window.state).toEqual({ size: 4 });
+    pages(window, 3);
+    expect(window.allowed).toBe(4);
+    window.completed(FULL);
+    expect(window.allowed).toBe(5);
+  });
+
+  it("shrinks when a page is slower than twice the fastest plus the slack", () => {
+    const window = new PageWindow(16);
+    pages(window, 7);
+    expect(window.allowed).toBe(8);
+    window.completed({ full: true, latencyMs: 2 * 200 + LATENCY_SLACK_MS });
+    expect(window.allowed).toBe(9);
+    window.completed({ full: true, latencyMs: 2 * 200 + LATENCY_SLACK_MS + 1 });
+    expect(window.allowed).toBe(4);
+  });
+
+  it("resumes from its state without starting slow again", () => {
+    const before = settledAt(5);
+    const after = new PageWindow(16, before.state);
+    expect(after.state).toEqual(before.state);
+    pages(after, 4);
+    expect(after.allowed).toBe(5);
+    const grown = new PageWindow(16, { size: 3 });
+    pages(grown, 2);
+    expect(grown.allowed).toBe(3);
+    grown.completed(FULL);
+    expect(grown.allowed).toBe(4);
+    expect(new PageWindow(4, { size: 9, limit: 7, probeRounds: 10 ** 9 }).state).toEqual({
+      size: 4,
+      limit: 4,
+      probeRounds: MAX_PROBE_ROUNDS,
+    });
+  });
+});
+
+describe("cautiousHint", () => {
+  const at = "2026-11-24T09:00:00.000Z";
+  const hint = { limit: 4, probeRounds: 32, at: "2026-11-24T08:00:00.000Z" };
+
+  it("shares what was learned when nothing is shared yet", () => {
+    expect(cautiousHint(undefined, { limit: 5, probeRounds: 32, at })).toEqual({
+      limit: 5,
+      probeRounds: 32,
+      at,
+    });
+  });
+
+  it("writes nothing when the shared hint is already as cautious", () => {
+    expect(cautiousHint(hint, { limit: 4, probeRounds: 32, at })).toBeUndefined();
+    expect(cautiousHint(hint, { limit: 9, probeRounds: 16, at })).toBeUndefined();
+    expect(
+      cautiousHint({ ...hint, crowded: true }, { limit: 4, probeRounds: 32, crowded: true, at }),
+    ).toBeUndefined();
+  });
+
+  it("takes the smaller limit, the longer probe wait and crowded from either, dated now", () => {
+    expect(cautiousHint(hint, { limit: 3, probeRounds: 16, at })).toEqual({ limit: 3, probeRounds: 32, at });
+    expect(cautiousHint(hint, { limit: 6, probeRounds: 64, at })).toEqual({ limit: 4, probeRounds: 64, at });
+    expect(cautiousHint(hint, { limit: 6, probeRounds: 16, crowded: true, at })).toEqual({
+      limit: 4,
+      probeRounds: 32,
+      crowded: true,
+      at,
+    });
+    expect(cautiousHint({ ...hint, crowded: true }, { limit: 1, probeRounds: 32, at })).toEqual({
+      limit: 1,
+      probeRounds: 32,
+      crowded: true,
+      at,
+    });
+  });
+});

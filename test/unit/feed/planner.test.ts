@@ -1,0 +1,235 @@
+import { describe, expect, it } from "vitest";
+import {
+  lagHours,
+  newestEligibleHour,
+  planHours,
+  planWorkItems,
+  scheduleMinute,
+} from "../../../functions/lib/feed/planner";
+
+const at = (iso: string) => Date.parse(iso);
+
+/** Independent of the module under test: the ISO hour string n hours after `base`. */
+function utcHour(base: string, n: number): string {
+  const ms = Date.parse(base) + n * 3_600_000;
+  return new Date(ms).toISOString().replace(".000Z", "Z");
+}
+
+const window = (overrides: Partial<Parameters<typeof planHours>[0]>) => ({
+  nowMs: at("2026-11-24T10:15:00Z"),
+  lookbackMinutes: 75,
+  maxHoursPerRun: 24,
+  watermarkHourUtc: undefined,
+  firstHourUtc: undefined,
+  ...overrides,
+});
+
+describe("newestEligibleHour", () => {
+  it("is floor_hour(now − lookback)", () => {
+    expect(newestEligibleHour(at("2026-11-24T10:15:00Z"), 75)).toBe(at("2026-11-24T09:00:00Z"));
+    expect(newestEligibleHour(at("2026-11-24T10:14:59.999Z"), 75)).toBe(at("2026-11-24T08:00:00Z"));
+    expect(newestEligibleHour(at("2026-11-24T10:00:00Z"), 60)).toBe(at("2026-11-24T09:00:00Z"));
+  });
+});
+
+describe("scheduleMinute", () => {
+  it("is one minute after the minute an hour falls due", () => {
+    // 75: hour 09:00 falls due at 10:15, so the schedule fires at 10:16.
+    expect(scheduleMinute(75)).toBe(16);
+    expect(scheduleMinute(60)).toBe(1);
+    // 119: hour 09:00 falls due at 10:59; the next minute is 11:00.
+    expect(scheduleMinute(119)).toBe(0);
+    expect(scheduleMinute(120)).toBe(1);
+    expect(scheduleMinute(7 * 24 * 60)).toBe(1);
+  });
+
+  it("starts every run one minute after the newest eligible hour fell due, for every valid LOOKBACK_MINUTES", () => {
+    const minute = 60_000;
+    for (let lookback = 60; lookback <= 7 * 24 * 60; lookback++) {
+      for (const hour of ["2026-11-24T00:00:00Z", "2026-11-24T13:00:00Z", "2026-12-31T23:00:00Z"]) {
+        const start = at(hour) + scheduleMinute(lookback) * minute;
+        const newest = newestEligibleHour(start, lookback);
+        // Due since exactly one minute: eligible at start − 1 min, not a millisecond earlier.
+        expect({ lookback, hour, dueFor: start - (newest + lookback * minute) }).toEqual({
+          lookback,
+          hour,
+          dueFor: minute,
+        });
+      }
+    }
+  });
+});
+
+describe("planHours", () => {
+  describe("first run (no watermark)", () => {
+    it("collects only floor_hour(now − LOOKBACK_MINUTES)", () => {
+      // 10:15 − 75 min = 09:00 → the hour 09:00 (which ended 15 minutes ago).
+      expect(planHours(window({}))).toEqual(["2026-11-24T09:00:00Z"]);
+    });
+
+    it("starts at FIRST_HOUR_UTC when it is set", () => {
+      expect(planHours(window({ firstHourUtc: "2026-11-24T06:00:00Z" }))).toEqual([
+        "2026-11-24T06:00:00Z",
+        "2026-11-24T07:00:00Z",
+        "2026-11-24T08:00:00Z",
+        "2026-11-24T09:00:00Z",
+      ]);
+    });
+
+    it("caps a FIRST_HOUR_UTC far in the past at maxHoursPerRun, oldest first", () => {
+      expect(planHours(window({ firstHourUtc: "2026-11-01T00:00:00Z", maxHoursPerRun: 3 }))).toEqual([
+        "2026-11-01T00:00:00Z",
+        "2026-11-01T01:00:00Z",
+        "2026-11-01T02:00:00Z",
+      ]);
+    });
+
+    it("plans nothing when FIRST_HOUR_UTC is not eligible yet", () => {
+      expect(planHours(window({ firstHourUtc: "2026-11-24T10:00:00Z" }))).toEqual([]);
+    });
+  });
+
+  describe("later runs", () => {
+    it("continue right after the watermark, up to the bound", () => {
+      expect(planHours(window({ watermarkHourUtc: "2026-11-24T06:00:00Z" }))).toEqual([
+        "2026-11-24T07:00:00Z",
+        "2026-11-24T08:00:00Z",
+        "2026-11-24T09:00:00Z",
+      ]);
+    });
+
+    it("ignore FIRST_HOUR_UTC once there is a watermark", () => {
+      expect(
+        planHours(window({ watermarkHourUtc: "2026-11-24T08:00:00Z", firstHourUtc: "2026-11-01T00:00:00Z" })),
+      ).toEqual(["2026-11-24T09:00:00Z"]);
+    });
+
+    it("plan nothing when the watermark is at the bound", () => {
+      expect(planHours(window({ watermarkHourUtc: "2026-11-24T09:00:00Z" }))).toEqual([]);
+    });
+
+    it("plan nothing when the watermark is beyond the bound (clock skew)", () => {
+      expect(planHours(window({ watermarkHourUtc: "2026-11-24T10:00:00Z" }))).toEqual([]);
+      expect(planHours(window({ watermarkHourUtc: "2026-11-25T03:00:00Z" }))).toEqual([]);
+    });
+
+    it("never return more than maxHoursPerRun hours", () => {
+      const hours = planHours(window({ watermarkHourUtc: "2026-11-20T00:00:00Z", maxHoursPerRun: 5 }));
+      expect(hours).toEqual([
+        "2026-11-20T01:00:00Z",
+        "2026-11-20T02:00:00Z",
+        "2026-11-20T03:00:00Z",
+        "2026-11-20T04:00:00Z",
+        "2026-11-20T05:00:00Z",
+      ]);
+    });
+
+    it("plan a single hour per run when maxHoursPerRun is 1", () => {
+      expect(planHours(window({ watermarkHourUtc: "2026-11-24T05:00:00Z", maxHoursPerRun: 1 }))).toEqual([
+        "2026-11-24T06:00:00Z",
+      ]);
+    });
+  });
+
+  describe("exact lookback boundary (LOOKBACK_MINUTES 75)", () => {
+    it("at 10:15:00 the newest eligible hour is 09:00 (H−1), so 08:00 (H−2) and 09:00 are due", () => {
+      const nowMs = at("2026-11-24T10:15:00Z");
+      expect(planHours(window({ nowMs, watermarkHourUtc: "2026-11-24T07:00:00Z" }))).toEqual([
+        "2026-11-24T08:00:00Z",
+        "2026-11-24T09:00:00Z",
+      ]);
+      expect(planHours(window({ nowMs, watermarkHourUtc: "2026-11-24T08:00:00Z" }))).toEqual([
+        "2026-11-24T09:00:00Z",
+      ]);
+      expect(planHours(window({ nowMs, watermarkHourUtc: "2026-11-24T09:00:00Z" }))).toEqual([]);
+    });
+
+    it("one millisecond earlier (10:14:59.999) 09:00 is not eligible yet; 08:00 is the newest", () => {
+      const nowMs = at("2026-11-24T10:14:59.999Z");
+      expect(planHours(window({ nowMs }))).toEqual(["2026-11-24T08:00:00Z"]);
+      expect(planHours(window({ nowMs, watermarkHourUtc: "2026-11-24T07:00:00Z" }))).toEqual([
+        "2026-11-24T08:00:00Z",
+      ]);
+      expect(planHours(window({ nowMs, watermarkHourUtc: "2026-11-24T08:00:00Z" }))).toEqual([]);
+    });
+
+    it("never plans the current hour or the one that just ended before the lookback passed", () => {
+      const hours = planHours(
+        window({ nowMs: at("2026-11-24T10:59:59Z"), watermarkHourUtc: "2026-11-24T05:00:00Z" }),
+      );
+      expect(hours).not.toContain("2026-11-24T10:00:00Z");
+      expect(hours.at(-1)).toBe("2026-11-24T09:00:00Z");
+    });
+  });
+
+  describe("catch-up after an outage", () => {
+    it("catches up 30 hours as 24 + 6 with no gap and no repeat, across a year boundary", () => {
+      const watermark0 = "2026-12-31T06:00:00Z";
+      // bound = watermark + 30 h = 2027-01-01T12:00Z; now − 75 min must floor to it.
+      const nowMs = at("2027-01-01T13:15:00Z");
+      const runs: string[][] = [];
+      let watermark: string | undefined = watermark0;
+      for (let i = 0; i < 4; i++) {
+        const hours = planHours(window({ nowMs, watermarkHourUtc: watermark, maxHoursPerRun: 24 }));
+        runs.push(hours);
+        if (hours.length > 0) watermark = hours[hours.length - 1];
+      }
+      expect(runs.map((r) => r.length)).toEqual([24, 6, 0, 0]);
+      const expected = Array.from({ length: 30 }, (_, i) => utcHour(watermark0, i + 1));
+      expect(runs.flat()).toEqual(expected);
+      expect(expected[0]).toBe("2026-12-31T07:00:00Z");
+      expect(expected[29]).toBe("2027-01-01T12:00:00Z");
+      expect(watermark).toBe("2027-01-01T12:00:00Z");
+    });
+
+    it("continues seamlessly when the clock advances between catch-up runs", () => {
+      const watermark0 = "2026-11-24T00:00:00Z";
+      const first = planHours(
+        window({ nowMs: at("2026-11-25T07:15:00Z"), watermarkHourUtc: watermark0, maxHoursPerRun: 24 }),
+      );
+      const second = planHours(
+        window({ nowMs: at("2026-11-25T08:15:00Z"), watermarkHourUtc: first.at(-1), maxHoursPerRun: 24 }),
+      );
+      expect(first).toHaveLength(24);
+      expect(second).toEqual(Array.from({ length: 7 }, (_, i) => utcHour("2026-11-25T00:00:00Z", i + 1)));
+    });
+  });
+});
+
+describe("planWorkItems", () => {
+  it("is hour-major: every entity of an hour before the next hour", () => {
+    expect(
+      planWorkItems(["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z"], ["sessions", "machines", "users"]),
+    ).toEqual([
+      { entity: "sessions", hourUtc: "2026-11-24T08:00:00Z" },
+      { entity: "machines", hourUtc: "2026-11-24T08:00:00Z" },
+      { entity: "users", hourUtc: "2026-11-24T08:00:00Z" },
+      { entity: "sessions", hourUtc: "2026-11-24T09:00:00Z" },
+      { entity: "machines", hourUtc: "2026-11-24T09:00:00Z" },
+      { entity: "users", hourUtc: "2026-11-24T09:00:00Z" },
+    ]);
+  });
+
+  it("is empty when there are no hours", () => {
+    expect(planWorkItems([], ["sessions"])).toEqual([]);
+  });
+});
+
+describe("lagHours", () => {
+  const nowMs = at("2026-11-24T10:15:00Z"); // newest eligible hour: 09:00
+
+  it("counts the hours between the watermark and the newest eligible hour", () => {
+    expect(lagHours(nowMs, 75, "2026-11-24T05:00:00Z")).toBe(4);
+    expect(lagHours(nowMs, 75, "2026-11-23T09:00:00Z")).toBe(24);
+  });
+
+  it("is 0 when caught up, without a watermark, or with a watermark ahead of the clock", () => {
+    expect(lagHours(nowMs, 75, "2026-11-24T09:00:00Z")).toBe(0);
+    expect(lagHours(nowMs, 75, undefined)).toBe(0);
+    expect(lagHours(nowMs, 75, "2026-11-24T12:00:00Z")).toBe(0);
+  });
+
+  it("uses the same lookback bound as planHours", () => {
+    expect(lagHours(at("2026-11-24T10:14:59.999Z"), 75, "2026-11-24T05:00:00Z")).toBe(3);
+  });
+});
