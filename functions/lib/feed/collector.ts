@@ -134,8 +134,9 @@ export async function collectEntityHour(
       ...(crowded ? { crowded } : {}),
       at: new Date(now()).toISOString(),
     };
-    if (!cautiousHint(sharedHint, learned)) return;
-    sharedHint = cautiousHint(sharedHint, learned);
+    const merged = cautiousHint(sharedHint, learned);
+    if (!merged) return;
+    sharedHint = merged;
     hintWrite = hintWrite
       .then(() => sharePageWindow(store, pageWindowHintKey(config.controlPrefix), learned, now()))
       .catch((error: unknown) => log.warn("could not share the page window", { reason: String(error) }));
