@@ -12,13 +12,13 @@
  *   limit, and the window settles at the limit instead of halving below it (which would idle half of it).
  *   One refusal never takes more than half: a request the API counted a moment longer than we did is not
  *   a limit of one.
- * - **Crowded:** throttled twice in a row with nothing else in flight, the other iterations hold the whole
- *   limit (more iterations than the API serves at once). The request then backs off as any failed one does, and Plan
- *   runs fewer iterations at once (see pageWindowHintKey).
+ * - **Alone and crowded:** a request refused with none other of its own in flight backs off as a failed one
+ *   does. Twice in a row, the other iterations hold the whole limit (more iterations than the API serves at
+ *   once): crowded, and Plan runs one iteration at a time for a day (see pageWindowHintKey).
  * - **Probing:** capacity frees up when another iteration finishes, so after `probeRounds` full windows at
- *   the limit the window tries one request more. A probe that holds for a full window
- *   keeps its gain and halves the wait before the next; a refused one doubles it (up to MAX_PROBE_ROUNDS),
- *   so refused probes stay few whatever the length of the hour.
+ *   the limit the window tries one request more. A probe that holds for a full window keeps its gain and
+ *   halves the wait before the next; a refused one doubles it (up to MAX_PROBE_ROUNDS), so refused probes
+ *   stay few whatever the length of the hour.
  * - **Failing or slowing down** (5xx, a timeout, a dropped connection, or a page slower than twice the
  *   fastest plus LATENCY_SLACK_MS): the window halves, at most once per window of pages, and grows back by
  *   one per full window. That is an unwell API, not a limit: the known limit stays.
