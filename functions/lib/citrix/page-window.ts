@@ -1,3 +1,5 @@
+import type { PageWindowHint } from "../config/contracts";
+
 /**
  * How many page requests one entity-hour keeps in flight, found while paging: the Citrix Analytics API
  * publishes no rate limit, and its limit is per customer, shared with every Map iteration running beside
@@ -163,14 +165,6 @@ function clamp(value: number, low: number, high: number): number {
   return Math.min(high, Math.max(low, Math.floor(value)));
 }
 
-/** What an iteration shares with those that start after it (the shape of pageWindowHintKey's object). */
-export interface SharedWindow {
-  limit: number;
-  probeRounds: number;
-  crowded?: true;
-  at: string;
-}
-
 /**
  * `current` made as cautious as `learned`: the smaller limit, the longer wait between probes, crowded if
  * either was, dated `learned.at`; undefined when `current` is already as cautious. Iterations that start
@@ -178,9 +172,9 @@ export interface SharedWindow {
  * its day (a day later it is found afresh).
  */
 export function cautiousHint(
-  current: SharedWindow | undefined,
-  learned: SharedWindow,
-): SharedWindow | undefined {
+  current: PageWindowHint | undefined,
+  learned: PageWindowHint,
+): PageWindowHint | undefined {
   if (
     current &&
     learned.limit >= current.limit &&

@@ -122,8 +122,6 @@ export const pageWindowHintSchema = z.object({
   crowded: z.optional(z.literal(true)),
   at: z.iso.datetime(),
 });
-/** A hint older than this is found afresh: the tenant, its limits and our settings change. */
-export const PAGE_WINDOW_HINT_TTL_MS = 24 * 3_600_000;
 export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
 
 export const collectInputSchema = z.object({

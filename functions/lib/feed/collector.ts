@@ -5,18 +5,17 @@ import type { CitrixClient, CitrixRequestObserver, ODataPage, RequestPacing } fr
 import { cautiousHint, PageWindow } from "../citrix/page-window";
 import { PageWalker, pageDigest } from "../citrix/paging";
 import type { CollectorConfig } from "../config/config";
-import {
-  type CollectedResult,
-  type CollectInput,
-  type CollectOutput,
-  type CollectProgress,
-  PAGE_WINDOW_HINT_TTL_MS,
-  type PageWindowHint,
-  pageWindowHintSchema,
+import type {
+  CollectedResult,
+  CollectInput,
+  CollectOutput,
+  CollectProgress,
+  PageWindowHint,
 } from "../config/contracts";
 import { CitrixUnavailableError } from "../config/errors";
 import { Envelope } from "./envelope";
-import { collectedResultKey, pageWindowHintKey, stagingPartKey } from "./keys";
+import { collectedResultKey, stagingPartKey } from "./keys";
+import { readPageWindowHint, sharePageWindow } from "./page-window-hint";
 import { NdjsonPartWriter } from "./part-writer";
 
 export interface CollectDeps {
@@ -138,7 +137,7 @@ export async function collectEntityHour(
     if (!merged) return;
     sharedHint = merged;
     hintWrite = hintWrite
-      .then(() => sharePageWindow(store, pageWindowHintKey(config.controlPrefix), learned, now()))
+      .then(() => sharePageWindow(store, config.controlPrefix, learned))
       .catch((error: unknown) => log.warn("could not share the page window", { reason: String(error) }));
   };
   const request = (url: string) => {
@@ -322,10 +321,8 @@ async function openPageWindow(
     return { window: new PageWindow(config.maxPagesInFlight, resumed?.window), hint: undefined };
   }
   try {
-    const stored = await store.getText(pageWindowHintKey(config.controlPrefix));
-    const parsed = stored ? pageWindowHintSchema.safeParse(JSON.parse(stored.body)) : undefined;
-    const hint = parsed?.success ? parsed.data : undefined;
-    if (hint && now() - Date.parse(hint.at) < PAGE_WINDOW_HINT_TTL_MS) {
+    const hint = await readPageWindowHint(store, config.controlPrefix, now());
+    if (hint) {
       log.info("starting at the page window the Citrix API last allowed", { ...hint });
       const { limit, probeRounds } = hint;
       // Crowded, Plan runs one iteration at a time, so this one's share is not the hint's: it grows by one
@@ -337,21 +334,6 @@ async function openPageWindow(
     log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });
   }
   return { window: new PageWindow(config.maxPagesInFlight), hint: undefined };
-}
-
-/** The stored hint made as cautious as `learned` (read again just before, since iterations write it side by side). */
-async function sharePageWindow(
-  store: S3Store,
-  key: string,
-  learned: PageWindowHint,
-  nowMs: number,
-): Promise<void> {
-  const stored = await store.getText(key);
-  const parsed = stored ? pageWindowHintSchema.safeParse(JSON.parse(stored.body)) : undefined;
-  const current =
-    parsed?.success && nowMs - Date.parse(parsed.data.at) < PAGE_WINDOW_HINT_TTL_MS ? parsed.data : undefined;
-  const merged = cautiousHint(current, learned);
-  if (merged) await store.put(key, JSON.stringify(merged), "application/json");
 }
 
 /** `promise`, or the signal's reason once it is aborted. */

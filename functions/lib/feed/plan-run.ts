@@ -1,16 +1,10 @@
 import type { Logger } from "../aws/log";
 import type { S3Store } from "../aws/s3-store";
 import type { CollectorConfig } from "../config/config";
-import {
-  backfillRequestSchema,
-  PAGE_WINDOW_HINT_TTL_MS,
-  type PlanInput,
-  type PlanOutput,
-  pageWindowHintSchema,
-  parseStateInput,
-} from "../config/contracts";
+import { backfillRequestSchema, type PlanInput, type PlanOutput, parseStateInput } from "../config/contracts";
 import { formatHour, HOUR_MS, parseHour } from "../config/hours";
-import { leaseKey, leasePrefix, pageWindowHintKey } from "./keys";
+import { leaseKey, leasePrefix } from "./keys";
+import { readPageWindowHint } from "./page-window-hint";
 import { lagHours, newestEligibleHour, planBackfillHours, planHours, planWorkItems } from "./planner";
 import {
   advanceWatermark,
@@ -146,14 +140,9 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
  */
 async function mapConcurrency({ store, config, log }: PlanDeps, nowMs: number): Promise<number> {
   try {
-    const stored = await store.getText(pageWindowHintKey(config.controlPrefix));
-    const parsed = stored ? pageWindowHintSchema.safeParse(JSON.parse(stored.body)) : undefined;
-    if (
-      parsed?.success &&
-      parsed.data.crowded &&
-      nowMs - Date.parse(parsed.data.at) < PAGE_WINDOW_HINT_TTL_MS
-    ) {
-      log.info("the Citrix API was crowded; one iteration at a time", { since: parsed.data.at });
+    const hint = await readPageWindowHint(store, config.controlPrefix, nowMs);
+    if (hint?.crowded) {
+      log.info("the Citrix API was crowded; one iteration at a time", { since: hint.at });
       return 1;
     }
   } catch (error) {
