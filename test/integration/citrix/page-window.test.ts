@@ -1,15 +1,14 @@
-import { gunzipSync } from "node:zlib";
-import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
-import { CitrixClient } from "../../../functions/lib/citrix/citrix-client";
+import type { CitrixClientOptions } from "../../../functions/lib/citrix/citrix-client";
 import { FIRST_PROBE_ROUNDS } from "../../../functions/lib/citrix/page-window";
 import type { CollectOutput } from "../../../functions/lib/config/contracts";
 import { type CollectDeps, collectEntityHour } from "../../../functions/lib/feed/collector";
-import { pageWindowHintKey, stagingPartKey } from "../../../functions/lib/feed/keys";
+import { pageWindowHintKey } from "../../../functions/lib/feed/keys";
 import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
 import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
+import { simulatorClient, stagedRecords } from "../../support/collect";
 
 // The adaptive page window against a simulator that answers 429 above K concurrent requests per customer,
 // as Citrix documents for its Monitor API: real waits (the client's own backoff), real HTTP, real S3.
@@ -21,8 +20,8 @@ const HOURS = [
   "2026-11-24T07:00:00Z",
   "2026-11-24T08:00:00Z",
 ];
+const HOUR = HOURS[3] ?? "";
 const TOP = 100;
-const LONG = () => 600_000;
 
 let simulator: CitrixSimulator;
 let s3: LocalS3;
@@ -45,24 +44,10 @@ beforeEach(async () => {
   await store.deleteKeys(await store.listKeys(""));
 });
 
-function deps(runId: string): CollectDeps {
+function deps(runId: string, tuning: Partial<CitrixClientOptions> = {}): CollectDeps {
   return {
     store,
-    citrix: new CitrixClient({
-      credentials: {
-        origin: "CITRIX_CLIENT_SECRET",
-        get: async () => ({
-          customerId: simulator.customerId,
-          clientId: simulator.clientId,
-          clientSecret: simulator.clientSecret,
-        }),
-        forget: () => undefined,
-      },
-      apiBase: simulator.apiBase,
-      tokenUrl: simulator.tokenUrl,
-      timeoutMs: 5000,
-      maxBackoffMs: 2000,
-    }),
+    citrix: simulatorClient(simulator, { timeoutMs: 5000, maxBackoffMs: 2000, ...tuning }),
     config: {
       controlPrefix: CONTROL,
       pageSize: TOP,
@@ -80,33 +65,38 @@ function deps(runId: string): CollectDeps {
   };
 }
 
-/** The `raw` records in the staging parts an output names, in order. */
-async function staged(output: CollectOutput, runId: string): Promise<unknown[]> {
-  const records: unknown[] = [];
-  for (const segment of output.progress.segments)
-    for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
-      const key = stagingPartKey(CONTROL, runId, output.entity, output.hourUtc, segment.attempt, part, true);
-      const object = await s3.client().send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
-      const text = gunzipSync(Buffer.from((await object.Body?.transformToByteArray()) ?? [])).toString(
-        "utf8",
-      );
-      for (const line of text.split("\n").slice(0, -1))
-        records.push((JSON.parse(line) as { raw: unknown }).raw);
-    }
-  return records;
+/** One invocation for the sessions of `hourUtc` under run `runId`. */
+function collect(
+  runId: string,
+  hourUtc: string,
+  {
+    remainingMs = 600_000,
+    tuning = {},
+  }: { remainingMs?: number; tuning?: Partial<CitrixClientOptions> } = {},
+): Promise<CollectOutput> {
+  return collectEntityHour(deps(runId, tuning), { runId, entity: "sessions", hourUtc }, () => remainingMs);
 }
 
+/** The `raw` records in the staging parts an output of run `runId` names, in order. */
+const staged = (output: CollectOutput, runId: string) =>
+  stagedRecords(s3.client(), BUCKET, CONTROL, runId, output);
+
+/** Collects `hours` side by side, one run each, and checks that each staged every record once, in order. */
+async function collectSideBySide(hours: string[]): Promise<void> {
+  const outputs = await Promise.all(hours.map((hourUtc, index) => collect(`run-${index}`, hourUtc)));
+  for (const [index, output] of outputs.entries()) {
+    expect(await staged(output, `run-${index}`)).toEqual(simulator.records("sessions", output.hourUtc));
+  }
+}
+
+const hint = async () => JSON.parse((await store.getText(pageWindowHintKey(CONTROL)))?.body ?? "{}");
 const dataRequests = () => simulator.requests.filter((entry) => entry.entity !== undefined);
 const throttled = () => dataRequests().filter((entry) => entry.status === 429);
 
 describe("the adaptive page window", () => {
   it("without a limit opens up to MAX_PAGES_IN_FLIGHT and reads every record once, in order", async () => {
-    const output = await collectEntityHour(
-      deps("run-1"),
-      { runId: "run-1", entity: "sessions", hourUtc: HOURS[3] ?? "" },
-      LONG,
-    );
-    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOURS[3] ?? ""));
+    const output = await collect("run-1", HOUR);
+    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOUR));
     // 40 pages double up to 16 at most; the machine's load decides how far, but never one at a time.
     expect(simulator.peakConcurrentRequests).toBeGreaterThanOrEqual(4);
     expect(throttled()).toEqual([]);
@@ -115,29 +105,21 @@ describe("the adaptive page window", () => {
   it("settles at the API's limit with few 429s, and shares it for the iterations that start later", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 3 } });
     simulator.resetConcurrency();
-    const hour = HOURS[3] ?? "";
-    const output = await collectEntityHour(
-      deps("run-1"),
-      { runId: "run-1", entity: "sessions", hourUtc: hour },
-      LONG,
-    );
+    // An unreadable hint is none: the window finds the limit afresh, and the hint is written anew.
+    await store.put(pageWindowHintKey(CONTROL), "{not json", "application/json");
+    const output = await collect("run-1", HOUR);
 
-    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", hour));
+    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOUR));
     // 40 pages: the overshoot of slow start, and at most one refused probe.
     expect(throttled().length).toBeGreaterThanOrEqual(1);
     expect(throttled().length).toBeLessThanOrEqual(3);
     // One at a time would be at most 1 (the ramp-up and the refusals' retries are in the mean too).
     expect(simulator.meanConcurrentRequests).toBeGreaterThan(1.5);
-    const hint = JSON.parse((await store.getText(pageWindowHintKey(CONTROL)))?.body ?? "{}");
-    expect(hint).toMatchObject({ limit: 3, probeRounds: FIRST_PROBE_ROUNDS });
+    expect(await hint()).toMatchObject({ limit: 3, probeRounds: FIRST_PROBE_ROUNDS });
 
     // The next entity-hour starts at the shared window: no slow start, so no overshoot.
     simulator.requests.length = 0;
-    const next = await collectEntityHour(
-      deps("run-2"),
-      { runId: "run-2", entity: "sessions", hourUtc: HOURS[2] ?? "" },
-      LONG,
-    );
+    const next = await collect("run-2", HOURS[2] ?? "");
     expect(await staged(next, "run-2")).toEqual(simulator.records("sessions", HOURS[2] ?? ""));
     expect(throttled()).toEqual([]);
     expect(
@@ -147,14 +129,7 @@ describe("the adaptive page window", () => {
 
   it("shares a limit of 4 among three short entity-hours side by side: every record once, few 429s", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 4 } });
-    const outputs = await Promise.all(
-      HOURS.slice(1).map((hourUtc, index) =>
-        collectEntityHour(deps(`run-${index}`), { runId: `run-${index}`, entity: "sessions", hourUtc }, LONG),
-      ),
-    );
-    for (const [index, output] of outputs.entries()) {
-      expect(await staged(output, `run-${index}`)).toEqual(simulator.records("sessions", output.hourUtc));
-    }
+    await collectSideBySide(HOURS.slice(1));
     const requests = dataRequests().length;
     expect(requests).toBeGreaterThanOrEqual(3 * 41);
     // Each of the three finds its share by being refused while they all ramp up at once (41 pages each, so
@@ -164,28 +139,15 @@ describe("the adaptive page window", () => {
 
   it("with more entity-hours than the API serves at once, reads every record once and says it was crowded", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 2 } });
-    const outputs = await Promise.all(
-      HOURS.map((hourUtc, index) =>
-        collectEntityHour(deps(`run-${index}`), { runId: `run-${index}`, entity: "sessions", hourUtc }, LONG),
-      ),
-    );
-    for (const [index, output] of outputs.entries()) {
-      expect(await staged(output, `run-${index}`)).toEqual(simulator.records("sessions", output.hourUtc));
-    }
-    const hint = JSON.parse((await store.getText(pageWindowHintKey(CONTROL)))?.body ?? "{}");
-    expect(hint).toMatchObject({ crowded: true });
+    await collectSideBySide(HOURS);
+    expect(await hint()).toMatchObject({ crowded: true });
   });
 
   it("holds back every request of the window until a Retry-After has passed", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 2, retryAfterSeconds: 1 } });
-    const hour = HOURS[3] ?? "";
-    const output = await collectEntityHour(
-      deps("run-1"),
-      { runId: "run-1", entity: "sessions", hourUtc: hour },
-      LONG,
-    );
+    const output = await collect("run-1", HOUR);
 
-    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", hour));
+    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOUR));
     const refusals = throttled();
     expect(refusals.length).toBeGreaterThanOrEqual(1);
     for (const refusal of refusals) {
@@ -195,5 +157,30 @@ describe("the adaptive page window", () => {
       );
       expect(during).toEqual([]);
     }
+  });
+
+  it("hands over instead of waiting when a Retry-After reaches past the invocation's time budget", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 2, retryAfterSeconds: 600 } });
+    const startedMs = Date.now();
+    const output = await collect("run-1", HOUR, { remainingMs: 20_000 });
+
+    // Neither the refused request nor the others wait ten minutes: the invocation ends, and hands the wait on.
+    expect(Date.now() - startedMs).toBeLessThan(10_000);
+    expect(output.done).toBe(false);
+    expect(Date.parse(output.progress.notBefore ?? "")).toBeGreaterThan(startedMs + 590_000);
+    expect(await staged(output, "run-1")).toEqual(
+      simulator.records("sessions", HOUR).slice(0, output.progress.records),
+    );
+  });
+
+  it("gives up on a page the API always refuses after the client's attempts, and hands over", async () => {
+    simulator.inject({ kind: "status", status: 429, times: 100_000, skip: 1500 });
+    const output = await collect("run-1", HOUR, { tuning: { maxAttempts: 3, maxBackoffMs: 10 } });
+
+    // Refusals paced by the window skip the backoff, but each is an attempt: three, then the hand-over.
+    expect(dataRequests().filter((entry) => entry.skip === 1500)).toHaveLength(3);
+    expect(output.done).toBe(false);
+    expect(output.progress.records).toBe(1500);
+    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOUR).slice(0, 1500));
   });
 });

@@ -1,14 +1,14 @@
-import { gunzipSync } from "node:zlib";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
-import { CitrixClient } from "../../../functions/lib/citrix/citrix-client";
+import type { CitrixClient } from "../../../functions/lib/citrix/citrix-client";
 import type { CollectInput, CollectOutput } from "../../../functions/lib/config/contracts";
 import { CitrixUnavailableError } from "../../../functions/lib/config/errors";
 import { type CollectDeps, collectEntityHour } from "../../../functions/lib/feed/collector";
-import { collectedResultKey, stagingPartKey } from "../../../functions/lib/feed/keys";
+import { collectedResultKey } from "../../../functions/lib/feed/keys";
 import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
 import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
+import { simulatorClient, stagedRecords } from "../../support/collect";
 
 // collectEntityHour against the Citrix simulator and the local S3 server, without the engine: one
 // invocation at a time, its time budget and input chosen by the test.
@@ -42,18 +42,7 @@ let logs: Record<string, unknown>[] = [];
 
 /** A client of `api` with the test's clock, whose backoff pauses are recorded instead of waited. */
 function citrixFor(api: CitrixSimulator, now?: () => number): CitrixClient {
-  return new CitrixClient({
-    credentials: {
-      origin: "CITRIX_CLIENT_SECRET",
-      get: async () => ({
-        customerId: api.customerId,
-        clientId: api.clientId,
-        clientSecret: api.clientSecret,
-      }),
-      forget: () => undefined,
-    },
-    apiBase: api.apiBase,
-    tokenUrl: api.tokenUrl,
+  return simulatorClient(api, {
     timeoutMs: 2000,
     maxAttempts: 2,
     sleep: async (ms) => {
@@ -89,29 +78,7 @@ function deps(config: Partial<CollectDeps["config"]> = {}, now?: () => number, a
 const start = (entity = "sessions"): CollectInput => ({ runId: "run-1", entity, hourUtc: HOUR });
 
 /** The records in the staging parts a result names, in order. */
-async function staged(output: CollectOutput): Promise<unknown[]> {
-  const records: unknown[] = [];
-  for (const segment of output.progress.segments)
-    for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
-      const key = stagingPartKey(
-        CONTROL,
-        "run-1",
-        output.entity,
-        HOUR,
-        segment.attempt,
-        part,
-        segment.compressed,
-      );
-      const object = await s3
-        .client()
-        .send(new (await import("@aws-sdk/client-s3")).GetObjectCommand({ Bucket: BUCKET, Key: key }));
-      const bytes = Buffer.from((await object.Body?.transformToByteArray()) ?? []);
-      const text = (segment.compressed ? gunzipSync(bytes) : bytes).toString("utf8");
-      for (const line of text.split("\n").slice(0, -1))
-        records.push((JSON.parse(line) as { raw: unknown }).raw);
-    }
-  return records;
-}
+const staged = (output: CollectOutput) => stagedRecords(s3.client(), BUCKET, CONTROL, "run-1", output);
 
 describe("collectEntityHour", () => {
   it("collects a whole hour in one invocation and writes its result for Commit", async () => {
