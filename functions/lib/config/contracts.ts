@@ -109,25 +109,34 @@ export const collectProgressSchema = z.object({
       size: positive,
       limit: z.optional(positive),
       probeRounds: z.optional(positive),
+      growing: z.optional(z.literal(true)),
     }),
   ),
 });
 export type CollectProgress = z.infer<typeof collectProgressSchema>;
 
-/** What pageWindowHintKey holds: the window a throttled entity-hour last settled at, and when. */
+/**
+ * What pageWindowHintKey holds, for the whole customer (every iteration together): the requests in flight
+ * the Citrix API allows at once once it refused some (throttled), else the most one entity-hour had served at
+ * once; when it was learned.
+ */
 export const pageWindowHintSchema = z.object({
   limit: positive,
+  throttled: z.boolean(),
+  /** Full windows an iteration waits at its share of the limit before probing above it. */
   probeRounds: positive,
-  /** An entity-hour was throttled with no other request in flight: Plan runs fewer iterations at once. */
-  crowded: z.optional(z.literal(true)),
   at: z.iso.datetime(),
 });
 export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
+
+/** How many Map iterations share the Citrix API's limit at once (see planIterations); 1 when absent. */
+const iterationsAtOnce = z.optional(positive);
 
 export const collectInputSchema = z.object({
   runId,
   entity,
   hourUtc,
+  iterationsAtOnce,
   progress: z.optional(collectProgressSchema),
 });
 export type CollectInput = z.infer<typeof collectInputSchema>;
@@ -136,6 +145,7 @@ export const collectOutputSchema = z.object({
   runId,
   entity,
   hourUtc,
+  iterationsAtOnce,
   done: z.boolean(),
   progress: collectProgressSchema,
 });

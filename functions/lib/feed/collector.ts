@@ -2,7 +2,13 @@ import { randomBytes } from "node:crypto";
 import type { Logger } from "../aws/log";
 import type { S3Store } from "../aws/s3-store";
 import type { CitrixClient, CitrixRequestObserver, ODataPage, RequestPacing } from "../citrix/citrix-client";
-import { cautiousHint, PageWindow } from "../citrix/page-window";
+import {
+  customerLimit,
+  FIRST_PROBE_ROUNDS,
+  mergedHint,
+  PageWindow,
+  startingWindow,
+} from "../citrix/page-window";
 import { PageWalker, pageDigest } from "../citrix/paging";
 import type { CollectorConfig } from "../config/config";
 import type {
@@ -104,7 +110,10 @@ export async function collectEntityHour(
   // checked against the cursor when its turn comes, so a guess that turned out wrong is dropped unread.
   // How many the API serves at once is the window's call (see PageWindow): a request waits for room in it
   // before every attempt, retries included, and a Retry-After holds back all of them.
-  const { window, hint: startHint } = await openPageWindow(deps, resumed, log);
+  const { window, hint: startHint } = await openPageWindow(deps, input, log);
+  const iterations = input.iterationsAtOnce ?? 1;
+  // The most requests the API served at once for this invocation: what it allows, if it never refuses.
+  let peakServed = 0;
   const inFlight: PageRequest[] = [];
   let windowNotBeforeMs = 0;
   let windowWaitedForMs = 0;
@@ -121,19 +130,13 @@ export async function collectEntityHour(
     sending--;
     makeRoom();
   };
-  // What this entity-hour learned, for the iterations that start later (see cautiousHint). Written at most
-  // when it learns something more cautious than it last shared, one write at a time.
+  // What this entity-hour learned of the customer's limit, for the iterations and executions that start
+  // later (see mergedHint). Written only when it tells more than what was last shared, one write at a time.
   let sharedHint = startHint;
   let hintWrite: Promise<unknown> = Promise.resolve();
-  const shareWindow = (crowded: boolean) => {
-    const { limit = 1, probeRounds = 1 } = window.state;
-    const learned = {
-      limit,
-      probeRounds,
-      ...(crowded ? { crowded } : {}),
-      at: new Date(now()).toISOString(),
-    };
-    const merged = cautiousHint(sharedHint, learned);
+  const shareWindow = (learnedLimit: Pick<PageWindowHint, "limit" | "throttled" | "probeRounds">) => {
+    const learned = { ...learnedLimit, at: new Date(now()).toISOString() };
+    const merged = mergedHint(sharedHint, learned);
     if (!merged) return;
     sharedHint = merged;
     hintWrite = hintWrite
@@ -177,7 +180,10 @@ export async function collectEntityHour(
         const throttle = status === 429;
         // The API's answer counts the others still being served (this one has stopped sending).
         const crowded = window.pushedBack(throttle ? "throttled" : "failed", sending);
-        if (throttle) shareWindow(crowded);
+        if (throttle) {
+          const { limit = 1, probeRounds = FIRST_PROBE_ROUNDS } = window.state;
+          shareWindow({ limit: customerLimit(limit, iterations, crowded), throttled: true, probeRounds });
+        }
         log.info("the Citrix API pushed back; fewer page requests in flight", { status, ...window.state });
         const paced = throttle && sending > 0;
         // Otherwise the client's backoff waits at least the Retry-After, for this request.
@@ -201,6 +207,7 @@ export async function collectEntityHour(
     entry.page.then(
       (page) => {
         window.completed({ full: page.records.length >= config.pageSize, latencyMs: now() - entry.sentAtMs });
+        peakServed = Math.max(peakServed, sending);
         stopSending(entry);
       },
       // A request dropped unread must not surface as an unhandled rejection.
@@ -270,6 +277,9 @@ export async function collectEntityHour(
     dropInFlight();
   }
   await writer.finish();
+  // Never refused: what it served at once is a floor of the limit, from which later executions start.
+  if (pager.done && window.state.limit === undefined && peakServed > 0)
+    shareWindow({ limit: peakServed, throttled: false, probeRounds: FIRST_PROBE_ROUNDS });
   await hintWrite;
   segment.parts = writer.sealed;
   if (segment.parts > 0) written.segments = [...written.segments, segment];
@@ -305,35 +315,38 @@ export async function collectEntityHour(
     invocation: progress.invocations,
     storedBytes: writer.storedBytes,
   });
-  return { runId: input.runId, entity: input.entity, hourUtc: input.hourUtc, done: pager.done, progress };
+  return {
+    runId: input.runId,
+    entity: input.entity,
+    hourUtc: input.hourUtc,
+    ...(input.iterationsAtOnce === undefined ? {} : { iterationsAtOnce: input.iterationsAtOnce }),
+    done: pager.done,
+    progress,
+  };
 }
 
 /**
- * The window this invocation starts with: the previous invocation's for this entity-hour, else the one a
- * throttled entity-hour last settled at in the past day (a hint: unreadable, it is ignored), else a fresh one.
+ * The window this invocation starts with: the previous invocation's for this entity-hour, else this
+ * iteration's share of the page window's hint (see startingWindow), else a fresh one. The hint is read in
+ * either case, so that what this entity-hour learns is compared with it; unreadable, it is ignored.
  */
 async function openPageWindow(
   { store, config, now = Date.now }: CollectDeps,
-  resumed: CollectProgress | undefined,
+  input: CollectInput,
   log: Logger,
 ): Promise<{ window: PageWindow; hint: PageWindowHint | undefined }> {
-  if (resumed?.window || config.maxPagesInFlight === 1) {
-    return { window: new PageWindow(config.maxPagesInFlight, resumed?.window), hint: undefined };
-  }
+  let hint: PageWindowHint | undefined;
   try {
-    const hint = await readPageWindowHint(store, config.controlPrefix, now());
-    if (hint) {
-      log.info("starting at the page window the Citrix API last allowed", { ...hint });
-      const { limit, probeRounds } = hint;
-      // Crowded, Plan runs one iteration at a time, so this one's share is not the hint's: it grows by one
-      // per full window until the API throttles it.
-      const state = hint.crowded ? { size: 1 } : { size: limit, limit, probeRounds };
-      return { window: new PageWindow(config.maxPagesInFlight, state), hint };
-    }
+    hint = await readPageWindowHint(store, config.controlPrefix, now());
   } catch (error) {
     log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });
   }
-  return { window: new PageWindow(config.maxPagesInFlight), hint: undefined };
+  const resumed = input.progress?.window;
+  if (resumed || !hint) return { window: new PageWindow(config.maxPagesInFlight, resumed), hint };
+  const iterations = input.iterationsAtOnce ?? 1;
+  const state = startingWindow(hint, iterations);
+  log.info("starting from the page window the Citrix API last allowed", { ...hint, iterations, ...state });
+  return { window: new PageWindow(config.maxPagesInFlight, state), hint };
 }
 
 /** `promise`, or the signal's reason once it is aborted. */

@@ -1,5 +1,5 @@
 import type { S3Store } from "../aws/s3-store";
-import { cautiousHint } from "../citrix/page-window";
+import { mergedHint } from "../citrix/page-window";
 import { type PageWindowHint, pageWindowHintSchema } from "../config/contracts";
 import { pageWindowHintKey } from "./keys";
 
@@ -7,8 +7,7 @@ import { pageWindowHintKey } from "./keys";
 const PAGE_WINDOW_HINT_TTL_MS = 24 * 3_600_000;
 
 /**
- * The page window a throttled entity-hour last settled at (pageWindowHintKey), if it was learned in the
- * past day. It is advice: a missing, unreadable or older one is none. Storage failures are thrown.
+ * The page window's hint (pageWindowHintKey), if it was learned in the past day. It is advice: a missing, unreadable or older one is none. Storage failures are thrown.
  */
 export async function readPageWindowHint(
   store: S3Store,
@@ -30,8 +29,8 @@ export async function readPageWindowHint(
 }
 
 /**
- * Makes the stored hint as cautious as `learned` (see cautiousHint), reading it again just before: the
- * iterations beside this one write it too.
+ * Adds `learned` to the stored hint (see mergedHint), reading it again just before: the iterations beside
+ * this one write it too.
  */
 export async function sharePageWindow(
   store: S3Store,
@@ -39,6 +38,6 @@ export async function sharePageWindow(
   learned: PageWindowHint,
 ): Promise<void> {
   const current = await readPageWindowHint(store, controlPrefix, Date.parse(learned.at));
-  const merged = cautiousHint(current, learned);
+  const merged = mergedHint(current, learned);
   if (merged) await store.put(pageWindowHintKey(controlPrefix), JSON.stringify(merged), "application/json");
 }

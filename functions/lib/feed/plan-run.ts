@@ -1,7 +1,14 @@
 import type { Logger } from "../aws/log";
 import type { S3Store } from "../aws/s3-store";
+import { planIterations } from "../citrix/page-window";
 import type { CollectorConfig } from "../config/config";
-import { backfillRequestSchema, type PlanInput, type PlanOutput, parseStateInput } from "../config/contracts";
+import {
+  backfillRequestSchema,
+  type PageWindowHint,
+  type PlanInput,
+  type PlanOutput,
+  parseStateInput,
+} from "../config/contracts";
 import { formatHour, HOUR_MS, parseHour } from "../config/hours";
 import { leaseKey, leasePrefix } from "./keys";
 import { readPageWindowHint } from "./page-window-hint";
@@ -109,15 +116,16 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     const ended = leases.filter(({ status }) => status === "ended").map(({ key }) => key);
     if (ended.length > 0) await store.deleteKeys(ended);
   }
+  const items = planWorkItems(hours, config.entities);
   const output: PlanOutput = {
     runId: input.executionName,
     mode: backfill ? "backfill" : "scheduled",
     hours,
     entities: config.entities,
-    items: planWorkItems(hours, config.entities),
+    items,
     watermark,
     deferred,
-    maxConcurrency: await mapConcurrency(deps, nowMs),
+    maxConcurrency: await mapConcurrency(deps, nowMs, items.length),
     lagHours: lagHours(nowMs, config.lookbackMinutes, watermark.hourUtc ?? undefined),
   };
   deps.log.info("planned collection", {
@@ -133,22 +141,25 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
 }
 
 /**
- * MAP_MAX_CONCURRENCY, or one iteration at a time while the Citrix API is crowded: an entity-hour was
- * throttled in the past day with no other request of its own in flight, so the iterations beside it held
- * the customer's whole limit. One iteration then pages as fast as all of them could (its window grows to
- * the limit) without the refusals. The hint is advice: unreadable, it is ignored.
+ * The Map's concurrency from the page window's hint (see planIterations): one iteration at a time until the
+ * Citrix API's limit is known, then as many as it allows. The hint is advice: unreadable, it is none.
  */
-async function mapConcurrency({ store, config, log }: PlanDeps, nowMs: number): Promise<number> {
+async function mapConcurrency(
+  { store, config, log }: PlanDeps,
+  nowMs: number,
+  items: number,
+): Promise<number> {
+  let hint: PageWindowHint | undefined;
   try {
-    const hint = await readPageWindowHint(store, config.controlPrefix, nowMs);
-    if (hint?.crowded) {
-      log.info("the Citrix API was crowded; one iteration at a time", { since: hint.at });
-      return 1;
-    }
+    hint = await readPageWindowHint(store, config.controlPrefix, nowMs);
   } catch (error) {
     log.warn("could not read the shared page window", { reason: String(error) });
   }
-  return config.mapMaxConcurrency;
+  const iterations = planIterations(hint, config.mapMaxConcurrency, items);
+  if (!hint && items > 1) log.info("the Citrix API's limit is not known yet; one iteration at a time");
+  else if (iterations < Math.min(config.mapMaxConcurrency, items))
+    log.info("fewer iterations at once: the Citrix API allows no more", { limit: hint?.limit, iterations });
+  return iterations;
 }
 
 /**

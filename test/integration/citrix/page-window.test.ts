@@ -72,24 +72,41 @@ function collect(
   {
     remainingMs = 600_000,
     tuning = {},
-  }: { remainingMs?: number; tuning?: Partial<CitrixClientOptions> } = {},
+    iterationsAtOnce,
+  }: { remainingMs?: number; tuning?: Partial<CitrixClientOptions>; iterationsAtOnce?: number } = {},
 ): Promise<CollectOutput> {
-  return collectEntityHour(deps(runId, tuning), { runId, entity: "sessions", hourUtc }, () => remainingMs);
+  return collectEntityHour(
+    deps(runId, tuning),
+    { runId, entity: "sessions", hourUtc, ...(iterationsAtOnce ? { iterationsAtOnce } : {}) },
+    () => remainingMs,
+  );
 }
 
 /** The `raw` records in the staging parts an output of run `runId` names, in order. */
 const staged = (output: CollectOutput, runId: string) =>
   stagedRecords(s3.client(), BUCKET, CONTROL, runId, output);
 
-/** Collects `hours` side by side, one run each, and checks that each staged every record once, in order. */
+/**
+ * Collects `hours` side by side, one run each, as the Map's iterations do, and checks that each staged every
+ * record once, in order.
+ */
 async function collectSideBySide(hours: string[]): Promise<void> {
-  const outputs = await Promise.all(hours.map((hourUtc, index) => collect(`run-${index}`, hourUtc)));
+  const iterationsAtOnce = hours.length;
+  const outputs = await Promise.all(
+    hours.map((hourUtc, index) => collect(`run-${index}`, hourUtc, { iterationsAtOnce })),
+  );
   for (const [index, output] of outputs.entries()) {
     expect(await staged(output, `run-${index}`)).toEqual(simulator.records("sessions", output.hourUtc));
   }
 }
 
 const hint = async () => JSON.parse((await store.getText(pageWindowHintKey(CONTROL)))?.body ?? "{}");
+const storeHint = (limit: number, throttled: boolean) =>
+  store.put(
+    pageWindowHintKey(CONTROL),
+    JSON.stringify({ limit, throttled, probeRounds: FIRST_PROBE_ROUNDS, at: new Date().toISOString() }),
+    "application/json",
+  );
 const dataRequests = () => simulator.requests.filter((entry) => entry.entity !== undefined);
 const throttled = () => dataRequests().filter((entry) => entry.status === 429);
 
@@ -97,9 +114,15 @@ describe("the adaptive page window", () => {
   it("without a limit opens up to MAX_PAGES_IN_FLIGHT and reads every record once, in order", async () => {
     const output = await collect("run-1", HOUR);
     expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOUR));
-    // 40 pages double up to 16 at most; the machine's load decides how far, but never one at a time.
+    // 40 pages double from two up to 16 at most; the machine's load decides how far.
     expect(simulator.peakConcurrentRequests).toBeGreaterThanOrEqual(4);
     expect(throttled()).toEqual([]);
+    // Never refused: the most it had in flight at once (at least what reached the API together) is where
+    // the next execution's iterations start from.
+    const served = await hint();
+    expect(served).toMatchObject({ throttled: false });
+    expect(served.limit).toBeGreaterThanOrEqual(simulator.peakConcurrentRequests);
+    expect(served.limit).toBeLessThanOrEqual(16);
   });
 
   it("settles at the API's limit with few 429s, and shares it for the iterations that start later", async () => {
@@ -115,7 +138,7 @@ describe("the adaptive page window", () => {
     expect(throttled().length).toBeLessThanOrEqual(3);
     // One at a time would be at most 1 (the ramp-up and the refusals' retries are in the mean too).
     expect(simulator.meanConcurrentRequests).toBeGreaterThan(1.5);
-    expect(await hint()).toMatchObject({ limit: 3, probeRounds: FIRST_PROBE_ROUNDS });
+    expect(await hint()).toMatchObject({ limit: 3, throttled: true, probeRounds: FIRST_PROBE_ROUNDS });
 
     // The next entity-hour starts at the shared window: no slow start, so no overshoot.
     simulator.requests.length = 0;
@@ -123,24 +146,30 @@ describe("the adaptive page window", () => {
     expect(await staged(next, "run-2")).toEqual(simulator.records("sessions", HOURS[2] ?? ""));
     expect(throttled()).toEqual([]);
     expect(
-      logs.some((line) => line.message === "starting at the page window the Citrix API last allowed"),
+      logs.some((line) => line.message === "starting from the page window the Citrix API last allowed"),
     ).toBe(true);
   });
 
-  it("shares a limit of 4 among three short entity-hours side by side: every record once, few 429s", async () => {
+  it("shares a known limit of 4 among three entity-hours side by side: every record once, few 429s", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 4 } });
+    await storeHint(4, true);
     await collectSideBySide(HOURS.slice(1));
     const requests = dataRequests().length;
     expect(requests).toBeGreaterThanOrEqual(3 * 41);
-    // Each of the three finds its share by being refused while they all ramp up at once (41 pages each, so
-    // that is a few percent here; the benchmark's longer hours show what it costs a real execution).
-    expect(throttled().length / requests).toBeLessThan(0.1);
+    // Each holds its share, one request (3 of the 4); only probes above it can be refused.
+    expect(throttled().length / requests).toBeLessThan(0.03);
+    expect(
+      logs.some((line) => line.message === "starting from the page window the Citrix API last allowed"),
+    ).toBe(true);
   });
 
-  it("with more entity-hours than the API serves at once, reads every record once and says it was crowded", async () => {
+  it("with more entity-hours than the API serves at once, reads every record once and lowers the limit", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 2 } });
+    await storeHint(4, true);
     await collectSideBySide(HOURS);
-    expect(await hint()).toMatchObject({ crowded: true });
+    // Four iterations at one request each, refused with nothing else of their own in flight: fewer next time.
+    expect(throttled().length).toBeGreaterThan(0);
+    expect(await hint()).toMatchObject({ throttled: true, limit: 3 });
   });
 
   it("holds back every request of the window until a Retry-After has passed", async () => {

@@ -247,7 +247,7 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
         Resource: "arn:aws:s3:::citrix-analytics-logs/_citrix_collector/citrix_analytics/page-window.json",
       },
     ]);
-    // Plan reads the page window's hint (whether the API was crowded), and writes nothing there.
+    // Plan reads the page window's hint (how many iterations the API allows at once), and writes nothing there.
     const hintReaders = statements("PlanRole").filter((statement) =>
       JSON.stringify(statement.Resource).includes("page-window.json"),
     );

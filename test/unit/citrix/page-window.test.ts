@@ -1,11 +1,17 @@
 import { describe, expect, it } from "vitest";
 import {
-  cautiousHint,
+  customerLimit,
   FIRST_PROBE_ROUNDS,
+  FIRST_WINDOW,
+  HINT_REFRESH_MS,
   LATENCY_SLACK_MS,
   MAX_PROBE_ROUNDS,
+  mergedHint,
   PageWindow,
+  planIterations,
+  startingWindow,
 } from "../../../functions/lib/citrix/page-window";
+import type { PageWindowHint } from "../../../functions/lib/config/contracts";
 
 const FULL = { full: true, latencyMs: 200 };
 
@@ -24,16 +30,17 @@ function settledAt(limit: number, ceiling = 16): PageWindow {
 }
 
 describe("PageWindow", () => {
-  it("starts with one request and adds one per full page", () => {
+  it("starts with FIRST_WINDOW requests and adds one per full page", () => {
     const window = new PageWindow(16);
-    expect(window.allowed).toBe(1);
+    expect(window.allowed).toBe(FIRST_WINDOW);
+    expect(window.state).toEqual({ size: 2, growing: true });
     window.completed(FULL);
-    expect(window.allowed).toBe(2);
+    expect(window.allowed).toBe(3);
     pages(window, 3);
-    expect(window.allowed).toBe(5);
+    expect(window.allowed).toBe(6);
     pages(window, 100);
     expect(window.allowed).toBe(16);
-    expect(window.state).toEqual({ size: 16 });
+    expect(window.state).toEqual({ size: 16, growing: true });
   });
 
   it("stays at one request with a ceiling of one (MAX_PAGES_IN_FLIGHT=1 is strictly serial)", () => {
@@ -48,12 +55,12 @@ describe("PageWindow", () => {
   it("grows only on full pages", () => {
     const window = new PageWindow(16);
     pages(window, 10, { full: false, latencyMs: 200 });
-    expect(window.allowed).toBe(1);
+    expect(window.allowed).toBe(FIRST_WINDOW);
   });
 
   it("drops to the requests the API still served when it throttled, one fewer per further refusal", () => {
     const window = new PageWindow(16);
-    pages(window, 11);
+    pages(window, 10);
     expect(window.allowed).toBe(12);
     window.pushedBack("throttled", 7);
     expect(window.state).toMatchObject({ size: 7, limit: 7 });
@@ -105,6 +112,7 @@ describe("PageWindow", () => {
     expect(window.allowed).toBe(1);
     window.completed(FULL);
     expect(window.allowed).toBe(2);
+    expect(window.state).toEqual({ size: 2, limit: 1, probeRounds: FIRST_PROBE_ROUNDS });
   });
 
   it("waits twice as long after a refused probe, up to MAX_PROBE_ROUNDS", () => {
@@ -128,12 +136,17 @@ describe("PageWindow", () => {
   });
 
   it("is crowded when throttled twice in a row at one request with none other in flight", () => {
-    const window = new PageWindow(16);
+    const window = new PageWindow(16, { size: 1 });
     expect(window.pushedBack("throttled", 0)).toBe(false);
     expect(window.pushedBack("throttled", 0)).toBe(true);
     expect(window.state).toMatchObject({ size: 1, limit: 1 });
+    // A refusal at two requests is not alone; the next two at one are.
+    const fresh = new PageWindow(16);
+    expect(fresh.pushedBack("throttled", 0)).toBe(false);
+    expect(fresh.pushedBack("throttled", 0)).toBe(false);
+    expect(fresh.pushedBack("throttled", 0)).toBe(true);
     // A page between two refusals: each alone may be another iteration's probe.
-    const probed = new PageWindow(16);
+    const probed = new PageWindow(16, { size: 1 });
     probed.pushedBack("throttled", 0);
     probed.completed(FULL);
     expect(probed.pushedBack("throttled", 0)).toBe(false);
@@ -141,7 +154,7 @@ describe("PageWindow", () => {
     expect(wide.pushedBack("throttled", 0)).toBe(false);
     expect(wide.pushedBack("failed", 0)).toBe(false);
     // At one request, but others of its own (sent before it shrank) were still being served.
-    const busy = new PageWindow(16);
+    const busy = new PageWindow(16, { size: 1 });
     busy.pushedBack("throttled", 2);
     expect(busy.pushedBack("throttled", 2)).toBe(false);
   });
@@ -173,7 +186,7 @@ describe("PageWindow", () => {
   it("leaves slow start on a failure and then grows by one per full window", () => {
     const window = new PageWindow(16);
     pages(window, 7);
-    expect(window.allowed).toBe(8);
+    expect(window.allowed).toBe(9);
     window.pushedBack("failed", 7);
     expect(window.state).toEqual({ size: 4 });
     pages(window, 3);
@@ -184,7 +197,7 @@ describe("PageWindow", () => {
 
   it("shrinks when a page is slower than twice the fastest plus the slack", () => {
     const window = new PageWindow(16);
-    pages(window, 7);
+    pages(window, 6);
     expect(window.allowed).toBe(8);
     window.completed({ full: true, latencyMs: 2 * 200 + LATENCY_SLACK_MS });
     expect(window.allowed).toBe(9);
@@ -203,6 +216,9 @@ describe("PageWindow", () => {
     expect(grown.allowed).toBe(3);
     grown.completed(FULL);
     expect(grown.allowed).toBe(4);
+    const growing = new PageWindow(16, { size: 3, growing: true });
+    growing.completed(FULL);
+    expect(growing.state).toEqual({ size: 4, growing: true });
     expect(new PageWindow(4, { size: 9, limit: 7, probeRounds: 10 ** 9 }).state).toEqual({
       size: 4,
       limit: 4,
@@ -211,40 +227,76 @@ describe("PageWindow", () => {
   });
 });
 
-describe("cautiousHint", () => {
+describe("mergedHint", () => {
   const at = "2026-11-24T09:00:00.000Z";
-  const hint = { limit: 4, probeRounds: 32, at: "2026-11-24T08:00:00.000Z" };
+  const earlier = "2026-11-24T08:00:00.000Z";
+  const limited = { limit: 4, throttled: true, probeRounds: 32, at: earlier };
+  const served = { limit: 8, throttled: false, probeRounds: FIRST_PROBE_ROUNDS, at: earlier };
+  const learned = (fields: Partial<PageWindowHint>): PageWindowHint => ({ ...limited, at, ...fields });
 
   it("shares what was learned when nothing is shared yet", () => {
-    expect(cautiousHint(undefined, { limit: 5, probeRounds: 32, at })).toEqual({
-      limit: 5,
-      probeRounds: 32,
-      at,
-    });
+    expect(mergedHint(undefined, learned({ limit: 5 }))).toEqual(learned({ limit: 5 }));
+    expect(mergedHint(undefined, { ...served, at })).toEqual({ ...served, at });
   });
 
-  it("writes nothing when the shared hint is already as cautious", () => {
-    expect(cautiousHint(hint, { limit: 4, probeRounds: 32, at })).toBeUndefined();
-    expect(cautiousHint(hint, { limit: 9, probeRounds: 16, at })).toBeUndefined();
-    expect(
-      cautiousHint({ ...hint, crowded: true }, { limit: 4, probeRounds: 32, crowded: true, at }),
-    ).toBeUndefined();
+  it("writes nothing when a throttled hint is already as cautious", () => {
+    expect(mergedHint(limited, learned({}))).toBeUndefined();
+    expect(mergedHint(limited, learned({ limit: 9, probeRounds: 16 }))).toBeUndefined();
   });
 
-  it("takes the smaller limit, the longer probe wait and crowded from either, dated now", () => {
-    expect(cautiousHint(hint, { limit: 3, probeRounds: 16, at })).toEqual({ limit: 3, probeRounds: 32, at });
-    expect(cautiousHint(hint, { limit: 6, probeRounds: 64, at })).toEqual({ limit: 4, probeRounds: 64, at });
-    expect(cautiousHint(hint, { limit: 6, probeRounds: 16, crowded: true, at })).toEqual({
-      limit: 4,
-      probeRounds: 32,
-      crowded: true,
-      at,
-    });
-    expect(cautiousHint({ ...hint, crowded: true }, { limit: 1, probeRounds: 32, at })).toEqual({
-      limit: 1,
-      probeRounds: 32,
-      crowded: true,
-      at,
-    });
+  it("takes the smaller limit and the longer probe wait, dated now", () => {
+    expect(mergedHint(limited, learned({ limit: 3, probeRounds: 16 }))).toEqual(learned({ limit: 3 }));
+    expect(mergedHint(limited, learned({ limit: 6, probeRounds: 64 }))).toEqual(learned({ probeRounds: 64 }));
+  });
+
+  it("lets a limit the API enforced outweigh anything it served", () => {
+    expect(mergedHint(served, learned({ limit: 12 }))).toEqual(learned({ limit: 12 }));
+    expect(mergedHint(limited, { ...served, limit: 2, at })).toBeUndefined();
+    expect(mergedHint(limited, { ...served, limit: 20, at })).toBeUndefined();
+  });
+
+  it("keeps the most requests served at once, stored again only when more or due", () => {
+    expect(mergedHint(served, { ...served, limit: 9, at })).toEqual({ ...served, limit: 9, at });
+    expect(mergedHint(served, { ...served, limit: 8, at })).toBeUndefined();
+    expect(mergedHint(served, { ...served, limit: 3, at })).toBeUndefined();
+    const justDue = new Date(Date.parse(earlier) + HINT_REFRESH_MS).toISOString();
+    const notYet = new Date(Date.parse(justDue) - 1).toISOString();
+    expect(mergedHint(served, { ...served, limit: 3, at: notYet })).toBeUndefined();
+    expect(mergedHint(served, { ...served, limit: 3, at: justDue })).toEqual({ ...served, at: justDue });
+  });
+});
+
+describe("sharing the customer's limit", () => {
+  const hint = (limit: number, throttled: boolean): PageWindowHint => ({
+    limit,
+    throttled,
+    probeRounds: 64,
+    at: "2026-11-24T08:00:00.000Z",
+  });
+
+  it("runs one iteration at a time until a hint says what the API allows", () => {
+    expect(planIterations(undefined, 4, 6)).toBe(1);
+    expect(planIterations(hint(32, false), 4, 6)).toBe(4);
+    expect(planIterations(hint(2, false), 4, 6)).toBe(4);
+    expect(planIterations(hint(3, true), 4, 6)).toBe(3);
+    expect(planIterations(hint(8, true), 4, 6)).toBe(4);
+    expect(planIterations(hint(1, true), 4, 6)).toBe(1);
+    // Never more than there are items, never none.
+    expect(planIterations(hint(8, true), 4, 2)).toBe(2);
+    expect(planIterations(hint(32, false), 40, 0)).toBe(1);
+  });
+
+  it("starts each iteration at its share: held at an enforced limit, growing from one it served", () => {
+    expect(startingWindow(hint(8, true), 3)).toEqual({ size: 2, limit: 2, probeRounds: 64 });
+    expect(startingWindow(hint(2, true), 3)).toEqual({ size: 1, limit: 1, probeRounds: 64 });
+    expect(startingWindow(hint(27, false), 4)).toEqual({ size: 6, growing: true });
+    expect(startingWindow(hint(3, false), 4)).toEqual({ size: 1, growing: true });
+  });
+
+  it("counts a refusal against the whole customer: every iteration's share, or fewer than them when crowded", () => {
+    expect(customerLimit(3, 1, false)).toBe(3);
+    expect(customerLimit(2, 4, false)).toBe(8);
+    expect(customerLimit(1, 4, true)).toBe(3);
+    expect(customerLimit(1, 1, true)).toBe(1);
   });
 });
