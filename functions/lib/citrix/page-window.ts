@@ -156,6 +156,18 @@ export class PageWindow {
     return crowded;
   }
 
+  /**
+   * Fewer iterations share the customer's limit now (see runningIterations): this one's share grew to
+   * `limit`, and the window grows by as much. Only a known limit grows: an unknown one is found by growing.
+   */
+  raiseLimit(limit: number): void {
+    if (this.limit === undefined) return;
+    const next = clamp(limit, 1, this.ceiling);
+    if (next <= this.limit) return;
+    this.resize(this.size + next - this.limit);
+    this.limit = next;
+  }
+
   private shrink(): void {
     this.slowStart = false;
     if (this.pagesSinceShrink < this.size) return;
@@ -228,7 +240,7 @@ export function planIterations(
  * it goes on doubling per round trip.
  */
 export function startingWindow(hint: PageWindowHint, iterations: number): PageWindowState {
-  const share = Math.max(1, Math.floor(hint.limit / iterations));
+  const share = shareOf(hint.limit, iterations);
   return hint.throttled
     ? { size: share, limit: share, probeRounds: hint.probeRounds }
     : { size: share, growing: true };
@@ -241,4 +253,18 @@ export function startingWindow(hint: PageWindowHint, iterations: number): PageWi
  */
 export function customerLimit(ownLimit: number, iterations: number, crowded: boolean): number {
   return Math.max(1, crowded ? iterations - 1 : ownLimit * iterations);
+}
+
+/** One iteration's share of the customer's limit when `iterations` run side by side: at least a request. */
+export function shareOf(customerLimit: number, iterations: number): number {
+  return Math.max(1, Math.floor(customerLimit / iterations));
+}
+
+/**
+ * How many of an execution's `inAll` iterations still run side by side, at most `atOnce`, once `finished`
+ * of them stored their result: the Map starts the next item whenever one finishes, so only its last items
+ * leave room unused.
+ */
+export function runningIterations(atOnce: number, inAll: number, finished: number): number {
+  return Math.max(1, Math.min(atOnce, inAll - finished));
 }

@@ -131,12 +131,15 @@ export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
 
 /** How many Map iterations share the Citrix API's limit at once (see planIterations); 1 when absent. */
 const iterationsAtOnce = z.optional(positive);
+/** How many iterations the Map has in all: its last ones run beside fewer others (see runningIterations). */
+const iterationsInAll = z.optional(positive);
 
 export const collectInputSchema = z.object({
   runId,
   entity,
   hourUtc,
   iterationsAtOnce,
+  iterationsInAll,
   progress: z.optional(collectProgressSchema),
 });
 export type CollectInput = z.infer<typeof collectInputSchema>;
@@ -146,6 +149,7 @@ export const collectOutputSchema = z.object({
   entity,
   hourUtc,
   iterationsAtOnce,
+  iterationsInAll,
   done: z.boolean(),
   progress: collectProgressSchema,
 });

@@ -7,6 +7,8 @@ import {
   FIRST_PROBE_ROUNDS,
   mergedHint,
   PageWindow,
+  runningIterations,
+  shareOf,
   startingWindow,
 } from "../citrix/page-window";
 import { PageWalker, pageDigest } from "../citrix/paging";
@@ -20,7 +22,7 @@ import type {
 } from "../config/contracts";
 import { CitrixUnavailableError } from "../config/errors";
 import { Envelope } from "./envelope";
-import { collectedResultKey, stagingPartKey } from "./keys";
+import { collectedResultKey, collectedResultPrefix, stagingPartKey } from "./keys";
 import { readPageWindowHint, sharePageWindow } from "./page-window-hint";
 import { NdjsonPartWriter } from "./part-writer";
 
@@ -44,6 +46,9 @@ export interface CollectDeps {
   /** Counts the Citrix requests this invocation retries (for its metrics). */
   apiRequests?: CitrixRequestObserver;
 }
+
+/** How often an iteration sharing a known limit counts those of its run that finished (one S3 LIST). */
+const RECOUNT_MS = 2_000;
 
 /** A page request in flight. */
 interface PageRequest {
@@ -111,7 +116,8 @@ export async function collectEntityHour(
   // How many the API serves at once is the window's call (see PageWindow): a request waits for room in it
   // before every attempt, retries included, and a Retry-After holds back all of them.
   const { window, hint: startHint } = await openPageWindow(deps, input, log);
-  const iterations = input.iterationsAtOnce ?? 1;
+  // The iterations sharing the customer's limit with this one, itself included (see planIterations).
+  let iterations = input.iterationsAtOnce ?? 1;
   // The most requests the API served at once for this invocation: what it allows, if it never refuses.
   let peakServed = 0;
   const inFlight: PageRequest[] = [];
@@ -142,6 +148,34 @@ export async function collectEntityHour(
     hintWrite = hintWrite
       .then(() => sharePageWindow(store, config.controlPrefix, learned))
       .catch((error: unknown) => log.warn("could not share the page window", { reason: String(error) }));
+  };
+  // The Map's last iterations run beside fewer others: while a known limit is shared, this one counts the
+  // entity-hours of its run that have finished (at most every RECOUNT_MS, without holding up paging) and
+  // takes the larger share they left.
+  const inAll = input.iterationsInAll ?? iterations;
+  let recountAtMs = now() + RECOUNT_MS;
+  let recount: Promise<void> | undefined;
+  const recountIterations = () => {
+    if (recount || iterations <= 1 || !sharedHint?.throttled || now() < recountAtMs) return;
+    recount = store
+      .listKeys(collectedResultPrefix(config.controlPrefix, input.runId))
+      .then(
+        (finished) => {
+          const running = runningIterations(iterations, inAll, finished.length);
+          if (running >= iterations || !sharedHint?.throttled) return;
+          iterations = running;
+          window.raiseLimit(shareOf(sharedHint.limit, running));
+          log.info("fewer iterations share the Citrix API's limit; a larger share for this one", {
+            iterations,
+            ...window.state,
+          });
+        },
+        (error: unknown) => log.warn("could not count the finished entity-hours", { reason: String(error) }),
+      )
+      .finally(() => {
+        recount = undefined;
+        recountAtMs = now() + RECOUNT_MS;
+      });
   };
   const request = (url: string) => {
     const abort = new AbortController();
@@ -262,6 +296,7 @@ export async function collectEntityHour(
           url: head.url,
         });
       log.info("fetched page", { page: pager.pages, records: page.records.length, total: written.records });
+      recountIterations();
       // Ask for the next page(s) before this one is turned into NDJSON and uploaded.
       if (pager.done || inFlight[0]?.url !== pager.nextUrl(citrix, input.entity, input.hourUtc))
         dropInFlight();
@@ -277,6 +312,7 @@ export async function collectEntityHour(
     dropInFlight();
   }
   await writer.finish();
+  await recount;
   // Never refused: what it served at once is a floor of the limit, from which later executions start.
   if (pager.done && window.state.limit === undefined && peakServed > 0)
     shareWindow({ limit: peakServed, throttled: false, probeRounds: FIRST_PROBE_ROUNDS });
@@ -320,6 +356,7 @@ export async function collectEntityHour(
     entity: input.entity,
     hourUtc: input.hourUtc,
     ...(input.iterationsAtOnce === undefined ? {} : { iterationsAtOnce: input.iterationsAtOnce }),
+    ...(input.iterationsInAll === undefined ? {} : { iterationsInAll: input.iterationsInAll }),
     done: pager.done,
     progress,
   };

@@ -45,6 +45,11 @@ export function stagingRunPrefix(controlPrefix: string, runId: string): string {
   return `${controlPrefix}/staging/${runId}/`;
 }
 
+/** Where every collectedResultKey of a run is: how many entity-hours of it have finished. */
+export function collectedResultPrefix(controlPrefix: string, runId: string): string {
+  return `${stagingRunPrefix(controlPrefix, runId)}collected/`;
+}
+
 /**
  * What one entity-hour's collection produced (its staging segments and counts), written by the invocation
  * that finished it. Commit reads these instead of receiving them through the state, which keeps the Map's
@@ -56,7 +61,7 @@ export function collectedResultKey(
   entity: string,
   hourUtc: string,
 ): string {
-  return `${stagingRunPrefix(controlPrefix, runId)}collected/${entity}/${hourPath(hourUtc)}.json`;
+  return `${collectedResultPrefix(controlPrefix, runId)}${entity}/${hourPath(hourUtc)}.json`;
 }
 
 /** One create-only manifest per hour: it fixes, once, which staging parts become the hour's feed objects. */

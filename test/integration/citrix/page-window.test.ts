@@ -28,7 +28,7 @@ let s3: LocalS3;
 let store: S3Store;
 let logs: Record<string, unknown>[] = [];
 beforeAll(async () => {
-  simulator = await startCitrixSimulator({ volume: { sessions: 4000 }, pageLatencyMs: 20 });
+  simulator = await startCitrixSimulator({ volume: { sessions: 4000, machines: 300 }, pageLatencyMs: 20 });
   s3 = await startLocalS3({ buckets: [BUCKET] });
   store = new S3Store(s3.client(), BUCKET);
 });
@@ -39,7 +39,7 @@ afterAll(async () => {
 beforeEach(async () => {
   logs = [];
   simulator.clearFaults();
-  simulator.setOptions({ concurrencyLimit: undefined });
+  simulator.setOptions({ concurrencyLimit: undefined, pageLatencyMs: 20 });
   simulator.requests.length = 0;
   await store.deleteKeys(await store.listKeys(""));
 });
@@ -65,19 +65,33 @@ function deps(runId: string, tuning: Partial<CitrixClientOptions> = {}): Collect
   };
 }
 
-/** One invocation for the sessions of `hourUtc` under run `runId`. */
+/** One invocation for the sessions (or `entity`) of `hourUtc` under run `runId`. */
 function collect(
   runId: string,
   hourUtc: string,
   {
     remainingMs = 600_000,
     tuning = {},
+    entity = "sessions",
     iterationsAtOnce,
-  }: { remainingMs?: number; tuning?: Partial<CitrixClientOptions>; iterationsAtOnce?: number } = {},
+    iterationsInAll,
+  }: {
+    remainingMs?: number;
+    tuning?: Partial<CitrixClientOptions>;
+    entity?: string;
+    iterationsAtOnce?: number;
+    iterationsInAll?: number;
+  } = {},
 ): Promise<CollectOutput> {
   return collectEntityHour(
     deps(runId, tuning),
-    { runId, entity: "sessions", hourUtc, ...(iterationsAtOnce ? { iterationsAtOnce } : {}) },
+    {
+      runId,
+      entity,
+      hourUtc,
+      ...(iterationsAtOnce ? { iterationsAtOnce } : {}),
+      ...(iterationsInAll ? { iterationsInAll } : {}),
+    },
     () => remainingMs,
   );
 }
@@ -161,6 +175,28 @@ describe("the adaptive page window", () => {
     expect(
       logs.some((line) => line.message === "starting from the page window the Citrix API last allowed"),
     ).toBe(true);
+  });
+
+  it("gives the last iteration running the shares of those that finished", async () => {
+    // 40 sessions pages at 100 ms beside two machines entity-hours of three pages, all of one run.
+    simulator.setOptions({ concurrencyLimit: { requests: 3 }, pageLatencyMs: 100 });
+    await storeHint(3, true);
+    const shared = { iterationsAtOnce: 3, iterationsInAll: 3 };
+    const outputs = await Promise.all([
+      collect("run-1", HOUR, shared),
+      collect("run-1", HOURS[1] ?? "", { ...shared, entity: "machines" }),
+      collect("run-1", HOURS[2] ?? "", { ...shared, entity: "machines" }),
+    ]);
+    for (const output of outputs) {
+      expect(await staged(output, "run-1")).toEqual(simulator.records(output.entity, output.hourUtc));
+    }
+    // At one request each while three ran, at the whole limit once alone: within a recount (2 s) of the end.
+    const grown = logs.find(
+      (line) => line.message === "fewer iterations share the Citrix API's limit; a larger share for this one",
+    );
+    expect(grown).toMatchObject({ entity: "sessions", iterations: 1, size: 3, limit: 3 });
+    expect(simulator.peakConcurrentRequests).toBeGreaterThanOrEqual(3);
+    expect(throttled()).toEqual([]);
   });
 
   it("with more entity-hours than the API serves at once, reads every record once and lowers the limit", async () => {

@@ -246,6 +246,12 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
         Action: ["s3:GetObject", "s3:PutObject"],
         Resource: "arn:aws:s3:::citrix-analytics-logs/_citrix_collector/citrix_analytics/page-window.json",
       },
+      {
+        Effect: "Allow",
+        Action: "s3:ListBucket",
+        Resource: "arn:aws:s3:::citrix-analytics-logs",
+        Condition: { StringLike: { "s3:prefix": "_citrix_collector/citrix_analytics/staging/*" } },
+      },
     ]);
     // Plan reads the page window's hint (how many iterations the API allows at once), and writes nothing there.
     const hintReaders = statements("PlanRole").filter((statement) =>

@@ -9,6 +9,8 @@ import {
   mergedHint,
   PageWindow,
   planIterations,
+  runningIterations,
+  shareOf,
   startingWindow,
 } from "../../../functions/lib/citrix/page-window";
 import type { PageWindowHint } from "../../../functions/lib/config/contracts";
@@ -291,6 +293,38 @@ describe("sharing the customer's limit", () => {
     expect(startingWindow(hint(2, true), 3)).toEqual({ size: 1, limit: 1, probeRounds: 64 });
     expect(startingWindow(hint(27, false), 4)).toEqual({ size: 6, growing: true });
     expect(startingWindow(hint(3, false), 4)).toEqual({ size: 1, growing: true });
+  });
+
+  it("gives each iteration at least one request of the limit", () => {
+    expect(shareOf(9, 4)).toBe(2);
+    expect(shareOf(8, 4)).toBe(2);
+    expect(shareOf(3, 4)).toBe(1);
+    expect(shareOf(1, 1)).toBe(1);
+  });
+
+  it("counts the iterations still running: fewer only once fewer items are left than run at once", () => {
+    expect(runningIterations(4, 10, 0)).toBe(4);
+    expect(runningIterations(4, 10, 6)).toBe(4);
+    expect(runningIterations(4, 10, 7)).toBe(3);
+    expect(runningIterations(4, 10, 9)).toBe(1);
+    expect(runningIterations(4, 10, 10)).toBe(1);
+  });
+
+  it("raises a known limit to a larger share, the window by as much, up to the ceiling", () => {
+    const window = new PageWindow(8, { size: 2, limit: 2, probeRounds: 64 });
+    window.raiseLimit(2);
+    window.raiseLimit(1);
+    expect(window.state).toEqual({ size: 2, limit: 2, probeRounds: 64 });
+    window.raiseLimit(5);
+    expect(window.state).toEqual({ size: 5, limit: 5, probeRounds: 64 });
+    // Shrunk by a failure below its limit, it keeps the difference.
+    const shrunk = new PageWindow(8, { size: 1, limit: 2, probeRounds: 64 });
+    shrunk.raiseLimit(20);
+    expect(shrunk.state).toEqual({ size: 7, limit: 8, probeRounds: 64 });
+    // A limit not yet known is found by growing, not raised.
+    const growing = new PageWindow(8, { size: 2, growing: true });
+    growing.raiseLimit(6);
+    expect(growing.state).toEqual({ size: 2, growing: true });
   });
 
   it("counts a refusal against the whole customer: every iteration's share, or fewer than them when crowded", () => {
