@@ -51,6 +51,8 @@ export interface LocalCollectionOptions {
   /** Overrides the deployed timeouts, e.g. to force the collect loop to continue across invocations. */
   timeoutsMs?: Record<string, number>;
   retryPauseMs?: number;
+  /** See LocalExecutionOptions.definitionChecked. */
+  definitionChecked?: boolean;
   /** Wraps each handler, so tests can kill or slow an invocation. */
   wrap?: (functionKey: string, handler: LocalHandler) => LocalHandler;
   /** Redrives a failed execution: starts at the state that failed, with the input it had (see startAt). */
@@ -158,6 +160,7 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     startAt: options.redrive?.state,
     timeoutsMs: { ...timeoutsMs, ...options.timeoutsMs },
     retryPauseMs: options.retryPauseMs,
+    definitionChecked: options.definitionChecked,
   });
 
   let retries = 0;

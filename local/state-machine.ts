@@ -99,6 +99,11 @@ export interface LocalExecutionOptions {
   /** Pauses between Retry attempts are shortened to this, so tests do not wait real backoff. */
   retryPauseMs?: number;
   /**
+   * The caller checked this definition already (checkDefinition), as AWS does once when it is deployed, not
+   * per execution: the benchmark, whose every execution is a fresh process.
+   */
+  definitionChecked?: boolean;
+  /**
    * Redrive emulation: start at this top-level state with `input` being the input it had in the failed
    * execution. AWS Step Functions redrives a Map by re-running only its failed iterations; here the whole
    * Map re-runs, which re-collects more than AWS would but exercises the same idempotence.
@@ -106,6 +111,17 @@ export interface LocalExecutionOptions {
   startAt?: string;
   /** The region the history's TaskScheduled events name. */
   region?: string;
+}
+
+/** Definitions asl-validator accepted in this process: each check compiles its JSON schemas anew (~0.3 s). */
+const checkedDefinitions = new Set<string>();
+
+/** Throws unless asl-validator (as the engine runs it) accepts `definition`; once per process per definition. */
+export function checkDefinition(definition: AslDefinition): void {
+  const text = JSON.stringify(definition);
+  if (checkedDefinitions.has(text)) return;
+  new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  checkedDefinitions.add(text);
 }
 
 export function startLocalExecution(options: LocalExecutionOptions) {
@@ -126,9 +142,8 @@ export function startLocalExecution(options: LocalExecutionOptions) {
   }
   installHistoryTap();
   // The file is validated as deployed; a redrive's copy starts elsewhere, which leaves PlanHours unreachable.
-  let machine = new StateMachine(loaded as never, { validationOptions: { checkArn: false } });
-  if (definition !== loaded)
-    machine = new StateMachine(definition as never, { validationOptions: { noValidate: true } });
+  if (!options.definitionChecked) checkDefinition(loaded);
+  const machine = new StateMachine(definition as never, { validationOptions: { noValidate: true } });
   const execution = machine.run(options.input ?? {}, {
     overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
     context: {

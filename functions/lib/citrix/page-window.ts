@@ -6,12 +6,12 @@ import type { PageWindowHint } from "../config/contracts";
  * this one (how they share it: planIterations). Pure arithmetic; the collector feeds it what happens to its
  * requests.
  *
- * - **Start:** two requests (FIRST_WINDOW), or this iteration's share of what the page window's hint says
+ * - **Start:** four requests (FIRST_WINDOW), or this iteration's share of what the page window's hint says
  *   the API allows (startingWindow); each full page adds one (the window doubles per round trip), up to the
  *   ceiling (MAX_PAGES_IN_FLIGHT), until the API first pushes back. Only an iteration that knows nothing
- *   starts at two, and it runs alone (planIterations): against a limit of one request that costs one
- *   refusal, and it saves a round trip of the ramp for every entity-hour (at 200 ms per page, 50 pages take
- *   five round trips instead of six).
+ *   starts at four, and it runs alone (planIterations): against a limit of one request that costs three
+ *   refusals once a day, and it saves two round trips of the ramp (at 200 ms per page, 50 pages take four
+ *   instead of six).
  * - **Throttled (HTTP 429):** the window drops to the requests the API was still serving when it refused
  *   one: this entity-hour's share of the customer's limit at that moment, which becomes the known limit.
  *   Several refusals at once each take one more off, so an overshoot costs exactly the requests above the
@@ -50,7 +50,7 @@ export interface CompletedPage {
 export type PushBack = "throttled" | "failed";
 
 /** The window of an entity-hour that knows nothing of the API's limit. */
-export const FIRST_WINDOW = 2;
+export const FIRST_WINDOW = 4;
 export const FIRST_PROBE_ROUNDS = 32;
 export const MAX_PROBE_ROUNDS = 256;
 /** Latency jitter that is not a busy API: event-loop delays, a slow token refresh, TLS. */

@@ -35,11 +35,11 @@ describe("PageWindow", () => {
   it("starts with FIRST_WINDOW requests and adds one per full page", () => {
     const window = new PageWindow(16);
     expect(window.allowed).toBe(FIRST_WINDOW);
-    expect(window.state).toEqual({ size: 2, growing: true });
+    expect(window.state).toEqual({ size: 4, growing: true });
     window.completed(FULL);
-    expect(window.allowed).toBe(3);
+    expect(window.allowed).toBe(5);
     pages(window, 3);
-    expect(window.allowed).toBe(6);
+    expect(window.allowed).toBe(8);
     pages(window, 100);
     expect(window.allowed).toBe(16);
     expect(window.state).toEqual({ size: 16, growing: true });
@@ -62,7 +62,7 @@ describe("PageWindow", () => {
 
   it("drops to the requests the API still served when it throttled, one fewer per further refusal", () => {
     const window = new PageWindow(16);
-    pages(window, 10);
+    pages(window, 8);
     expect(window.allowed).toBe(12);
     window.pushedBack("throttled", 7);
     expect(window.state).toMatchObject({ size: 7, limit: 7 });
@@ -107,7 +107,7 @@ describe("PageWindow", () => {
   });
 
   it("keeps counting towards its next probe through a failure that cannot shrink it", () => {
-    const window = new PageWindow(16);
+    const window = new PageWindow(16, { size: 1 });
     window.pushedBack("throttled", 0);
     pages(window, FIRST_PROBE_ROUNDS - 1);
     window.pushedBack("failed", 0);
@@ -142,8 +142,10 @@ describe("PageWindow", () => {
     expect(window.pushedBack("throttled", 0)).toBe(false);
     expect(window.pushedBack("throttled", 0)).toBe(true);
     expect(window.state).toMatchObject({ size: 1, limit: 1 });
-    // A refusal at two requests is not alone; the next two at one are.
+    // Refusals at more requests are not alone; the next two at one are.
     const fresh = new PageWindow(16);
+    expect(fresh.pushedBack("throttled", 0)).toBe(false);
+    expect(fresh.allowed).toBe(2);
     expect(fresh.pushedBack("throttled", 0)).toBe(false);
     expect(fresh.pushedBack("throttled", 0)).toBe(false);
     expect(fresh.pushedBack("throttled", 0)).toBe(true);
@@ -187,7 +189,7 @@ describe("PageWindow", () => {
 
   it("leaves slow start on a failure and then grows by one per full window", () => {
     const window = new PageWindow(16);
-    pages(window, 7);
+    pages(window, 5);
     expect(window.allowed).toBe(9);
     window.pushedBack("failed", 7);
     expect(window.state).toEqual({ size: 4 });
@@ -199,7 +201,7 @@ describe("PageWindow", () => {
 
   it("shrinks when a page is slower than twice the fastest plus the slack", () => {
     const window = new PageWindow(16);
-    pages(window, 6);
+    pages(window, 4);
     expect(window.allowed).toBe(8);
     window.completed({ full: true, latencyMs: 2 * 200 + LATENCY_SLACK_MS });
     expect(window.allowed).toBe(9);
