@@ -291,7 +291,7 @@ async function latencyTable(env: NodeJS.ProcessEnv, nodeFlags: string[]): Promis
 async function throttlingTable(env: NodeJS.ProcessEnv, nodeFlags: string[]): Promise<void> {
   const rows: (string | number)[][] = [];
   const hours = 2;
-  for (const limit of [2, 4, 8]) {
+  for (const limit of [1, 2, 4, 8]) {
     const executions = await runScenario(
       {
         volume: TENANT_HOUR,
