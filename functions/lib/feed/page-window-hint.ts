@@ -7,7 +7,8 @@ import { pageWindowHintKey } from "./keys";
 const PAGE_WINDOW_HINT_TTL_MS = 24 * 3_600_000;
 
 /**
- * The page window's hint (pageWindowHintKey), if it was learned in the past day. It is advice: a missing, unreadable or older one is none. Storage failures are thrown.
+ * The page window's hint (pageWindowHintKey), if it was learned in the past day. It is advice: a missing,
+ * unreadable or older one is none. Storage failures are thrown.
  */
 export async function readPageWindowHint(
   store: S3Store,

@@ -6,6 +6,7 @@ import {
   HINT_REFRESH_MS,
   LATENCY_SLACK_MS,
   MAX_PROBE_ROUNDS,
+  MIN_PAGES_BEFORE_PROBE,
   mergedHint,
   PageWindow,
   planIterations,
@@ -22,10 +23,9 @@ function pages(window: PageWindow, count: number, page = FULL): void {
   for (let i = 0; i < count; i++) window.completed(page);
 }
 
-/** A window that was throttled once at `limit + 1` requests, so it knows `limit`. */
+/** A window that was throttled once at `limit + 1` requests while growing, so it knows `limit`. */
 function settledAt(limit: number, ceiling = 16): PageWindow {
-  const window = new PageWindow(ceiling);
-  while (window.allowed <= limit) window.completed(FULL);
+  const window = new PageWindow(ceiling, { size: limit + 1, growing: true });
   window.pushedBack("throttled", limit);
   expect(window.allowed).toBe(limit);
   return window;
@@ -79,37 +79,43 @@ describe("PageWindow", () => {
     expect(full.allowed).toBe(2);
   });
 
-  it("probes one request above its limit only after probeRounds full windows", () => {
-    const window = settledAt(3);
-    pages(window, FIRST_PROBE_ROUNDS * 3 - 1);
-    expect(window.allowed).toBe(3);
-    window.completed(FULL);
-    expect(window.allowed).toBe(4);
-  });
-
-  it("keeps a probe that held for a window and probes again twice as soon", () => {
-    const window = settledAt(3);
-    pages(window, FIRST_PROBE_ROUNDS * 3);
-    pages(window, 4);
-    expect(window.state).toMatchObject({ size: 4, limit: 4, probeRounds: FIRST_PROBE_ROUNDS / 2 });
-    pages(window, (FIRST_PROBE_ROUNDS / 2) * 4 - 1);
+  it("probes one request above its limit only after probeRounds full windows, and MIN_PAGES_BEFORE_PROBE", () => {
+    const window = settledAt(4);
+    pages(window, FIRST_PROBE_ROUNDS * 4 - 1);
     expect(window.allowed).toBe(4);
     window.completed(FULL);
     expect(window.allowed).toBe(5);
+    // At one request 32 windows are 32 pages: its probe waits for MIN_PAGES_BEFORE_PROBE instead.
+    const narrow = settledAt(1);
+    pages(narrow, MIN_PAGES_BEFORE_PROBE - 1);
+    expect(narrow.allowed).toBe(1);
+    narrow.completed(FULL);
+    expect(narrow.allowed).toBe(2);
+  });
+
+  it("keeps a probe that held for a window and probes again twice as soon", () => {
+    const window = settledAt(7);
+    pages(window, FIRST_PROBE_ROUNDS * 7);
+    pages(window, 8);
+    expect(window.state).toMatchObject({ size: 8, limit: 8, probeRounds: FIRST_PROBE_ROUNDS / 2 });
+    pages(window, (FIRST_PROBE_ROUNDS / 2) * 8 - 1);
+    expect(window.allowed).toBe(8);
+    window.completed(FULL);
+    expect(window.allowed).toBe(9);
   });
 
   it("does not probe past the ceiling", () => {
-    const window = settledAt(3, 4);
-    pages(window, FIRST_PROBE_ROUNDS * 3 + 4);
-    expect(window.state).toEqual({ size: 4, limit: 4, probeRounds: FIRST_PROBE_ROUNDS / 2 });
+    const window = settledAt(4, 5);
+    pages(window, FIRST_PROBE_ROUNDS * 4 + 5);
+    expect(window.state).toEqual({ size: 5, limit: 5, probeRounds: FIRST_PROBE_ROUNDS / 2 });
     pages(window, 1000);
-    expect(window.state).toEqual({ size: 4, limit: 4, probeRounds: FIRST_PROBE_ROUNDS / 2 });
+    expect(window.state).toEqual({ size: 5, limit: 5, probeRounds: FIRST_PROBE_ROUNDS / 2 });
   });
 
   it("keeps counting towards its next probe through a failure that cannot shrink it", () => {
     const window = new PageWindow(16, { size: 1 });
     window.pushedBack("throttled", 0);
-    pages(window, FIRST_PROBE_ROUNDS - 1);
+    pages(window, MIN_PAGES_BEFORE_PROBE - 1);
     window.pushedBack("failed", 0);
     expect(window.allowed).toBe(1);
     window.completed(FULL);
@@ -118,14 +124,14 @@ describe("PageWindow", () => {
   });
 
   it("waits twice as long after a refused probe, up to MAX_PROBE_ROUNDS", () => {
-    const window = settledAt(3);
+    const window = settledAt(4);
     let rounds = FIRST_PROBE_ROUNDS;
     for (let probe = 0; probe < 6; probe++) {
-      pages(window, rounds * 3);
-      expect(window.allowed).toBe(4);
-      window.pushedBack("throttled", 3);
+      pages(window, rounds * 4);
+      expect(window.allowed).toBe(5);
+      window.pushedBack("throttled", 4);
       rounds = Math.min(MAX_PROBE_ROUNDS, rounds * 2);
-      expect(window.state).toMatchObject({ size: 3, limit: 3, probeRounds: rounds });
+      expect(window.state).toMatchObject({ size: 4, limit: 4, probeRounds: rounds });
     }
     expect(rounds).toBe(MAX_PROBE_ROUNDS);
   });
