@@ -21,8 +21,8 @@ import type { PageWindowHint } from "../config/contracts";
  * - **Alone and crowded:** a request refused with none other of its own in flight backs off as a failed one
  *   does. Twice in a row, the other iterations hold the whole limit: crowded (the collector then shares a
  *   smaller limit than the iterations use, so the next execution runs fewer at once).
- * - **Probing:** the API's limit may grow, so after `probeRounds` full windows at the limit (and at least
- *   MIN_PAGES_BEFORE_PROBE pages) the window tries one request more. A probe that holds for a full window
+ * - **Probing:** the API's limit may grow, so after `probeRounds` full windows at the limit (each counted
+ *   as at least MIN_PROBE_WINDOW pages) the window tries one request more. A probe that holds for a full window
  *   keeps its gain and halves the wait before the next; a refused one doubles it (up to MAX_PROBE_ROUNDS),
  *   so refused probes stay few whatever the length of the hour. (Room an iteration leaves when it finishes
  *   goes to the others without probing: see runningIterations.)
@@ -54,8 +54,11 @@ export type PushBack = "throttled" | "failed";
 export const FIRST_WINDOW = 4;
 export const FIRST_PROBE_ROUNDS = 32;
 export const MAX_PROBE_ROUNDS = 256;
-/** However small the window, a probe comes after this many pages: a refused one costs at most 1% of them. */
-export const MIN_PAGES_BEFORE_PROBE = 100;
+/**
+ * Waiting to probe, a window counts as at least this many pages: at one request, 32 windows would make a
+ * refused probe cost 3% of the requests; this way under 1% (128 pages), and a refused one doubles the wait.
+ */
+export const MIN_PROBE_WINDOW = 4;
 /** Latency jitter that is not a busy API: event-loop delays, a slow token refresh, TLS. */
 export const LATENCY_SLACK_MS = 100;
 
@@ -128,7 +131,7 @@ export class PageWindow {
       if (this.pagesAtSize >= this.size) this.resize(this.size + 1);
       return;
     }
-    const probeAfter = Math.max(this.probeRounds * this.size, MIN_PAGES_BEFORE_PROBE);
+    const probeAfter = this.probeRounds * Math.max(this.size, MIN_PROBE_WINDOW);
     if (this.pagesAtSize >= probeAfter && this.size < this.ceiling) {
       this.resize(this.size + 1);
       this.probing = true;

@@ -6,7 +6,7 @@ import {
   HINT_REFRESH_MS,
   LATENCY_SLACK_MS,
   MAX_PROBE_ROUNDS,
-  MIN_PAGES_BEFORE_PROBE,
+  MIN_PROBE_WINDOW,
   mergedHint,
   PageWindow,
   planIterations,
@@ -79,15 +79,15 @@ describe("PageWindow", () => {
     expect(full.allowed).toBe(2);
   });
 
-  it("probes one request above its limit only after probeRounds full windows, and MIN_PAGES_BEFORE_PROBE", () => {
+  it("probes one request above its limit only after probeRounds full windows of MIN_PROBE_WINDOW or more", () => {
     const window = settledAt(4);
     pages(window, FIRST_PROBE_ROUNDS * 4 - 1);
     expect(window.allowed).toBe(4);
     window.completed(FULL);
     expect(window.allowed).toBe(5);
-    // At one request 32 windows are 32 pages: its probe waits for MIN_PAGES_BEFORE_PROBE instead.
+    // At one request, each window counts as MIN_PROBE_WINDOW pages.
     const narrow = settledAt(1);
-    pages(narrow, MIN_PAGES_BEFORE_PROBE - 1);
+    pages(narrow, FIRST_PROBE_ROUNDS * MIN_PROBE_WINDOW - 1);
     expect(narrow.allowed).toBe(1);
     narrow.completed(FULL);
     expect(narrow.allowed).toBe(2);
@@ -115,7 +115,7 @@ describe("PageWindow", () => {
   it("keeps counting towards its next probe through a failure that cannot shrink it", () => {
     const window = new PageWindow(16, { size: 1 });
     window.pushedBack("throttled", 0);
-    pages(window, MIN_PAGES_BEFORE_PROBE - 1);
+    pages(window, FIRST_PROBE_ROUNDS * MIN_PROBE_WINDOW - 1);
     window.pushedBack("failed", 0);
     expect(window.allowed).toBe(1);
     window.completed(FULL);
