@@ -3,6 +3,8 @@ import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { expect } from "vitest";
 import { S3Store } from "../../functions/lib/aws/s3-store";
 import type { Env } from "../../functions/lib/config/config";
+import type { PageWindowHint } from "../../functions/lib/config/contracts";
+import { pageWindowHintKey } from "../../functions/lib/feed/keys";
 import { type LocalCollectionOptions, runLocalCollection } from "../../local/collection";
 import {
   type CitrixSimulator,
@@ -15,6 +17,19 @@ import { type LocalSecretsManager, startLocalSecretsManager } from "../../stand-
 export const BUCKET = "collector-test";
 export const FEED_PREFIX = "citrix_analytics";
 export const STATE_KEY = `_citrix_collector/${FEED_PREFIX}/state.json`;
+/** Where Plan and the collector read the page window's hint (see planIterations). */
+export const PAGE_WINDOW_HINT_KEY = pageWindowHintKey(`_citrix_collector/${FEED_PREFIX}`);
+
+/** A page window's hint learned an hour before `nowMs`: a limit the API enforced unless `fields` say not. */
+export function pageWindowHint(nowMs: number, fields: Partial<PageWindowHint> = {}): string {
+  return JSON.stringify({
+    limit: 1,
+    throttled: true,
+    probeRounds: 32,
+    at: new Date(nowMs - 3_600_000).toISOString(),
+    ...fields,
+  } satisfies PageWindowHint);
+}
 
 export interface Envelope {
   citrix_entity: string;

@@ -1,7 +1,13 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { MAX_ITEMS_PER_EXECUTION } from "../../../functions/lib/config/config";
 import { hourRange } from "../../../functions/lib/config/hours";
-import { expectFeedMatchesSimulator, type Stand, startStand } from "../../support/stand";
+import {
+  expectFeedMatchesSimulator,
+  PAGE_WINDOW_HINT_KEY,
+  pageWindowHint,
+  type Stand,
+  startStand,
+} from "../../support/stand";
 
 // At 11:20 UTC with LOOKBACK_MINUTES 75 the newest eligible hour is 10:00; 100 hours end there.
 const NOW = Date.parse("2026-11-24T11:20:00Z");
@@ -29,11 +35,15 @@ describe("the largest execution the configuration accepts", () => {
         MAP_MAX_CONCURRENCY: "40",
       },
     });
+    // Forty iterations at once, as configured: the API never refused (see planIterations).
+    const served = pageWindowHint(NOW, { limit: 64, throttled: false });
+    await stand.store.put(PAGE_WINDOW_HINT_KEY, served, "application/json");
     const result = await stand.run("largest-1");
 
     expect(result.error).toBeUndefined();
     expect(result.status).toBe("SUCCEEDED");
     expect(result.plan?.items).toHaveLength(MAX_ITEMS_PER_EXECUTION);
+    expect(result.plan?.maxConcurrency).toBe(40);
     // The local engine fails an execution at 25,000 events and any state over 256 KiB, as AWS does; these
     // figures show the margin.
     expect(result.history.length).toBeLessThan(25_000);

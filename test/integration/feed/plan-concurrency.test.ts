@@ -1,13 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { pageWindowHintKey } from "../../../functions/lib/feed/keys";
-import { type Stand, startStand } from "../../support/stand";
+import { PAGE_WINDOW_HINT_KEY, pageWindowHint, type Stand, startStand } from "../../support/stand";
 
 // Plan runs the Map one iteration at a time until the page window's hint says what the Citrix API allows
 // (see planIterations and docs/citrix-api.md), then as many as its limit leaves each a request, at most
 // MAP_MAX_CONCURRENCY; each iteration is told how many share the limit.
 const NOW = Date.parse("2026-11-24T11:20:00Z");
 const FIRST_HOUR = "2026-11-24T09:00:00Z";
-const HINT_KEY = pageWindowHintKey("_citrix_collector/citrix_analytics");
 
 let stand: Stand | undefined;
 afterEach(async () => {
@@ -22,7 +20,7 @@ async function planWith(hint: string | undefined) {
     now: NOW,
     env: { FIRST_HOUR_UTC: FIRST_HOUR, ENTITIES: "sessions,machines,users", MAP_MAX_CONCURRENCY: "4" },
   });
-  if (hint !== undefined) await stand.store.put(HINT_KEY, hint, "application/json");
+  if (hint !== undefined) await stand.store.put(PAGE_WINDOW_HINT_KEY, hint, "application/json");
   const told: (number | undefined)[] = [];
   const result = await stand.run("plan-concurrency-1", {
     wrap: (key, handler) => async (event, context) => {
@@ -35,14 +33,7 @@ async function planWith(hint: string | undefined) {
   return { maxConcurrency: result.plan?.maxConcurrency, told, logs: stand.logs };
 }
 
-const hint = (fields: Record<string, unknown>) =>
-  JSON.stringify({
-    limit: 1,
-    throttled: true,
-    probeRounds: 32,
-    at: new Date(NOW - 3_600_000).toISOString(),
-    ...fields,
-  });
+const hint = (fields: Parameters<typeof pageWindowHint>[1]) => pageWindowHint(NOW, fields);
 const logged = (logs: string[], message: string) => logs.some((line) => line.includes(message));
 
 describe("the Map's concurrency", () => {
