@@ -169,8 +169,7 @@ export class PageWindow {
    */
   raiseLimit(limit: number): void {
     if (this.limit === undefined) return;
-    const next = clamp(limit, 1, this.ceiling);
-    if (next <= this.limit) return;
+    const next = Math.max(this.limit, clamp(limit, 1, this.ceiling));
     this.resize(this.size + next - this.limit);
     this.limit = next;
   }
