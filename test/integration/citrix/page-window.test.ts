@@ -2,7 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
 import type { CitrixClientOptions } from "../../../functions/lib/citrix/citrix-client";
-import { FIRST_PROBE_ROUNDS } from "../../../functions/lib/citrix/page-window";
+import { FIRST_PROBE_ROUNDS, FIRST_WINDOW } from "../../../functions/lib/citrix/page-window";
 import type { CollectOutput } from "../../../functions/lib/config/contracts";
 import { type CollectDeps, collectEntityHour } from "../../../functions/lib/feed/collector";
 import { pageWindowHintKey } from "../../../functions/lib/feed/keys";
@@ -27,6 +27,8 @@ let simulator: CitrixSimulator;
 let s3: LocalS3;
 let store: S3Store;
 let logs: Record<string, unknown>[] = [];
+/** When the collector listed the finished entity-hours of its run (see runningIterations). */
+let recounts: number[] = [];
 beforeAll(async () => {
   simulator = await startCitrixSimulator({ volume: { sessions: 4000, machines: 300 }, pageLatencyMs: 20 });
   s3 = await startLocalS3({ buckets: [BUCKET] });
@@ -38,6 +40,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   logs = [];
+  recounts = [];
   simulator.clearFaults();
   simulator.setOptions({ concurrencyLimit: undefined, pageLatencyMs: 20 });
   simulator.requests.length = 0;
@@ -45,8 +48,14 @@ beforeEach(async () => {
 });
 
 function deps(runId: string, tuning: Partial<CitrixClientOptions> = {}): CollectDeps {
+  // The store itself, but for a note of each listing.
+  const counted = Object.create(store) as S3Store;
+  counted.listKeys = (prefix, startAfter) => {
+    recounts.push(Date.now());
+    return store.listKeys(prefix, startAfter);
+  };
   return {
-    store,
+    store: counted,
     citrix: simulatorClient(simulator, { timeoutMs: 5000, maxBackoffMs: 2000, ...tuning }),
     config: {
       controlPrefix: CONTROL,
@@ -128,9 +137,13 @@ describe("the adaptive page window", () => {
   it("without a limit opens up to MAX_PAGES_IN_FLIGHT and reads every record once, in order", async () => {
     const output = await collect("run-1", HOUR);
     expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOUR));
-    // 40 pages double from two up to 16 at most; the machine's load decides how far.
-    expect(simulator.peakConcurrentRequests).toBeGreaterThanOrEqual(4);
+    // 40 pages double from four up to 16 at most; the machine's load decides how far.
+    expect(simulator.peakConcurrentRequests).toBeGreaterThan(FIRST_WINDOW);
     expect(throttled()).toEqual([]);
+    // Alone, it has no share to recount; and it hands no counts on that it was not given.
+    expect(recounts).toEqual([]);
+    expect(output).not.toHaveProperty("iterationsAtOnce");
+    expect(output).not.toHaveProperty("iterationsInAll");
     // Never refused: the most it had in flight at once (at least what reached the API together) is where
     // the next execution's iterations start from.
     const served = await hint();
@@ -182,6 +195,7 @@ describe("the adaptive page window", () => {
     simulator.setOptions({ concurrencyLimit: { requests: 3 }, pageLatencyMs: 100 });
     await storeHint(3, true);
     const shared = { iterationsAtOnce: 3, iterationsInAll: 3 };
+    const startedMs = Date.now();
     const outputs = await Promise.all([
       collect("run-1", HOUR, shared),
       collect("run-1", HOURS[1] ?? "", { ...shared, entity: "machines" }),
@@ -197,6 +211,12 @@ describe("the adaptive page window", () => {
     expect(grown).toMatchObject({ entity: "sessions", iterations: 1, size: 3, limit: 3 });
     expect(simulator.peakConcurrentRequests).toBeGreaterThanOrEqual(3);
     expect(throttled()).toEqual([]);
+    // One listing 2 s after the start at the soonest, then none once it runs alone.
+    expect(recounts.length).toBeGreaterThanOrEqual(1);
+    expect(recounts.length).toBeLessThanOrEqual(2);
+    expect(Math.min(...recounts) - startedMs).toBeGreaterThanOrEqual(1900);
+    // The Choice loop hands both counts to the next invocation.
+    for (const output of outputs) expect(output).toMatchObject(shared);
   });
 
   it("with more entity-hours than the API serves at once, reads every record once and lowers the limit", async () => {
