@@ -19,13 +19,13 @@ import type { PageWindowHint } from "../config/contracts";
  *   One refusal never takes more than half: a request the API counted a moment longer than we did is not
  *   a limit of one.
  * - **Alone and crowded:** a request refused with none other of its own in flight backs off as a failed one
- *   does. Twice in a row, the other iterations hold the whole limit: crowded (the collector then shares a
- *   smaller limit than the iterations use, so the next execution runs fewer at once).
+ *   does. Twice in a row, the other iterations hold the whole limit: crowded, and the limit it shares is
+ *   smaller than their number (customerLimit), so the next execution runs fewer of them at once.
  * - **Probing:** the API's limit may grow, so after `probeRounds` full windows at the limit (each counted
- *   as at least MIN_PROBE_WINDOW pages) the window tries one request more. A probe that holds for a full window
- *   keeps its gain and halves the wait before the next; a refused one doubles it (up to MAX_PROBE_ROUNDS),
- *   so refused probes stay few whatever the length of the hour. (Room an iteration leaves when it finishes
- *   goes to the others without probing: see runningIterations.)
+ *   as at least MIN_PROBE_WINDOW pages) the window tries one request more. A probe that holds for a full
+ *   window keeps its gain and halves the wait before the next; a refused one doubles it (up to
+ *   MAX_PROBE_ROUNDS), so refused probes stay few whatever the length of the hour. Room that an iteration
+ *   leaves when it finishes goes to the others without probing (see runningIterations).
  * - **Failing or slowing down** (5xx, a timeout, a dropped connection, or a page slower than twice the
  *   fastest plus LATENCY_SLACK_MS): the window halves, at most once per window of pages, and grows back by
  *   one per full window. That is an unwell API, not a limit: the known limit stays.
