@@ -7,6 +7,7 @@ import {
   FIRST_PROBE_ROUNDS,
   mergedHint,
   PageWindow,
+  type PageWindowState,
   runningIterations,
   shareOf,
   startingWindow,
@@ -115,9 +116,9 @@ export async function collectEntityHour(
   // checked against the cursor when its turn comes, so a guess that turned out wrong is dropped unread.
   // How many the API serves at once is the window's call (see PageWindow): a request waits for room in it
   // before every attempt, retries included, and a Retry-After holds back all of them.
-  const { window, hint: startHint } = await openPageWindow(deps, input, log);
   // The iterations sharing the customer's limit with this one, itself included (see planIterations).
   let iterations = input.iterationsAtOnce ?? 1;
+  const { window, hint: startHint } = await openPageWindow(deps, input.progress?.window, iterations, log);
   // The most requests the API served at once for this invocation: what it allows, if it never refuses.
   let peakServed = 0;
   const inFlight: PageRequest[] = [];
@@ -369,7 +370,8 @@ export async function collectEntityHour(
  */
 async function openPageWindow(
   { store, config, now = Date.now }: CollectDeps,
-  input: CollectInput,
+  resumed: PageWindowState | undefined,
+  iterations: number,
   log: Logger,
 ): Promise<{ window: PageWindow; hint: PageWindowHint | undefined }> {
   let hint: PageWindowHint | undefined;
@@ -378,9 +380,7 @@ async function openPageWindow(
   } catch (error) {
     log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });
   }
-  const resumed = input.progress?.window;
   if (resumed || !hint) return { window: new PageWindow(config.maxPagesInFlight, resumed), hint };
-  const iterations = input.iterationsAtOnce ?? 1;
   const state = startingWindow(hint, iterations);
   log.info("starting from the page window the Citrix API last allowed", { ...hint, iterations, ...state });
   return { window: new PageWindow(config.maxPagesInFlight, state), hint };

@@ -9,6 +9,7 @@ import { pageWindowHintKey } from "../../../functions/lib/feed/keys";
 import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
 import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
 import { simulatorClient, stagedRecords } from "../../support/collect";
+import { pageWindowHint } from "../../support/stand";
 
 // The adaptive page window against a simulator that answers 429 above K concurrent requests per customer,
 // as Citrix documents for its Monitor API: real waits (the client's own backoff), real HTTP, real S3.
@@ -127,7 +128,7 @@ const hint = async () => JSON.parse((await store.getText(pageWindowHintKey(CONTR
 const storeHint = (limit: number, throttled: boolean) =>
   store.put(
     pageWindowHintKey(CONTROL),
-    JSON.stringify({ limit, throttled, probeRounds: FIRST_PROBE_ROUNDS, at: new Date().toISOString() }),
+    pageWindowHint(Date.now(), { limit, throttled, probeRounds: FIRST_PROBE_ROUNDS }),
     "application/json",
   );
 const dataRequests = () => simulator.requests.filter((entry) => entry.entity !== undefined);
