@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const handlerMs: Record<string, number> = {};
   const result = await runLocalCollection({
     env,
-    s3,
+    s3: (credentials) => (credentials ? s3ClientFor(env, credentials) : s3),
     executionName: `bench-${nowMs}`,
     now: () => nowMs,
     timeoutsMs: { collect: lambdaTimeoutMs },

@@ -212,7 +212,7 @@ export async function measureExecution(options: {
       const handlerMs: Record<string, number> = {};
       const result = await runLocalCollection({
         env,
-        s3,
+        s3: (credentials) => (credentials ? s3ClientFor(env, credentials) : s3),
         executionName,
         now: () => clockFor(hourUtc),
         logSink: (line) => logLines.push(line),

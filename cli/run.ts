@@ -140,7 +140,9 @@ export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Prom
     const progress = new CollectionProgress(io.stdout);
     const result = await runLocalCollection({
       env,
-      s3,
+      s3: (credentials) => (credentials && s3Server ? s3Server.client(credentials) : s3),
+      // Against a bucket in AWS, AWS enforces the caller's own permissions; the local one enforces the roles.
+      roles: s3Server ? "deployed" : "caller",
       now,
       executionName: `local-${new Date(now())
         .toISOString()

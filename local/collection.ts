@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import type { S3Client } from "@aws-sdk/client-s3";
+import { PutBucketEncryptionCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { parse } from "yaml";
 import { createHandler as createCollectHandler } from "../functions/collect/handler";
 import { createHandler as createCommitHandler } from "../functions/commit/handler";
@@ -17,6 +18,16 @@ import {
   storeRuntimeFromEnvironment,
 } from "../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../functions/plan/handler";
+import { authorize } from "../stand-ins/access-control";
+import {
+  type CloudFormationTemplate,
+  deployedSettings,
+  type RoleCredentials,
+  readTemplate,
+  registerDeployedRoles,
+  templateFunctions,
+  twinPackageDirectory,
+} from "./deployed-roles";
 import type { HistoryEvent } from "./execution-history";
 import { failureMessage } from "./failure";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
@@ -38,9 +49,21 @@ export function deployedFunctions(
   );
 }
 
+/** An S3 client signed with the given credentials, or the caller's own (an administrator) without. */
+export type S3ClientFactory = (credentials?: RoleCredentials) => S3Client;
+
 export interface LocalCollectionOptions {
   env: Env;
-  s3: S3Client;
+  s3: S3ClientFactory;
+  /**
+   * Whose permissions each function's requests carry. "deployed" (the default): its role from the packaged
+   * template, enforced by the stand-ins (see deployed-roles.ts), with the bucket's SSE-KMS key set from
+   * KMS_KEY_ARN. "caller": the caller's own credentials, for a run against real AWS (where AWS enforces
+   * them) and for the tests that say why they must not be enforced.
+   */
+  roles?: "deployed" | "caller";
+  /** The template whose roles are deployed: the packaged one by default (a test may remove a policy). */
+  template?: CloudFormationTemplate;
   executionName: string;
   /** Execution input: {} for a scheduled run. */
   input?: JsonValue;
@@ -61,6 +84,11 @@ export interface LocalCollectionOptions {
   adaptRuntime?: <R extends StoreRuntime>(runtime: R) => R;
   /** The Secrets Manager client and the Citrix client's backoff the collect function is built over. */
   citrix?: CitrixDeps;
+  /**
+   * Builds the collect function's Secrets Manager client for a stand-in, signed with the function's role (see
+   * `roles`); `citrix.secretsManager`, when set, is used as it is instead.
+   */
+  secretsManager?: (region: string, credentials?: RoleCredentials) => SecretsManagerClient;
   /** Whether a lease holder still runs; by default, whether it runs in this process. */
   executionStatus?: ExecutionStatusLookup;
 }
@@ -73,6 +101,59 @@ const runningLocally = new Set<string>();
 
 export const localExecutionStatus: ExecutionStatusLookup = async (executionName) =>
   runningLocally.has(executionName) ? "running" : "ended";
+
+/**
+ * Deploys the functions' roles to the stand-ins: each function's role from the packaged template, with this
+ * run's settings, registered under credentials of its own. With KMS_KEY_ARN the bucket is encrypted with that
+ * key by default (as the deployer's bucket is, or the one CREATE_BUCKET makes), so every write and read goes
+ * through the key's permissions.
+ */
+async function deployRoles(
+  env: Env,
+  s3: S3ClientFactory,
+  template = readTemplate(twinPackageDirectory()),
+): Promise<Record<string, RoleCredentials>> {
+  const settings = deployedSettings(env);
+  const functions = templateFunctions(template, settings);
+  const admin = s3();
+  await admin.send(
+    new PutBucketEncryptionCommand({
+      Bucket: settings.bucket,
+      ServerSideEncryptionConfiguration: {
+        Rules: [
+          {
+            ApplyServerSideEncryptionByDefault: settings.kmsKeyArn
+              ? { SSEAlgorithm: "aws:kms", KMSMasterKeyID: settings.kmsKeyArn }
+              : { SSEAlgorithm: "AES256" },
+            BucketKeyEnabled: settings.kmsKeyArn !== undefined,
+          },
+        ],
+      },
+    }),
+  );
+  return registerDeployedRoles(functions);
+}
+
+/**
+ * Plan's question to Step Functions about a lease holder, answered in this process but allowed only as AWS
+ * would allow it (states:DescribeExecution on the holder's execution ARN); a denial reads as "unknown", as
+ * stepFunctionsExecutionStatus reads any error but ExecutionDoesNotExist.
+ */
+function authorizedExecutionStatus(
+  lookup: ExecutionStatusLookup,
+  role: RoleCredentials | undefined,
+): ExecutionStatusLookup {
+  return async (executionName, ownExecutionArn) => {
+    const executionArn = ownExecutionArn?.replace(/[^:]+$/, executionName);
+    if (role && executionArn) {
+      const decision = await authorize(role.accessKeyId, [
+        { action: "states:DescribeExecution", resource: executionArn },
+      ]);
+      if (!decision.allowed) return "unknown";
+    }
+    return lookup(executionName, ownExecutionArn);
+  };
+}
 
 /** Where a failed execution stopped: the top-level state that failed and the input it was given. */
 export interface RedrivePoint {
@@ -121,18 +202,33 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     let adapted: R | undefined;
     return () => (adapted ??= options.adaptRuntime ? options.adaptRuntime(build()) : build());
   };
-  const collectRuntime = adapt(runtimeFromEnvironment(options.env, () => options.s3, log, options.citrix));
-  const storeRuntime = adapt(storeRuntimeFromEnvironment(options.env, () => options.s3, log));
+  const credentials =
+    options.roles === "caller" ? {} : await deployRoles(options.env, options.s3, options.template);
+  const s3For = (key: string) => () => options.s3(credentials[key]);
+  const secretsManager = options.secretsManager;
+  const citrix: CitrixDeps = {
+    ...options.citrix,
+    secretsManager:
+      options.citrix?.secretsManager ??
+      (secretsManager ? (region) => secretsManager(region, credentials.collect) : undefined),
+  };
   const metrics = createMetricsFactory(options.env, options.metricsSink ?? options.logSink);
+  const executionStatus = options.executionStatus ?? localExecutionStatus;
   const handlers: Record<string, LocalHandler> = {
     plan: createPlanHandler({
-      runtime: storeRuntime,
+      runtime: adapt(storeRuntimeFromEnvironment(options.env, s3For("plan"), log)),
       metrics,
       now: options.now ?? Date.now,
-      executionStatus: options.executionStatus ?? localExecutionStatus,
+      executionStatus: authorizedExecutionStatus(executionStatus, credentials.plan),
     }),
-    collect: createCollectHandler({ runtime: collectRuntime, metrics }),
-    commit: createCommitHandler({ runtime: storeRuntime, metrics }),
+    collect: createCollectHandler({
+      runtime: adapt(runtimeFromEnvironment(options.env, s3For("collect"), log, citrix)),
+      metrics,
+    }),
+    commit: createCommitHandler({
+      runtime: adapt(storeRuntimeFromEnvironment(options.env, s3For("commit"), log)),
+      metrics,
+    }),
   };
   const invocations: Record<string, number> = {};
   // By item, in the order the items were first invoked; undefined until an invocation returned.

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { type RunOptions, StateMachine } from "aws-local-stepfunctions";
 import { parse } from "yaml";
+import { twinExecutionArn } from "./deployed-roles";
 import {
   type EngineEvent,
   ExecutionHistory,
@@ -148,7 +149,8 @@ export function startLocalExecution(options: LocalExecutionOptions) {
     overrides: { taskResourceLocalHandlers, retryIntervalOverrides },
     context: {
       Execution: {
-        Id: `arn:aws:states:local:000000000000:execution:collector:${options.executionName}`,
+        // The ARN the deployed state machine gives it: Plan's DescribeExecution grant names that machine.
+        Id: twinExecutionArn(options.executionName),
         Name: options.executionName,
         Input: options.input ?? {},
       },

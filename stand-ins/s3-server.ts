@@ -10,7 +10,11 @@
 //     rejects (every truncated page was a 500), and it walks the directory tree in path order, not key order;
 //   - store writes made atomic (temp file + rename) and ETags made consistent, multipart ETags S3-style;
 //   - CopySource decoded fully (s3rver used decodeURI, so "%3D" in "year=2026/..." keys never matched);
-//   - AbortMultipartUpload, NoSuchUpload, InvalidPart/InvalidPartOrder/EntityTooSmall on Complete.
+//   - AbortMultipartUpload, NoSuchUpload, InvalidPart/InvalidPartOrder/EntityTooSmall on Complete;
+//   - IAM and KMS as S3 applies them to a registered principal (stand-ins/access-control.ts): every request is
+//     authorized for the actions S3 needs for it (a 403 AccessDenied otherwise), a missing key reads as 403
+//     rather than 404 without s3:ListBucket, and a bucket whose default encryption is SSE-KMS (PutBucketEncryption)
+//     needs kms:GenerateDataKey on its key to write and kms:Decrypt to read, through S3 (kms:ViaService).
 import { createHash, randomBytes } from "node:crypto";
 import type { Dirent } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
@@ -33,6 +37,7 @@ import objectControllerModule from "s3rver/lib/controllers/object";
 import accountModule from "s3rver/lib/models/account";
 // @ts-expect-error untyped (see above)
 import S3ErrorModule from "s3rver/lib/models/error";
+import { type AccessCheck, accessKeyIdOf, authorize, isRegistered } from "./access-control";
 
 export interface LocalS3Options {
   /** Default 0 = an ephemeral port. The host is always 127.0.0.1. */
@@ -75,11 +80,17 @@ export interface LocalS3 {
   inject(fault: S3Fault): S3Fault;
   /** Removes every fault not yet used up. */
   clearFaults(): void;
-  /** A client pointed at it: us-east-1, path-style, static dummy credentials, no retries. */
-  client(): S3Client;
+  /**
+   * A client pointed at it: us-east-1, path-style, no retries; the account's administrator by default, or the
+   * principal registered under `credentials.accessKeyId` (see access-control.ts).
+   */
+  client(credentials?: { accessKeyId: string; secretAccessKey: string }): S3Client;
   /** Stops the server, ends keep-alive sockets, destroys the clients handed out, removes an own directory. */
   close(): Promise<void>;
 }
+
+/** The region the stand-in answers for: kms:ViaService is s3.<region>.amazonaws.com. */
+export const LOCAL_S3_REGION = "us-east-1";
 
 /** The dummy credentials s3rver knows. Any other SigV4 access key id is accepted too (see registerAccessKey). */
 export const LOCAL_S3_CREDENTIALS = { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" } as const;
@@ -215,7 +226,8 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
   const router = app.middleware.at(-1);
   if (!router?.router) throw new Error("local-s3: unexpected s3rver middleware layout (router not last)");
   const faults: S3Fault[] = [];
-  app.middleware.splice(app.middleware.length - 1, 0, s3CompatMiddleware(store, faults));
+  const encryption = await BucketEncryption.load(directory);
+  app.middleware.splice(app.middleware.length - 1, 0, s3CompatMiddleware(store, faults, encryption));
 
   let address: AddressInfo;
   try {
@@ -239,12 +251,12 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
     clearFaults() {
       faults.length = 0;
     },
-    client() {
+    client(credentials = LOCAL_S3_CREDENTIALS) {
       const client = new S3Client({
         endpoint,
-        region: "us-east-1",
+        region: LOCAL_S3_REGION,
         forcePathStyle: true,
-        credentials: { ...LOCAL_S3_CREDENTIALS },
+        credentials: { ...credentials },
         maxAttempts: 1,
       });
       clients.add(client);
@@ -268,7 +280,11 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
 // ---------------------------------------------------------------------------------------------------------
 // The middleware.
 
-function s3CompatMiddleware(store: FilesystemStore, faults: S3Fault[]): Middleware {
+function s3CompatMiddleware(
+  store: FilesystemStore,
+  faults: S3Fault[],
+  encryption: BucketEncryption,
+): Middleware {
   const locks = new KeyedLock();
   const lockName = (bucket: string, key: string) => `${bucket}\u0000${key}`;
 
@@ -288,6 +304,13 @@ function s3CompatMiddleware(store: FilesystemStore, faults: S3Fault[]): Middlewa
     if (!(await store.getBucket(bucket))) return next(); // s3rver answers NoSuchBucket
     const query = ctx.query;
     const method = ctx.method;
+    const accessKeyId = accessKeyIdOf(header(ctx, "authorization"), single(query["X-Amz-Credential"]));
+    if (key === undefined && "encryption" in query) {
+      return guarded(ctx, () => bucketEncryptionRequest(ctx, bucket, encryption, accessKeyId));
+    }
+    if (isRegistered(accessKeyId)) {
+      await guarded(ctx, () => authorizeRequest(ctx, store, encryption, accessKeyId, bucket, key));
+    }
 
     if (key === undefined) {
       if (method === "GET" && !Object.keys(query).some((name) => BUCKET_SUBRESOURCES.has(name))) {
@@ -300,11 +323,30 @@ function s3CompatMiddleware(store: FilesystemStore, faults: S3Fault[]): Middlewa
         const keys = [...body.toString("utf8").matchAll(/<Key>([\s\S]*?)<\/Key>/g)].map((m) =>
           decodeXmlText(m[1] ?? ""),
         );
+        // S3 authorizes s3:DeleteObject key by key and reports each denied key as an error of the result.
+        const denied = new Set<string>();
+        for (const k of keys) {
+          const decision = await authorize(accessKeyId, [
+            { action: "s3:DeleteObject", resource: s3Arn(bucket, k) },
+          ]);
+          if (!decision.allowed) denied.add(k);
+        }
+        const errors = [...denied].map((k) => ({ Key: k, Code: "AccessDenied", Message: "Access Denied" }));
+        const allowed = keys.filter((k) => !denied.has(k));
+        if (allowed.length === 0 && errors.length > 0) {
+          ctx.set("Content-Type", "application/xml");
+          ctx.body = {
+            DeleteResult: { "@": { xmlns: "http://s3.amazonaws.com/doc/2006-03-01/" }, Error: errors },
+          };
+          return;
+        }
         return withLocks(
-          keys.map((k) => lockName(bucket, k)),
+          allowed.map((k) => lockName(bucket, k)),
           async () => {
-            ctx.req = bufferStream(body);
+            ctx.req = bufferStream(denied.size === 0 ? body : deleteRequestBody(allowed));
             await next();
+            const result = (ctx.body as { DeleteResult?: Record<string, unknown> } | undefined)?.DeleteResult;
+            if (result && errors.length > 0) result.Error = errors;
           },
         );
       }
@@ -417,6 +459,206 @@ function s3CompatMiddleware(store: FilesystemStore, faults: S3Fault[]): Middlewa
       release();
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// IAM and KMS (see access-control.ts).
+
+/** The bucket's and its objects' ARN, as IAM names them. */
+function s3Arn(bucket: string, key?: string): string {
+  return key === undefined ? `arn:aws:s3:::${bucket}` : `arn:aws:s3:::${bucket}/${key}`;
+}
+
+/**
+ * What S3 asks KMS for on a principal's behalf when it writes or reads an object of a bucket encrypted with
+ * SSE-KMS. The key policy is KMS's default one (the account may use the key through IAM policies), so the
+ * principal's own policy decides, under the condition S3 sets: kms:ViaService.
+ */
+function kmsCheck(action: "kms:GenerateDataKey" | "kms:Decrypt", keyArn: string): AccessCheck {
+  const account = keyArn.split(":")[4] ?? "";
+  return {
+    action,
+    resource: keyArn,
+    context: { "kms:ViaService": `s3.${LOCAL_S3_REGION}.amazonaws.com`, "kms:CallerAccount": account },
+    resourcePolicy: {
+      Version: "2012-10-17",
+      Statement: [
+        {
+          Sid: "Enable IAM User Permissions",
+          Effect: "Allow",
+          Principal: { AWS: `arn:aws:iam::${account}:root` },
+          Action: "kms:*",
+          Resource: "*",
+        },
+      ],
+    },
+  };
+}
+
+function accessDenied(message: string): S3ErrorInstance {
+  return new S3Error("AccessDenied", message);
+}
+
+async function requireAccess(accessKeyId: string | undefined, checks: AccessCheck[]): Promise<void> {
+  const decision = await authorize(accessKeyId, checks);
+  if (!decision.allowed) throw accessDenied(decision.message);
+}
+
+/**
+ * Authorizes a registered principal's request as S3 does, throwing AccessDenied (403) where S3 would. A GET
+ * or HEAD of a missing key is a 403 too unless the principal may list the bucket: S3 does not tell who may not
+ * list whether a key exists (a ListBucket grant limited by s3:prefix is not taken to earn the 404 here, as
+ * AWS does not document that it does). DeleteObjects is authorized key by key where it is handled.
+ */
+async function authorizeRequest(
+  ctx: KoaContext,
+  store: FilesystemStore,
+  encryption: BucketEncryption,
+  accessKeyId: string | undefined,
+  bucket: string,
+  key: string | undefined,
+): Promise<void> {
+  const kmsKey = encryption.keyOf(bucket);
+  const method = ctx.method;
+  const subresources = Object.keys(ctx.query).filter((name) => OBJECT_SUBRESOURCES.has(name));
+  if (key === undefined) {
+    if (method === "POST" && "delete" in ctx.query) return;
+    if (method === "GET" && subresources.length === 0) {
+      const prefix = single(ctx.query.prefix) ?? "";
+      return requireAccess(accessKeyId, [
+        { action: "s3:ListBucket", resource: s3Arn(bucket), context: { "s3:prefix": prefix } },
+      ]);
+    }
+    const action = method === "GET" && "location" in ctx.query ? "s3:GetBucketLocation" : undefined;
+    if (!action)
+      throw accessDenied(`the local S3 stand-in authorizes no ${method} ?${subresources.join("&")}`);
+    return requireAccess(accessKeyId, [{ action, resource: s3Arn(bucket) }]);
+  }
+  const object = s3Arn(bucket, key);
+  const copySource = header(ctx, "x-amz-copy-source");
+  if (method === "PUT" && subresources.length === 0 && copySource === undefined) {
+    return requireAccess(accessKeyId, [
+      { action: "s3:PutObject", resource: object },
+      ...(kmsKey ? [kmsCheck("kms:GenerateDataKey", kmsKey)] : []),
+    ]);
+  }
+  if (method === "PUT" && subresources.length === 0) {
+    const source = parseCopySource(copySource ?? "");
+    const sourceKms = encryption.keyOf(source.bucket);
+    await requireAccess(accessKeyId, [
+      { action: "s3:GetObject", resource: s3Arn(source.bucket, source.key) },
+      { action: "s3:PutObject", resource: object },
+      ...(sourceKms ? [kmsCheck("kms:Decrypt", sourceKms)] : []),
+      ...(kmsKey ? [kmsCheck("kms:GenerateDataKey", kmsKey)] : []),
+    ]);
+    if (!(await currentObject(store, source.bucket, source.key)))
+      await requireListing(accessKeyId, source.bucket);
+    return;
+  }
+  if (
+    (method === "POST" || method === "PUT") &&
+    (subresources[0] === "uploads" || subresources[0] === "uploadId")
+  ) {
+    // A multipart upload to an SSE-KMS bucket: a data key to start it, and Decrypt to assemble the parts.
+    const completing = method === "POST" && subresources[0] === "uploadId";
+    return requireAccess(accessKeyId, [
+      { action: "s3:PutObject", resource: object },
+      ...(kmsKey ? [kmsCheck(completing ? "kms:Decrypt" : "kms:GenerateDataKey", kmsKey)] : []),
+    ]);
+  }
+  if (method === "DELETE" && subresources[0] === "uploadId") {
+    return requireAccess(accessKeyId, [{ action: "s3:AbortMultipartUpload", resource: object }]);
+  }
+  if (method === "DELETE" && subresources.length === 0) {
+    return requireAccess(accessKeyId, [{ action: "s3:DeleteObject", resource: object }]);
+  }
+  if ((method === "GET" || method === "HEAD") && subresources.length === 0) {
+    await requireAccess(accessKeyId, [{ action: "s3:GetObject", resource: object }]);
+    if (!(await currentObject(store, bucket, key))) return requireListing(accessKeyId, bucket);
+    // HeadObject reads metadata only; GetObject decrypts the data.
+    if (method === "GET" && kmsKey) await requireAccess(accessKeyId, [kmsCheck("kms:Decrypt", kmsKey)]);
+    return;
+  }
+  throw accessDenied(`the local S3 stand-in authorizes no ${method} ?${subresources.join("&")} on objects`);
+}
+
+/** A DeleteObjects body naming only `keys` (the checksums were verified on the original body). */
+function deleteRequestBody(keys: readonly string[]): Buffer {
+  const xmlText = (text: string) =>
+    text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+  return Buffer.from(
+    `<Delete>${keys.map((k) => `<Object><Key>${xmlText(k)}</Key></Object>`).join("")}<Quiet>true</Quiet></Delete>`,
+  );
+}
+
+/** A missing key answers 404 only to who may list the bucket (without a prefix); to anyone else 403. */
+async function requireListing(accessKeyId: string | undefined, bucket: string): Promise<void> {
+  const decision = await authorize(accessKeyId, [{ action: "s3:ListBucket", resource: s3Arn(bucket) }]);
+  if (!decision.allowed) throw accessDenied("Access Denied");
+}
+
+/**
+ * Each bucket's default encryption, as PutBucketEncryption sets it: SSE-S3 unless an SSE-KMS key was set.
+ * Kept in a file beside the buckets, so a data directory keeps its buckets' settings across runs.
+ */
+class BucketEncryption {
+  private constructor(
+    private readonly file: string,
+    private readonly keys: Record<string, string>,
+  ) {}
+
+  static async load(directory: string): Promise<BucketEncryption> {
+    const file = path.join(directory, ".bucket-encryption.json");
+    const text = await fsp.readFile(file, "utf8").catch(() => "{}");
+    return new BucketEncryption(file, JSON.parse(text) as Record<string, string>);
+  }
+
+  /** The SSE-KMS key every object written to the bucket is encrypted with, if any. */
+  keyOf(bucket: string): string | undefined {
+    return this.keys[bucket];
+  }
+
+  async set(bucket: string, kmsKeyArn: string | undefined): Promise<void> {
+    if (kmsKeyArn === undefined) delete this.keys[bucket];
+    else this.keys[bucket] = kmsKeyArn;
+    await fsp.writeFile(this.file, JSON.stringify(this.keys));
+  }
+}
+
+/** PutBucketEncryption, GetBucketEncryption and DeleteBucketEncryption (SSE-S3 or SSE-KMS with one key). */
+async function bucketEncryptionRequest(
+  ctx: KoaContext,
+  bucket: string,
+  encryption: BucketEncryption,
+  accessKeyId: string | undefined,
+): Promise<void> {
+  const action = ctx.method === "GET" ? "s3:GetEncryptionConfiguration" : "s3:PutEncryptionConfiguration";
+  await requireAccess(accessKeyId, [{ action, resource: s3Arn(bucket) }]);
+  if (ctx.method === "PUT") {
+    const body = prepareBody(ctx, await readBody(ctx.req)).toString("utf8");
+    const algorithm = /<SSEAlgorithm>([^<]*)<\/SSEAlgorithm>/.exec(body)?.[1];
+    const keyId = /<KMSMasterKeyID>([^<]*)<\/KMSMasterKeyID>/.exec(body)?.[1];
+    if (algorithm !== "aws:kms" && algorithm !== "AES256")
+      throw new S3Error("MalformedXML", "The XML you provided was not well-formed or did not validate");
+    await encryption.set(bucket, algorithm === "aws:kms" ? decodeXmlText(keyId ?? "") : undefined);
+    ctx.status = 200;
+    ctx.body = "";
+    return;
+  }
+  if (ctx.method === "DELETE") {
+    await encryption.set(bucket, undefined);
+    ctx.status = 204;
+    ctx.body = "";
+    return;
+  }
+  const kmsKey = encryption.keyOf(bucket);
+  ctx.set("Content-Type", "application/xml");
+  ctx.body =
+    '<?xml version="1.0" encoding="UTF-8"?>\n<ServerSideEncryptionConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Rule><ApplyServerSideEncryptionByDefault>' +
+    (kmsKey
+      ? `<SSEAlgorithm>aws:kms</SSEAlgorithm><KMSMasterKeyID>${kmsKey}</KMSMasterKeyID>`
+      : "<SSEAlgorithm>AES256</SSEAlgorithm>") +
+    `</ApplyServerSideEncryptionByDefault><BucketKeyEnabled>${kmsKey ? "true" : "false"}</BucketKeyEnabled></Rule></ServerSideEncryptionConfiguration>`;
 }
 
 /** Runs a pre-check; if it throws, the unread request body is drained first so the error reply is clean. */

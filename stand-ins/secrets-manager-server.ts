@@ -4,6 +4,7 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SecretsManagerClient, type SecretsManagerClientConfig } from "@aws-sdk/client-secrets-manager";
+import { accessKeyIdOf, authorize } from "./access-control";
 import { startLoopbackServer } from "./loopback-server";
 
 export interface SecretsManagerRequest {
@@ -94,6 +95,24 @@ export async function startLocalSecretsManager(
       return fail(res, entry, 400, "InvalidParameterException", "SecretId is required");
     }
     entry.secretId = secretId;
+    // IAM first, as the service answers: a principal that may not read the secret learns nothing of it.
+    const found = find(secretId);
+    const resource =
+      found?.arn ??
+      (secretId.startsWith("arn:")
+        ? secretId
+        : `arn:aws:secretsmanager:${region}:${ACCOUNT}:secret:${secretId}`);
+    const accessKeyId = accessKeyIdOf(String(req.headers.authorization ?? ""));
+    authorize(accessKeyId, [{ action: "secretsmanager:GetSecretValue", resource }]).then(
+      (decision) =>
+        decision.allowed
+          ? serve(res, entry, secretId)
+          : fail(res, entry, 400, "AccessDeniedException", decision.message),
+      (error: unknown) => fail(res, entry, 500, "InternalServiceError", String(error)),
+    );
+  }
+
+  function serve(res: ServerResponse, entry: SecretsManagerRequest, secretId: string) {
     const fault = faults[0];
     if (fault) {
       fault.times--;

@@ -57,9 +57,13 @@ export function createRuntime(
  * The SDK reads AWS_ENDPOINT_URL_S3 itself; S3-compatible servers there need path-style addressing. Five
  * attempts per request (the SDK's default is three) ride out a short burst of 5xx or SlowDown inside the
  * invocation; longer trouble surfaces as StorageUnavailableError, which the Task's Retry backs off from.
+ * Credentials are the SDK's own (the Lambda role's) unless a local run signs with a role of its twin.
  */
-export function s3ClientFor(env: Env): S3Client {
-  return new S3Client({ forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3), maxAttempts: 5 });
+export function s3ClientFor(
+  env: Env,
+  credentials?: { accessKeyId: string; secretAccessKey: string },
+): S3Client {
+  return new S3Client({ forcePathStyle: Boolean(env.AWS_ENDPOINT_URL_S3), maxAttempts: 5, credentials });
 }
 
 /**

@@ -129,14 +129,14 @@ export async function startStand(options: {
     run: (executionName, overrides = {}) =>
       runLocalCollection({
         env,
-        s3: client,
+        s3: (credentials) => (credentials ? s3.client(credentials) : client),
+        secretsManager: (_region, credentials) => secrets.client(credentials ? { credentials } : {}),
         executionName,
         now: () => options.now,
         retryPauseMs: 5,
         logSink: (line) => logs.push(line),
         ...overrides,
         citrix: {
-          secretsManager: () => secrets.client(),
           ...overrides.citrix,
           client: {
             sleep: async (ms) => {

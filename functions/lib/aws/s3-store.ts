@@ -47,7 +47,7 @@ export class S3Store {
       const result = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       return { body: (await result.Body?.transformToString("utf-8")) ?? "", etag: result.ETag ?? "" };
     } catch (error) {
-      if (isNotFound(error)) return undefined;
+      if (isNotFound(error) || (await this.deniedButMissing(error, key))) return undefined;
       throw storageError(error, `GetObject ${key}`);
     }
   }
@@ -57,8 +57,26 @@ export class S3Store {
       await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
       return true;
     } catch (error) {
-      if (isNotFound(error)) return false;
+      if (isNotFound(error) || (await this.deniedButMissing(error, key))) return false;
       throw storageError(error, `HeadObject ${key}`);
+    }
+  }
+
+  /**
+   * S3 answers a GET or HEAD of a missing key with 403, not 404, unless the caller may list the whole bucket.
+   * A role that may list only some prefixes (s3:prefix) asks again by listing the key itself: absent, it is
+   * missing; present, the 403 was a real denial. Only a 403 costs this extra request.
+   */
+  private async deniedButMissing(error: unknown, key: string): Promise<boolean> {
+    if (statusOf(error) !== 403) return false;
+    try {
+      const listed = await this.client.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: key, MaxKeys: 1 }),
+      );
+      return listed.Contents?.[0]?.Key !== key;
+    } catch {
+      // Not allowed to list it either: the first denial is the one to report.
+      return false;
     }
   }
 
@@ -109,7 +127,7 @@ export class S3Store {
         return "copied";
       } catch (error) {
         if (statusOf(error) === 412) return "exists";
-        if (isNotFound(error)) return "no-source";
+        if (isNotFound(error) || (await this.deniedButMissing(error, sourceKey))) return "no-source";
         throw error;
       }
     });
@@ -152,6 +170,12 @@ export class S3Store {
         failed = result.Errors ?? [];
       } catch (error) {
         throw storageError(error, "DeleteObjects");
+      }
+      const denied = failed.find((failure) => failure.Code === "AccessDenied");
+      if (denied) {
+        throw new StorageError(
+          `S3 DeleteObjects was denied for ${denied.Key} (and ${failed.length - 1} more): check the function's IAM permissions`,
+        );
       }
       if (failed.length > 0) {
         throw new StorageUnavailableError(

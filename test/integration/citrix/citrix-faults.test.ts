@@ -512,7 +512,8 @@ describe("credentials from AWS Secrets Manager", () => {
     s.secrets.inject({ type: "ThrottlingException", status: 400, times: 2 });
     const thrown: string[] = [];
     const result = await s.run("secret-throttled-1", {
-      citrix: { secretsManager: () => s.secrets.client({ maxAttempts: 1 }) },
+      secretsManager: (_region, credentials) =>
+        s.secrets.client({ maxAttempts: 1, ...(credentials ? { credentials } : {}) }),
       wrap: recordCollectFailures(thrown),
     });
 

@@ -1,0 +1,167 @@
+// Who may do what on the stand-ins: the local twin of IAM (and of KMS key use through S3). Whoever runs the
+// functions locally registers, under an access key id, the principal their requests come from: its ARN and its
+// identity policies (local/deployed-roles.ts registers each Lambda role of the packaged template). A request
+// signed with a registered key is allowed only if those policies allow every action S3, Secrets Manager or Step
+// Functions would check for it, as evaluated by an IAM policy simulator (@cloud-copilot/iam-simulate). A request
+// signed with any other key is the account's administrator (a test setting up or reading the bucket).
+//
+// Registrations are files as well as entries in memory, so a stand-in in another process (the benchmark runs
+// its S3 server in one) knows the principals too; a key id names its policies' digest, so a file never changes.
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { runSimulation, type Simulation } from "@cloud-copilot/iam-simulate";
+
+/** One action on one resource, with the condition keys the service sets for that request. */
+export interface AccessCheck {
+  /** e.g. "s3:GetObject", "kms:GenerateDataKey". */
+  action: string;
+  /** The resource's ARN. */
+  resource: string;
+  /** Condition keys and their values for this request (e.g. s3:prefix, kms:ViaService). */
+  context?: Record<string, string>;
+  /** The resource's own policy, where the service has one that decides too (a KMS key policy). */
+  resourcePolicy?: unknown;
+}
+
+/** An identity policy: its name and its document. */
+export interface IdentityPolicy {
+  name: string;
+  document: { Version?: string; Statement: PolicyStatement[] | PolicyStatement };
+}
+
+export interface PolicyStatement {
+  Sid?: string;
+  Effect: string;
+  Action?: string | string[];
+  Resource?: string | string[];
+  Condition?: unknown;
+}
+
+/** A principal the stand-ins answer for: an assumed role. */
+export interface Principal {
+  /** As AWS names it in an AccessDenied message: arn:aws:sts::123456789012:assumed-role/Role/session. */
+  arn: string;
+  /** Who it is in the project's terms (a function's key), for the records of its requests. */
+  label: string;
+  policies: IdentityPolicy[];
+}
+
+/** One request evaluated for a registered principal, and which statements allowed it. */
+export interface AccessRecord {
+  principal: string;
+  action: string;
+  resource: string;
+  allowed: boolean;
+  /** "<policy name>#<statement index>" (index from 1, in the order of the policy's Statement list) of each allowing statement. */
+  allowedBy: string[];
+}
+
+/** Where registrations are kept for other processes: beside the project's local twin package. */
+const PRINCIPALS_DIRECTORY = path.join(__dirname, "..", ".local-twin", "principals");
+
+const principals = new Map<string, Principal>();
+const listeners = new Set<(record: AccessRecord) => void>();
+
+/** Requests signed with this access key id come from `principal` from now on, in this process and others. */
+export function registerPrincipal(accessKeyId: string, principal: Principal): void {
+  if (principals.has(accessKeyId)) return;
+  principals.set(accessKeyId, principal);
+  mkdirSync(PRINCIPALS_DIRECTORY, { recursive: true });
+  const file = path.join(PRINCIPALS_DIRECTORY, `${accessKeyId}.json`);
+  const temporary = `${file}.${process.pid}`;
+  writeFileSync(temporary, JSON.stringify(principal));
+  renameSync(temporary, file);
+}
+
+function principalOf(accessKeyId: string | undefined): Principal | undefined {
+  if (accessKeyId === undefined || !/^[A-Z0-9]{16,128}$/.test(accessKeyId)) return undefined;
+  const known = principals.get(accessKeyId);
+  if (known) return known;
+  try {
+    const stored = JSON.parse(
+      readFileSync(path.join(PRINCIPALS_DIRECTORY, `${accessKeyId}.json`), "utf8"),
+    ) as Principal;
+    principals.set(accessKeyId, stored);
+    return stored;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Hears every decision made for a registered principal in this process (the least-privilege test listens). */
+export function onAccess(listener: (record: AccessRecord) => void): () => void {
+  listeners.add(listener);
+  return () => listeners.delete(listener);
+}
+
+/** Whether a request signed with this key is evaluated (a registered principal's) rather than an admin's. */
+export function isRegistered(accessKeyId: string | undefined): boolean {
+  return principalOf(accessKeyId) !== undefined;
+}
+
+/**
+ * Whether the request signed with `accessKeyId` may do every check, in order; the first denial is returned
+ * with the message AWS gives for it. Unregistered keys (an administrator) may do anything.
+ */
+export async function authorize(
+  accessKeyId: string | undefined,
+  checks: readonly AccessCheck[],
+): Promise<{ allowed: true } | { allowed: false; message: string }> {
+  const principal = principalOf(accessKeyId);
+  if (!principal) return { allowed: true };
+  for (const check of checks) {
+    const decision = await evaluate(principal, check);
+    if (decision !== "Allowed") {
+      const why =
+        decision === "ExplicitlyDenied"
+          ? "with an explicit deny in an identity-based policy"
+          : `because no identity-based policy allows the ${check.action} action`;
+      return {
+        allowed: false,
+        message: `User: ${principal.arn} is not authorized to perform: ${check.action} on resource: ${check.resource} ${why}`,
+      };
+    }
+  }
+  return { allowed: true };
+}
+
+async function evaluate(principal: Principal, check: AccessCheck): Promise<string> {
+  const simulation = {
+    identityPolicies: principal.policies.map((policy) => ({ name: policy.name, policy: policy.document })),
+    serviceControlPolicies: [],
+    resourceControlPolicies: [],
+    resourcePolicy: check.resourcePolicy,
+    request: {
+      action: check.action,
+      principal: principal.arn,
+      resource: { resource: check.resource, accountId: principal.arn.split(":")[4] ?? "" },
+      contextVariables: check.context ?? {},
+    },
+  } as Simulation;
+  const result = await runSimulation(simulation, {});
+  if (result.resultType !== "single") {
+    const detail = result.resultType === "error" ? JSON.stringify(result.errors) : result.resultType;
+    throw new Error(`the IAM simulator could not evaluate ${check.action} on ${check.resource}: ${detail}`);
+  }
+  const statements = result.result.analysis?.identityAnalysis?.allowStatements ?? [];
+  const record: AccessRecord = {
+    principal: principal.label,
+    action: check.action,
+    resource: check.resource,
+    allowed: result.overallResult === "Allowed",
+    allowedBy: statements.map((s) => `${s.policyId}#${s.statement.index()}`),
+  };
+  for (const listener of listeners) listener(record);
+  return result.overallResult;
+}
+
+/** The access key id of a SigV4-signed request (Authorization header or presigned query). */
+export function accessKeyIdOf(
+  authorization: string | undefined,
+  credentialQuery?: string | undefined,
+): string | undefined {
+  const fromHeader = authorization?.startsWith("AWS4-")
+    ? /Credential=([^/,\s]+)\//.exec(authorization)?.[1]
+    : undefined;
+  return fromHeader ?? credentialQuery?.split("/")[0];
+}
