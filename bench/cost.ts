@@ -103,9 +103,8 @@ function s3PriceClass(command: string): "writeOrList" | "read" | "free" {
   return "writeOrList";
 }
 
-/** Counts each attempt of each S3 command the client sends (after the retry middleware: each is billed). */
-function countRequests(s3: S3Client): Record<string, number> {
-  const counts: Record<string, number> = {};
+/** Counts into `counts` each attempt of each S3 command the client sends (after the retry middleware: each is billed). */
+function countRequests(s3: S3Client, counts: Record<string, number>): S3Client {
   s3.middlewareStack.add(
     (next, context) => async (args) => {
       counts[context.commandName ?? "Unknown"] = (counts[context.commandName ?? "Unknown"] ?? 0) + 1;
@@ -113,7 +112,7 @@ function countRequests(s3: S3Client): Record<string, number> {
     },
     { step: "finalizeRequest", priority: "low", name: "costRequestCounter" },
   );
-  return counts;
+  return s3;
 }
 
 async function objectsUnder(s3: S3Client, prefix: string): Promise<{ objects: number; bytes: number }> {
@@ -206,13 +205,25 @@ export async function measureExecution(options: {
       AWS_ENDPOINT_URL_S3: addresses.AWS_ENDPOINT_URL_S3,
     });
     const s3 = s3ClientFor(env);
+    // Every function's requests, each signed with its role (one client per role, as per Lambda container).
+    const s3Requests: Record<string, number> = {};
+    const roleClients = new Map<string, S3Client>();
+    const clientFor = (credentials?: { accessKeyId: string; secretAccessKey: string }): S3Client => {
+      if (!credentials) return s3;
+      let client = roleClients.get(credentials.accessKeyId);
+      if (!client) {
+        client = countRequests(s3ClientFor(env, credentials), s3Requests);
+        roleClients.set(credentials.accessKeyId, client);
+      }
+      return client;
+    };
     const run = async (executionName: string, hourUtc: string) => {
       const logLines: string[] = [];
       const emfLines: string[] = [];
       const handlerMs: Record<string, number> = {};
       const result = await runLocalCollection({
         env,
-        s3: (credentials) => (credentials ? s3ClientFor(env, credentials) : s3),
+        s3: clientFor,
         executionName,
         now: () => clockFor(hourUtc),
         logSink: (line) => logLines.push(line),
@@ -236,7 +247,7 @@ export async function measureExecution(options: {
 
     await run("cost-warm-up", WARM_UP_HOUR);
     const before = await objectsUnder(s3, "");
-    const s3Requests = countRequests(s3);
+    for (const command of Object.keys(s3Requests)) delete s3Requests[command];
     const { result, logLines, emfLines, handlerMs } = await run("cost-measured", MEASURED_HOUR);
     const counted = { ...s3Requests };
     const after = await objectsUnder(s3, "");

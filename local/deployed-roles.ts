@@ -479,3 +479,19 @@ export function registerDeployedRoles(
     }),
   );
 }
+
+/** A customer-managed policy of the template (the SecOps feed reader's), resolved with the run's settings. */
+export function templateManagedPolicy(
+  template: CloudFormationTemplate,
+  settings: DeployedSettings,
+  logicalId: string,
+): IdentityPolicy {
+  const resource = template.Resources[logicalId];
+  if (resource?.Type !== "AWS::IAM::ManagedPolicy")
+    throw new Error(`the template has no managed policy ${logicalId}`);
+  const properties = resolveTemplateValue(template, settings, resource.Properties) as {
+    ManagedPolicyName?: string;
+    PolicyDocument: IdentityPolicy["document"];
+  };
+  return { name: properties.ManagedPolicyName ?? logicalId, document: properties.PolicyDocument };
+}

@@ -21,6 +21,11 @@ export interface AccessCheck {
   context?: Record<string, string>;
   /** The resource's own policy, where the service has one that decides too (a KMS key policy). */
   resourcePolicy?: unknown;
+  /**
+   * Not a request of the caller's, but the service asking itself whether to disclose something (S3: may the
+   * caller learn that a key is missing, a 404, or does it get a 403).
+   */
+  disclosure?: boolean;
 }
 
 /** An identity policy: its name and its document. */
@@ -54,6 +59,8 @@ export interface AccessRecord {
   allowed: boolean;
   /** "<policy name>#<statement index>" (index from 1, in the order of the policy's Statement list) of each allowing statement. */
   allowedBy: string[];
+  /** See AccessCheck.disclosure. */
+  disclosure: boolean;
 }
 
 /** Where registrations are kept for other processes: beside the project's local twin package. */
@@ -150,6 +157,7 @@ async function evaluate(principal: Principal, check: AccessCheck): Promise<strin
     resource: check.resource,
     allowed: result.overallResult === "Allowed",
     allowedBy: statements.map((s) => `${s.policyId}#${s.statement.index()}`),
+    disclosure: check.disclosure === true,
   };
   for (const listener of listeners) listener(record);
   return result.overallResult;

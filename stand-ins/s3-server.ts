@@ -593,7 +593,9 @@ function deleteRequestBody(keys: readonly string[]): Buffer {
 
 /** A missing key answers 404 only to who may list the bucket (without a prefix); to anyone else 403. */
 async function requireListing(accessKeyId: string | undefined, bucket: string): Promise<void> {
-  const decision = await authorize(accessKeyId, [{ action: "s3:ListBucket", resource: s3Arn(bucket) }]);
+  const decision = await authorize(accessKeyId, [
+    { action: "s3:ListBucket", resource: s3Arn(bucket), disclosure: true },
+  ]);
   if (!decision.allowed) throw accessDenied("Access Denied");
 }
 

@@ -1,4 +1,4 @@
-import type { CopyResult, WriteResult } from "../../functions/lib/aws/s3-store";
+import type { CopyResult, S3Store, WriteResult } from "../../functions/lib/aws/s3-store";
 import { formatHour, HOUR_MS, hourRange, parseHour } from "../../functions/lib/config/hours";
 import { feedPartKey, hourOfPublishedMarker, publishedPrefix } from "../../functions/lib/feed/keys";
 import type { LocalCollectionResult, RedrivePoint } from "../../local/collection";
@@ -282,17 +282,25 @@ class KillableStore extends InstrumentedStore {
   dead = false;
 
   constructor(
-    stand: Stand,
+    base: S3Store,
     private readonly beforeCall: (store: KillableStore, operation: string, key: string) => void,
     private readonly controlWrites: ControlWrite[],
+    /** The execution's store, whose counts and death every function's store of that execution shares. */
+    private readonly execution?: KillableStore,
   ) {
-    super(stand.store, FEED_PREFIX, async () => undefined);
+    super(base, FEED_PREFIX, async () => undefined, execution);
+  }
+
+  /** This execution's store over a function's own client, signed with its role. */
+  override over(base: S3Store): KillableStore {
+    return new KillableStore(base, this.beforeCall, this.controlWrites, this.execution ?? this);
   }
 
   private call(operation: string, key: string): void {
-    this.calls++;
-    this.callsOf[operation] = (this.callsOf[operation] ?? 0) + 1;
-    this.beforeCall(this, operation, key);
+    const execution = this.execution ?? this;
+    execution.calls++;
+    execution.callsOf[operation] = (execution.callsOf[operation] ?? 0) + 1;
+    this.beforeCall(execution, operation, key);
   }
 
   override async getText(key: string) {
@@ -411,7 +419,7 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
       return lambdaDied("Lambda.Unknown");
     };
     const store = new KillableStore(
-      stand,
+      stand.store,
       (self, operation, key) => {
         if (self.dead) throw processKilled();
         if (kill?.at !== "s3-call" || (kill.operation !== undefined && kill.operation !== operation)) return;
@@ -450,7 +458,7 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
         now: () => nowMs,
         redrive,
         wrap,
-        adaptRuntime: (runtime) => ({ ...runtime, store }),
+        adaptRuntime: (runtime) => ({ ...runtime, store: store.over(runtime.store) }),
       }),
       timedOut,
     ]);

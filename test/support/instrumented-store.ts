@@ -17,8 +17,15 @@ export class InstrumentedStore extends S3Store {
     private readonly feedPrefix: string,
     /** The pause between repeats of a conflicted conditional write (S3Store's own by default). */
     pause?: (ms: number) => Promise<void>,
+    /** Whose hooks and record this store uses: its own, or those of the store it was made `over` from. */
+    protected readonly hub?: InstrumentedStore,
   ) {
     super(base.client, base.bucket, pause);
+  }
+
+  /** A store with these hooks and this record over another store's client (a function's, signed with its role). */
+  over(base: S3Store): InstrumentedStore {
+    return new InstrumentedStore(base, this.feedPrefix, undefined, this);
   }
 
   override async put(
@@ -27,17 +34,19 @@ export class InstrumentedStore extends S3Store {
     contentType: string,
     condition?: Condition,
   ): Promise<WriteResult> {
-    this.beforePut(key);
+    const hub = this.hub ?? this;
+    hub.beforePut(key);
     const result = await super.put(key, body, contentType, condition);
-    if (result.written && key.startsWith(`${this.feedPrefix}/`)) this.feedWrites.push(key);
+    if (result.written && key.startsWith(`${this.feedPrefix}/`)) hub.feedWrites.push(key);
     return result;
   }
 
   override async copyIfAbsent(sourceKey: string, destinationKey: string): Promise<CopyResult> {
-    this.beforeCopy(destinationKey);
+    const hub = this.hub ?? this;
+    hub.beforeCopy(destinationKey);
     const result = await super.copyIfAbsent(sourceKey, destinationKey);
     if (result === "copied" && destinationKey.startsWith(`${this.feedPrefix}/`))
-      this.feedWrites.push(destinationKey);
+      hub.feedWrites.push(destinationKey);
     return result;
   }
 }
@@ -50,13 +59,14 @@ export function lambdaDied(name = "Sandbox.Timedout"): Error {
 }
 
 /**
- * An instrumented store over `base` and the runtime adapter that swaps it into a container's runtime
- * (`adaptRuntime` of a local run): `store` records every feed write of the run.
+ * An instrumented store over `base` and the runtime adapter that puts its hooks into a container's runtime
+ * (`adaptRuntime` of a local run), over that function's own client, so each still signs with its role:
+ * `store` records every feed write of the run.
  */
 export function instrument(
   base: S3Store,
   feedPrefix: string,
 ): { store: InstrumentedStore; adaptRuntime: <R extends StoreRuntime>(runtime: R) => R } {
   const store = new InstrumentedStore(base, feedPrefix);
-  return { store, adaptRuntime: (runtime) => ({ ...runtime, store }) };
+  return { store, adaptRuntime: (runtime) => ({ ...runtime, store: store.over(runtime.store) }) };
 }
