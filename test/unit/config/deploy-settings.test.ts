@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
 import { describe, expect, it } from "vitest";
 import {
   deploySettingsProblems,
@@ -225,5 +227,15 @@ describe("variables that look like the collector's but are not", () => {
     const read = serverlessEnvironmentVariables();
     expect(read).toEqual(expect.arrayContaining(["S3_BUCKET", "TRACING", "LAG_ALARM_HOURS"]));
     expect(read.filter((name) => !name.startsWith("AWS_") && !KNOWN_VARIABLES.includes(name))).toEqual([]);
+  });
+});
+
+describe(".env.example, the template of the settings file serverless reads (useDotenv)", () => {
+  const example = readFileSync(path.join(__dirname, "..", "..", "..", ".env.example"), "utf8");
+
+  it("lists every variable serverless.yml reads from the deployer's environment, and no other", () => {
+    const listed = [...example.matchAll(/^(?:# )?([A-Z][A-Z0-9_]*)=/gm)].map((match) => match[1]);
+    const read = serverlessEnvironmentVariables().filter((name) => !name.startsWith("AWS_"));
+    expect([...listed].sort()).toEqual([...read].sort());
   });
 });
