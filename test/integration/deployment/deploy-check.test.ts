@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -198,6 +198,22 @@ describe("serverless package refuses what would deploy something wrong, as check
       })),
     );
   }, 180_000);
+
+  it("reads the settings from the stage's .env file, as check-config does, so a fresh shell deploys them", async () => {
+    const dotenv = path.join(service, ".env.prod");
+    writeFileSync(dotenv, "S3_BUCKET=s3://citrix-feed/citrix/\nENTITES=sessions\n");
+    try {
+      const shell = { CITRIX_SECRET_ARN: SECRET_ARN };
+      const [run, check] = await Promise.all([serverlessPackage("dotenv", shell), checkConfig(shell)]);
+      const instead = "set S3_BUCKET=citrix-feed and S3_PREFIX=citrix";
+      expect(namedBy(run.output.split(REFUSAL)[1] ?? "", /^ {2}/)).toEqual(["S3_BUCKET", "ENTITES"]);
+      expect(run.output).toContain(instead);
+      expect(namedBy(check.stderr, /^citrix-collector: /)).toEqual(["S3_BUCKET", "ENTITES"]);
+      expect(check.stderr).toContain(instead);
+    } finally {
+      rmSync(dotenv);
+    }
+  }, 120_000);
 
   it("packages valid settings, each reaching the functions that read it, and warns once about a plain-text secret", async () => {
     const run = await packageValidSettings();
