@@ -1,7 +1,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ConfigurationError } from "../functions/lib/config/errors";
 import { backfill } from "./backfill";
-import { checkConfig } from "./check-config";
+import { checkConfig, DEFAULT_STAGE } from "./check-config";
 import {
   type CliContext,
   missingCredentials,
@@ -122,10 +122,11 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     .command("check-config")
     .summary("check the collector's settings in this shell, as serverless deploy does")
     .description(
-      "check the collector's variables in this shell (S3_BUCKET, CITRIX_* or CITRIX_SECRET_ARN, TOP_N, ...) as the Lambdas read them: one line per problem and exit code 2, or ok",
+      "check the settings serverless package and deploy would use (this shell's variables over .env.STAGE or .env here: S3_BUCKET, CITRIX_* or CITRIX_SECRET_ARN, TOP_N, TRACING, ...) by the deploy's own check: one line per problem and exit code 2, or ok",
     )
-    .action(() => {
-      const problems = checkConfig(ctx);
+    .option("--stage <stage>", "the stage whose .env.STAGE file serverless would load", DEFAULT_STAGE)
+    .action((options: { stage: string }) => {
+      const problems = checkConfig(ctx, options.stage);
       for (const problem of problems) ctx.stderr.write(`${NAME}: ${problem}\n`);
       exit(problems.length > 0 ? EXIT_USAGE : 0);
     });

@@ -36,7 +36,7 @@ export function readmeDeploySettings(): string[] {
 /** Every variable serverless.yml reads from the environment it is deployed from (`${env:NAME, ...}`). */
 export function serverlessEnvironmentVariables(): string[] {
   const config = readFileSync(path.join(__dirname, "..", "..", "serverless.yml"), "utf8");
-  return [...new Set([...config.matchAll(/\$\{env:([A-Z0-9_]+)/g)].map((m) => m[1] ?? ""))];
+  return [...new Set([...config.matchAll(/\$\{(?:env|deploySetting):([A-Z0-9_]+)/g)].map((m) => m[1] ?? ""))];
 }
 
 /** The variables loadConfig builds each field from (functions/lib/config/config.ts); tsc keeps the fields complete. */

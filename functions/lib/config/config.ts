@@ -146,8 +146,40 @@ const secretArn = z.pipe(
   }),
 );
 
+/**
+ * S3's rules for a general purpose bucket's name. A URI, an ARN or a path in S3_BUCKET would otherwise reach
+ * the IAM grants as `arn:aws:s3:::s3://…` and every request as a bucket that cannot exist.
+ */
+function bucketNameProblem(name: string): string | undefined {
+  const uri = /^(?:[a-z0-9]+:\/\/|arn:aws[a-z-]*:s3:::)?([^/]*)\/*(.*)$/.exec(name);
+  if (name.includes("/") || name.startsWith("arn:")) {
+    const bucket = uri?.[1] ?? "";
+    const prefix = trimmedSlashes(uri?.[2] ?? "");
+    const instead = prefix === "" ? `S3_BUCKET=${bucket}` : `S3_BUCKET=${bucket} and S3_PREFIX=${prefix}`;
+    return `must be the bucket's name alone, not a URI, ARN or path (got "${name}"): set ${instead}`;
+  }
+  const rules =
+    "3 to 63 lower-case letters, digits, dots and hyphens, starting and ending with a letter or digit, " +
+    'no "..", not an IP address';
+  const valid =
+    /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name) &&
+    !name.includes("..") &&
+    !/^\d{1,3}(\.\d{1,3}){3}$/.test(name) &&
+    !/^(xn--|sthree-|amzn-s3-demo-)/.test(name) &&
+    !/(-s3alias|--ol-s3|\.mrap|--x-s3|--table-s3)$/.test(name);
+  return valid ? undefined : `must be an S3 bucket name: ${rules} (got "${name}")`;
+}
+
+const bucketName = z.pipe(
+  required("the destination bucket's name; there is no default"),
+  z.transform((name: string, ctx) => {
+    const problem = bucketNameProblem(name);
+    return problem === undefined ? name : reject(ctx, problem);
+  }),
+);
+
 const envSchema = z.object({
-  S3_BUCKET: required("the destination bucket"),
+  S3_BUCKET: bucketName,
   S3_PREFIX: blankAsUnset(z.pipe(z._default(z.string(), "citrix_analytics"), z.transform(trimmedSlashes))),
   CONTROL_PREFIX: optional(),
   STATE_KEY: optional(),
@@ -349,7 +381,9 @@ export function loadPlanningRules(env: Env): PlanningRules {
 function schemaProblems(issues: readonly z.core.$ZodIssue[]): string[] {
   return issues.map((issue) => {
     const variable = String(issue.path[0] ?? "environment");
-    return `${variable} ${issue.code === "invalid_type" ? "is required" : issue.message}`;
+    // A required() variable's own message says what it is; zod's type message would only confuse.
+    const required = issue.code === "invalid_type" && !issue.message.startsWith("is required");
+    return `${variable} ${required ? "is required" : issue.message}`;
   });
 }
 
@@ -419,4 +453,187 @@ function feedIsolationProblems(feedPrefix: string, controlPrefix: string, stateK
     );
   }
   return problems;
+}
+
+/** "true" or "false", read as a boolean; anything else (yes, 1, TRUE) is refused rather than guessed. */
+const booleanSetting = (fallback: "true" | "false") =>
+  blankAsUnset(
+    z.pipe(
+      z._default(z.enum(["true", "false"], { error: 'must be "true" or "false"' }), fallback),
+      z.transform((value: "true" | "false") => value === "true"),
+    ),
+  );
+
+// A key's ARN, not an alias's: IAM grants and bucket encryption name the key itself.
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z]{2}(?:-[a-z]+)+-\d+:\d{12}:key\/[A-Za-z0-9-]+$/;
+
+/**
+ * What only serverless.yml reads, at deploy time: none of it reaches a function's environment. Defaults are
+ * serverless.yml's.
+ */
+const deployOnlySchema = z.object({
+  // Whether the stack creates S3_BUCKET; compared as text by the template's CreateBucket condition.
+  CREATE_BUCKET: booleanSetting("false"),
+  TRACING: booleanSetting("false"),
+  KMS_KEY_ARN: blankAsUnset(
+    z.optional(
+      z.string().check(
+        z.refine((raw) => KMS_KEY_ARN.test(raw), {
+          message:
+            "must be the ARN of a KMS key, arn:aws:kms:REGION:ACCOUNT:key/KEY-ID (not an alias or a bare key id)",
+        }),
+      ),
+    ),
+  ),
+  ALARM_EMAIL: blankAsUnset(
+    z.optional(
+      z.string().check(
+        z.refine((raw) => /^[^\s@,;]+@[^\s@,;]+\.[^\s@,;]+$/.test(raw), {
+          message: "must be one email address, like soc@example.com",
+        }),
+      ),
+    ),
+  ),
+  // The lag alarm's threshold, in hours behind the newest eligible hour.
+  LAG_ALARM_HOURS: integer(3, 1, 168),
+});
+
+/** The settings serverless.yml reads from the deployer's environment that no function reads. */
+export interface DeployOnlySettings {
+  createBucket: boolean;
+  tracing: boolean;
+  kmsKeyArn: string | undefined;
+  alarmEmail: string | undefined;
+  lagAlarmHours: number;
+}
+
+/** Everything a deploy is made of: the collector's configuration (as collect reads it) and the deploy's own. */
+export interface DeploySettings {
+  collector: CollectorConfig;
+  deploy: DeployOnlySettings;
+}
+
+/**
+ * Variables of this project that are read but are not settings checked here: the CLI's state machine, the
+ * service name serverless.yml sets itself. Known, so never taken for a misspelling.
+ */
+const OTHER_KNOWN_VARIABLES = ["STATE_MACHINE_ARN", "POWERTOOLS_SERVICE_NAME"];
+
+/** Every variable the collector's deploy, functions or CLI read (AWS_* apart: the AWS tools' own). */
+export const KNOWN_VARIABLES: readonly string[] = [
+  ...Object.keys(envSchema.shape),
+  ...Object.keys(deployOnlySchema.shape),
+  ...OTHER_KNOWN_VARIABLES,
+];
+
+/**
+ * Prefixes only this collector's settings use: a variable under one of them that is not a setting is a
+ * mistake however far it is from every name (CITRIX_SECRET for CITRIX_SECRET_ARN, S3_BUCKET_NAME).
+ */
+const SETTING_FAMILIES = ["CITRIX_", "S3_"];
+
+/**
+ * The deploy's check (serverless/config-check.js) and `citrix-collector check-config`: the deployer's whole
+ * environment, as the collect function reads it (the widest of the three functions), plus the settings only
+ * serverless.yml reads, plus variables that look like ours but are not. Throws one ConfigurationError
+ * listing every bad variable.
+ */
+export function loadDeploySettings(env: Env): DeploySettings {
+  const parsed = parseDeploySettings(env);
+  if ("problems" in parsed) {
+    throw new ConfigurationError(`Invalid configuration: ${parsed.problems.join("; ")}`);
+  }
+  return parsed.settings;
+}
+
+/**
+ * Only the settings serverless.yml alone reads, for a template value resolved from one of them (TRACING's
+ * boolean): the same parse and message as loadDeploySettings, without requiring the rest.
+ */
+export function loadDeployOnlySettings(env: Env): DeployOnlySettings {
+  const deploy = deployOnlySchema.safeParse(env);
+  if (!deploy.success) {
+    throw new ConfigurationError(`Invalid configuration: ${schemaProblems(deploy.error.issues).join("; ")}`);
+  }
+  return deployOnlySettings(deploy.data);
+}
+
+/** Every problem loadDeploySettings would report, one per entry: `check-config` prints one line each. */
+export function deploySettingsProblems(env: Env): string[] {
+  const parsed = parseDeploySettings(env);
+  return "problems" in parsed ? parsed.problems : [];
+}
+
+function parseDeploySettings(env: Env): { settings: DeploySettings } | { problems: string[] } {
+  const collector = parseConfig(env, {});
+  const deploy = deployOnlySchema.safeParse(env);
+  const problems = [
+    ...("problems" in collector ? collector.problems : []),
+    ...(deploy.success ? [] : schemaProblems(deploy.error.issues)),
+    ...lookalikeProblems(env),
+  ];
+  if ("problems" in collector || !deploy.success || problems.length > 0) return { problems };
+  return {
+    settings: { collector: collector.config as CollectorConfig, deploy: deployOnlySettings(deploy.data) },
+  };
+}
+
+function deployOnlySettings(values: z.infer<typeof deployOnlySchema>): DeployOnlySettings {
+  return {
+    createBucket: values.CREATE_BUCKET,
+    tracing: values.TRACING,
+    kmsKeyArn: values.KMS_KEY_ARN,
+    alarmEmail: values.ALARM_EMAIL,
+    lagAlarmHours: values.LAG_ALARM_HOURS,
+  };
+}
+
+/**
+ * The variables that look like one of ours but are not (ENTITES, TOPN, S3_BUCKETS), each with the name it
+ * probably meant. Only upper-case names outside AWS_ are considered, and only when they are a small edit away
+ * from a known name, equal one but for underscores, or share a prefix only our settings use, so the rest of a
+ * shell (PATH, HOME, CI, npm_*, AWS_PROFILE) is never flagged.
+ */
+function lookalikeProblems(env: Env): string[] {
+  return Object.keys(env)
+    .filter((name) => env[name] !== undefined && !KNOWN_VARIABLES.includes(name))
+    .filter((name) => /^[A-Z][A-Z0-9_]*$/.test(name) && !name.startsWith("AWS_"))
+    .flatMap((name) => {
+      const nearest = nearestKnownVariable(name);
+      const withoutUnderscores = (text: string) => text.replaceAll("_", "");
+      const looksLikeIt =
+        nearest.distance <= (nearest.name.length <= 5 ? 1 : 2) ||
+        withoutUnderscores(name) === withoutUnderscores(nearest.name) ||
+        SETTING_FAMILIES.some((family) => name.startsWith(family));
+      return looksLikeIt
+        ? [`${name} is not one of the collector's settings: did you mean ${nearest.name}? (unset ${name})`]
+        : [];
+    });
+}
+
+function nearestKnownVariable(name: string): { name: string; distance: number } {
+  let nearest = { name: KNOWN_VARIABLES[0] ?? "", distance: Number.POSITIVE_INFINITY };
+  for (const known of KNOWN_VARIABLES) {
+    const distance = editDistance(name, known);
+    if (distance < nearest.distance) nearest = { name: known, distance };
+  }
+  return nearest;
+}
+
+/** Insertions, deletions, substitutions and swaps of neighbours that turn `a` into `b` (ENTITEIS: 1). */
+function editDistance(a: string, b: string): number {
+  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  const at = (i: number, j: number) => rows[i]?.[j] ?? Number.POSITIVE_INFINITY;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = at(i - 1, j - 1) + (a[i - 1] === b[j - 1] ? 0 : 1);
+      let best = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, substitution);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        best = Math.min(best, at(i - 2, j - 2) + 1);
+      (rows[i] as number[])[j] = best;
+    }
+  }
+  return at(a.length, b.length);
 }

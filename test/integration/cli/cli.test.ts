@@ -354,24 +354,71 @@ describe("citrix-collector check-config", () => {
     CITRIX_SECRET_ARN:
       "arn:aws:secretsmanager:eu-west-1:123456789012:secret:citrix-analytics-collector-AbC123",
   };
+  // The service directory it is run in: where serverless would look for .env files.
+  let serviceDir: string;
+  beforeEach(() => {
+    serviceDir = mkdtempSync(path.join(os.tmpdir(), "check-config-"));
+  });
+  afterEach(() => rmSync(serviceDir, { recursive: true, force: true }));
+
+  const checkConfig = async (env: Env, args: string[] = []): Promise<CliResult> => {
+    let stdout = "";
+    let stderr = "";
+    const code = await main(["check-config", ...args], {
+      env,
+      cwd: serviceDir,
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: { write: (text: string) => (stderr += text) },
+    });
+    return { code, stdout, stderr };
+  };
 
   it("prints ok and exits 0 for valid settings", async () => {
-    expect(await cli(["check-config"], valid)).toEqual({ code: 0, stdout: "ok\n", stderr: "" });
+    expect(await checkConfig(valid)).toEqual({ code: 0, stdout: "ok\n", stderr: "" });
   });
 
   it("prints one line per problem on stderr and exits 2", async () => {
-    const result = await cli(["check-config"], {
+    const result = await checkConfig({
       ...valid,
       TOP_N: "0",
       STATE_KEY: "citrix_analytics/state.json",
       CITRIX_CLIENT_SECRET: "left-beside-the-secret",
+      TRACING: "yes",
+      TOPN: "500",
     });
     expect(result.code).toBe(2);
     expect(result.stdout).toBe("");
     const lines = result.stderr.trimEnd().split("\n");
-    expect(lines.map((line) => line.split(" ")[1])).toEqual(["TOP_N", "STATE_KEY", "CITRIX_CLIENT_SECRET"]);
+    expect(lines.map((line) => line.split(" ")[1])).toEqual([
+      "TOP_N",
+      "STATE_KEY",
+      "CITRIX_CLIENT_SECRET",
+      "TRACING",
+      "TOPN",
+    ]);
     for (const line of lines) expect(line).toMatch(/^citrix-collector: /);
     expect(result.stderr).not.toContain("left-beside-the-secret");
+  });
+
+  it("reads the settings from .env.STAGE, else .env, as serverless does, the shell's variables winning", async () => {
+    writeFileSync(
+      path.join(serviceDir, ".env"),
+      `S3_BUCKET=${BUCKET}\nCITRIX_SECRET_ARN=${valid.CITRIX_SECRET_ARN}\n`,
+    );
+    writeFileSync(path.join(serviceDir, ".env.prod"), "S3_BUCKET=s3://feed-bucket/citrix\n");
+    const prod = await checkConfig({ CITRIX_SECRET_ARN: valid.CITRIX_SECRET_ARN });
+    expect(prod.code).toBe(2);
+    expect(prod.stderr).toContain("set S3_BUCKET=feed-bucket and S3_PREFIX=citrix");
+    expect(await checkConfig({}, ["--stage", "dev"])).toEqual({
+      code: 0,
+      stdout: "ok (with .env)\n",
+      stderr: "",
+    });
+    expect(await checkConfig({ S3_BUCKET: BUCKET, CITRIX_SECRET_ARN: valid.CITRIX_SECRET_ARN })).toEqual({
+      code: 0,
+      stdout: "ok (with .env.prod)\n",
+      stderr: "",
+    });
   });
 });
 

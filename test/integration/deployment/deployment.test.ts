@@ -85,6 +85,7 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
   type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
   type Policy = { PolicyName: string; PolicyDocument: { Statement: Statement[] } };
   const template = packagedTemplate(".serverless");
+  const bucket = packagedBucket(template);
   const resource = (id: string): Resource => {
     const found = template.Resources[id];
     if (!found) throw new Error(`the template has no resource ${id}`);
@@ -210,7 +211,7 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
 
   it("deploys the configuration's own defaults when nothing is set", () => {
     const defaults = loadConfig({
-      S3_BUCKET: "citrix-analytics-logs",
+      S3_BUCKET: bucket,
       CITRIX_SECRET_ARN: PACKAGED_SECRET_ARN,
     });
     const { citrix: _collectOnly, ...defaultsWithoutCitrix } = defaults;
@@ -239,17 +240,17 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
       {
         Effect: "Allow",
         Action: "s3:PutObject",
-        Resource: "arn:aws:s3:::citrix-analytics-logs/_citrix_collector/citrix_analytics/staging/*",
+        Resource: `arn:aws:s3:::${bucket}/_citrix_collector/citrix_analytics/staging/*`,
       },
       {
         Effect: "Allow",
         Action: ["s3:GetObject", "s3:PutObject"],
-        Resource: "arn:aws:s3:::citrix-analytics-logs/_citrix_collector/citrix_analytics/page-window.json",
+        Resource: `arn:aws:s3:::${bucket}/_citrix_collector/citrix_analytics/page-window.json`,
       },
       {
         Effect: "Allow",
         Action: "s3:ListBucket",
-        Resource: "arn:aws:s3:::citrix-analytics-logs",
+        Resource: `arn:aws:s3:::${bucket}`,
         Condition: { StringLike: { "s3:prefix": "_citrix_collector/citrix_analytics/staging/*" } },
       },
     ]);
@@ -261,13 +262,13 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
     // Only Commit may write into the feed prefix, and nothing may touch the whole bucket's objects.
     for (const role of ["PlanRole", "CollectRole", "CommitRole"]) {
       for (const statement of statements(role))
-        expect(JSON.stringify(statement.Resource)).not.toContain("citrix-analytics-logs/*");
+        expect(JSON.stringify(statement.Resource)).not.toContain(`${bucket}/*`);
     }
     const feedWriters = ["PlanRole", "CollectRole", "CommitRole"].filter((role) =>
       statements(role).some(
         (s) =>
           [s.Action].flat().includes("s3:PutObject") &&
-          JSON.stringify(s.Resource).includes("logs/citrix_analytics/"),
+          JSON.stringify(s.Resource).includes(`${bucket}/citrix_analytics/`),
       ),
     );
     expect(feedWriters).toEqual(["CommitRole"]);
@@ -330,6 +331,16 @@ type PolicyStatement = {
 function packagedTemplate(directory: string): Template {
   const file = path.join(__dirname, "..", "..", "..", directory, "cloudformation-template-update-stack.json");
   return JSON.parse(readFileSync(file, "utf8")) as Template;
+}
+
+/** The bucket a template was packaged for (S3_BUCKET in package.json's scripts; there is no default). */
+function packagedBucket(template: Template): string {
+  const environment = template.Resources.PlanLambdaFunction?.Properties.Environment as
+    | { Variables: Record<string, string> }
+    | undefined;
+  const bucket = environment?.Variables.S3_BUCKET;
+  if (!bucket) throw new Error("the packaged plan function has no S3_BUCKET");
+  return bucket;
 }
 
 /**
@@ -396,6 +407,7 @@ const FEED_READ_ACTIONS = ["s3:GetBucketLocation", "s3:GetObject", "s3:ListBucke
 
 describe("operations in the packaged template (npx serverless package)", () => {
   const template = packagedTemplate(".serverless");
+  const bucket = packagedBucket(template);
   const output = (name: string) => deployedValue(template, template.Outputs?.[name]?.Value);
 
   it("alarms on any failed execution and on lag above LAG_ALARM_HOURS, both to the alarm topic", () => {
@@ -494,7 +506,7 @@ describe("operations in the packaged template (npx serverless package)", () => {
       FEED_READ_ACTIONS,
     );
     expect(policy.Statement.find((statement) => statement.Action === "s3:GetObject")?.Resource).toBe(
-      "arn:aws:s3:::citrix-analytics-logs/citrix_analytics/*",
+      `arn:aws:s3:::${bucket}/citrix_analytics/*`,
     );
     expect(policy.Statement.find((statement) => statement.Action === "s3:ListBucket")?.Condition).toEqual({
       StringLike: { "s3:prefix": "citrix_analytics/*" },
@@ -511,6 +523,7 @@ describe("operations in the packaged template (npx serverless package)", () => {
 
 describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL, LAG_ALARM_HOURS, TRACING and LOOKBACK_MINUTES (npm run package:variant)", () => {
   const template = packagedTemplate(".serverless-variant");
+  const bucketName = packagedBucket(template);
   const KEY = "arn:aws:kms:eu-west-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
   const viaS3 = { StringLike: { "kms:ViaService": "s3.*.amazonaws.com" } };
 
@@ -519,7 +532,7 @@ describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL, LA
     expect(bucket.deployed).toBe(true);
     expect(bucket.DeletionPolicy).toBe("Retain");
     expect(bucket.Properties).toMatchObject({
-      BucketName: "citrix-analytics-logs",
+      BucketName: bucketName,
       BucketEncryption: {
         ServerSideEncryptionConfiguration: [
           {
@@ -548,7 +561,7 @@ describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL, LA
             Effect: "Deny",
             Principal: "*",
             Action: "s3:*",
-            Resource: ["arn:aws:s3:::citrix-analytics-logs", "arn:aws:s3:::citrix-analytics-logs/*"],
+            Resource: [`arn:aws:s3:::${bucketName}`, `arn:aws:s3:::${bucketName}/*`],
             Condition: { Bool: { "aws:SecureTransport": "false" } },
           },
         ],
