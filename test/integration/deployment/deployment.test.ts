@@ -253,6 +253,12 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
         Resource: `arn:aws:s3:::${bucket}`,
         Condition: { StringLike: { "s3:prefix": "_citrix_collector/citrix_analytics/staging/*" } },
       },
+      {
+        Effect: "Allow",
+        Action: "s3:ListBucket",
+        Resource: "arn:aws:s3:::citrix-analytics-logs",
+        Condition: { StringLike: { "s3:prefix": "_citrix_collector/citrix_analytics/page-window.json" } },
+      },
     ]);
     // Plan reads the page window's hint (how many iterations the API allows at once), and writes nothing there.
     const hintReaders = statements("PlanRole").filter((statement) =>
@@ -345,9 +351,10 @@ function packagedBucket(template: Template): string {
 
 /**
  * What CloudFormation deploys from a value, as far as the template alone decides it: conditions (Fn::Not,
- * Fn::Equals of literals), Fn::If, AWS::NoValue dropped, Fn::Join of literal strings. Refs stay as they are.
+ * Fn::Equals of literals), Fn::If, AWS::NoValue dropped, AWS::Partition as `partition` (in Ref and Fn::Sub),
+ * Fn::Join of literal strings. Other Refs, and Fn::Sub of anything else, stay as they are.
  */
-function deployedValue(template: Template, value: unknown): unknown {
+function deployedValue(template: Template, value: unknown, partition = "aws"): unknown {
   // Evaluates the condition functions the template uses, as CloudFormation does at deploy time.
   const holds = (condition: unknown): boolean => {
     const { "Fn::Not": not, "Fn::Equals": equals } = condition as {
@@ -367,6 +374,12 @@ function deployedValue(template: Template, value: unknown): unknown {
       const [name, whenTrue, whenFalse] = record["Fn::If"] as [string, unknown, unknown];
       return walk(holds(template.Conditions?.[name]) ? whenTrue : whenFalse);
     }
+    if (record.Ref === "AWS::Partition") return partition;
+    if (typeof record["Fn::Sub"] === "string") {
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: an Fn::Sub placeholder, not JavaScript's
+      const text = record["Fn::Sub"].replaceAll("${AWS::Partition}", partition);
+      return text.includes("${") ? { "Fn::Sub": text } : text;
+    }
     if ("Fn::Join" in record) {
       const [separator, parts] = record["Fn::Join"] as [string, unknown[]];
       const resolved = parts.map(walk);
@@ -383,7 +396,7 @@ function deployedValue(template: Template, value: unknown): unknown {
   return walk(value);
 }
 
-function deployedResource(template: Template, id: string) {
+function deployedResource(template: Template, id: string, partition = "aws") {
   const found = template.Resources[id];
   if (!found) throw new Error(`the template has no resource ${id}`);
   const deployed =
@@ -391,12 +404,12 @@ function deployedResource(template: Template, id: string) {
   return {
     ...found,
     deployed,
-    Properties: deployedValue(template, found.Properties) as Record<string, unknown>,
+    Properties: deployedValue(template, found.Properties, partition) as Record<string, unknown>,
   };
 }
 
-function roleStatements(template: Template, roleId: string): PolicyStatement[] {
-  const policies = deployedResource(template, roleId).Properties.Policies as {
+function roleStatements(template: Template, roleId: string, partition = "aws"): PolicyStatement[] {
+  const policies = deployedResource(template, roleId, partition).Properties.Policies as {
     PolicyDocument: { Statement: PolicyStatement[] };
   }[];
   return policies.flatMap((policy) => policy.PolicyDocument.Statement);
@@ -515,6 +528,247 @@ describe("operations in the packaged template (npx serverless package)", () => {
     expect(output("AlarmTopicArn")).toEqual({ Ref: "AlarmTopic" });
   });
 
+  const stateMachine = () => {
+    const [id, machine] =
+      Object.entries(template.Resources).find(([, r]) => r.Type === "AWS::StepFunctions::StateMachine") ?? [];
+    if (!id || !machine) throw new Error("the template has no AWS::StepFunctions::StateMachine");
+    return { id, name: String(machine.Properties.StateMachineName), properties: machine.Properties };
+  };
+  const schedule = () => {
+    const [id] =
+      Object.entries(template.Resources).find(([, r]) => r.Type === "AWS::Scheduler::Schedule") ?? [];
+    if (!id) throw new Error("the template has no AWS::Scheduler::Schedule");
+    return deployedResource(template, id).Properties as {
+      GroupName: unknown;
+      Target: { RoleArn: { "Fn::GetAtt": [string, string] } };
+    };
+  };
+  const roleOf = (arn: unknown) => (arn as { "Fn::GetAtt": [string, string] })["Fn::GetAtt"][0];
+
+  it("alarms on timed-out and aborted executions and on the schedule's failures, each saying what to do", () => {
+    const toTopic = [{ Ref: "AlarmTopic" }];
+    const machineArn = output("StateMachineArn");
+    for (const [id, metric] of [
+      ["ExecutionsTimedOutAlarm", "ExecutionsTimedOut"],
+      ["ExecutionsAbortedAlarm", "ExecutionsAborted"],
+    ] as const) {
+      const alarm = deployedResource(template, id).Properties;
+      expect(alarm).toMatchObject({
+        Namespace: "AWS/States",
+        MetricName: metric,
+        Dimensions: [{ Name: "StateMachineArn", Value: machineArn }],
+        Statistic: "Sum",
+        Threshold: 1,
+        ComparisonOperator: "GreaterThanOrEqualToThreshold",
+        TreatMissingData: "notBreaching",
+        AlarmActions: toTopic,
+      });
+      expect(alarm.AlarmDescription).toContain("citrix-collector redrive --all-failed");
+    }
+    // Every way an execution can end other than SUCCEEDED raises an alarm.
+    const executionMetrics = Object.values(template.Resources)
+      .filter((r) => r.Type === "AWS::CloudWatch::Alarm" && r.Properties.Namespace === "AWS/States")
+      .map((r) => r.Properties.MetricName);
+    expect(executionMetrics.sort()).toEqual(["ExecutionsAborted", "ExecutionsFailed", "ExecutionsTimedOut"]);
+
+    // The schedule's own group: its metrics are this collector's schedule only.
+    const { GroupName } = schedule();
+    expect(GroupName).toEqual({ Ref: "ScheduleGroup" });
+    expect(deployedResource(template, "ScheduleGroup")).toMatchObject({
+      Type: "AWS::Scheduler::ScheduleGroup",
+      Properties: { Name: stateMachine().name },
+    });
+    for (const [id, metric] of [
+      ["ScheduleTargetErrorsAlarm", "TargetErrorCount"],
+      ["ScheduleInvocationsDroppedAlarm", "InvocationDroppedCount"],
+    ] as const) {
+      const alarm = deployedResource(template, id).Properties;
+      expect(alarm).toMatchObject({
+        Namespace: "AWS/Scheduler",
+        MetricName: metric,
+        Dimensions: [{ Name: "ScheduleGroup", Value: GroupName }],
+        Statistic: "Sum",
+        Threshold: 1,
+        ComparisonOperator: "GreaterThanOrEqualToThreshold",
+        TreatMissingData: "notBreaching",
+        AlarmActions: toTopic,
+      });
+      expect(alarm.AlarmDescription).toMatch(/CloudTrail/);
+    }
+  });
+
+  it("lets Step Functions and EventBridge Scheduler assume their roles for this stack's state machine and schedule only", () => {
+    const machine = stateMachine();
+    const machineRole = roleOf(machine.properties.RoleArn);
+    const inThisAccount = { "aws:SourceAccount": { Ref: "AWS::AccountId" } };
+    const machineArn = `arn:aws:states:\${AWS::Region}:\${AWS::AccountId}:stateMachine:${machine.name}`;
+    expect(deployedResource(template, machineRole).Properties.AssumeRolePolicyDocument).toEqual({
+      Version: "2012-10-17",
+      Statement: [
+        {
+          Effect: "Allow",
+          Principal: { Service: "states.amazonaws.com" },
+          Action: "sts:AssumeRole",
+          // The state machine, and its versions and aliases.
+          Condition: {
+            StringEquals: inThisAccount,
+            ArnLike: { "aws:SourceArn": [{ "Fn::Sub": machineArn }, { "Fn::Sub": `${machineArn}:*` }] },
+          },
+        },
+      ],
+    });
+    // EventBridge Scheduler names the schedule's group in aws:SourceArn, not the schedule.
+    const { GroupName, Target } = schedule();
+    expect(deployedResource(template, roleOf(Target.RoleArn)).Properties.AssumeRolePolicyDocument).toEqual({
+      Version: "2012-10-17",
+      Statement: [
+        {
+          Effect: "Allow",
+          Principal: { Service: "scheduler.amazonaws.com" },
+          Action: "sts:AssumeRole",
+          Condition: {
+            StringEquals: {
+              ...inThisAccount,
+              "aws:SourceArn": { "Fn::GetAtt": [(GroupName as { Ref: string }).Ref, "Arn"] },
+            },
+          },
+        },
+      ],
+    });
+    // No other role a service assumes (one the plugin would generate again, say) lacks those conditions.
+    const unconditioned = Object.entries(template.Resources)
+      .filter(([, r]) => r.Type === "AWS::IAM::Role")
+      .flatMap(([id, r]) =>
+        (r.Properties.AssumeRolePolicyDocument as { Statement: Record<string, unknown>[] }).Statement.map(
+          (statement) => ({ id, statement: JSON.stringify(statement) }),
+        ),
+      )
+      .filter(({ statement }) => !statement.includes('"lambda.amazonaws.com"'))
+      .filter(
+        ({ statement }) => !statement.includes("aws:SourceAccount") || !statement.includes("aws:SourceArn"),
+      );
+    expect(unconditioned).toEqual([]);
+  });
+
+  it("lets the state machine invoke the three functions, deliver its logs, and trace only with TRACING=true", () => {
+    const machine = stateMachine();
+    const functions = ["PlanLambdaFunction", "CollectLambdaFunction", "CommitLambdaFunction"];
+    expect(roleStatements(template, roleOf(machine.properties.RoleArn))).toEqual([
+      {
+        Effect: "Allow",
+        Action: "lambda:InvokeFunction",
+        // Each function, and its versions and aliases.
+        Resource: functions.flatMap((id) => [
+          { "Fn::GetAtt": [id, "Arn"] },
+          { "Fn::Sub": `\${${id}.Arn}:*` },
+        ]),
+      },
+      {
+        Effect: "Allow",
+        Action: [
+          "logs:CreateLogDelivery",
+          "logs:GetLogDelivery",
+          "logs:UpdateLogDelivery",
+          "logs:DeleteLogDelivery",
+          "logs:ListLogDeliveries",
+          "logs:PutResourcePolicy",
+          "logs:DescribeResourcePolicies",
+          "logs:DescribeLogGroups",
+        ],
+        Resource: "*",
+      },
+    ]);
+    // The schedule may start this state machine, nothing else.
+    expect(roleStatements(template, roleOf(schedule().Target.RoleArn))).toEqual([
+      { Effect: "Allow", Action: "states:StartExecution", Resource: output("StateMachineArn") },
+    ]);
+  });
+
+  it("lets each function list only the prefixes it lists and the keys it reads that may be missing", () => {
+    const bucket = "arn:aws:s3:::citrix-analytics-logs";
+    const control = "_citrix_collector/citrix_analytics";
+    const listable = (role: string) =>
+      roleStatements(template, role)
+        .filter((statement) => [statement.Action].flat().includes("s3:ListBucket"))
+        .flatMap((statement) => {
+          // Never the whole bucket: each listing is limited by prefix.
+          expect({
+            role,
+            resource: statement.Resource,
+            limits: Object.keys(statement.Condition ?? {}),
+          }).toEqual({
+            role,
+            resource: bucket,
+            limits: ["StringLike"],
+          });
+          return [statement.Condition?.StringLike?.["s3:prefix"] ?? []].flat();
+        });
+    expect(new Set(listable("PlanRole"))).toEqual(
+      new Set([
+        `${control}/published/*`,
+        `${control}/leases/*`,
+        `${control}/state.json`,
+        `${control}/page-window.json`,
+      ]),
+    );
+    expect(new Set(listable("CommitRole"))).toEqual(
+      new Set([
+        `${control}/published/*`,
+        `${control}/staging/*`,
+        `${control}/manifests/*`,
+        "citrix_analytics/*",
+        `${control}/state.json`,
+      ]),
+    );
+    expect(new Set(listable("CollectRole"))).toEqual(
+      new Set([`${control}/staging/*`, `${control}/page-window.json`]),
+    );
+    // Every key a function may read it may list, so a key that is not there yet reads as missing, not as denied
+    // (S3 answers 403 for a missing key without s3:ListBucket on it, and the store then lists that key).
+    const covers = (prefix: string, key: string) =>
+      prefix.endsWith("*") ? key.startsWith(prefix.slice(0, -1)) : key === prefix;
+    for (const role of ROLES) {
+      const readable = roleStatements(template, role)
+        .filter((statement) => [statement.Action].flat().includes("s3:GetObject"))
+        .flatMap((statement) => [statement.Resource].flat())
+        .map((arn) => String(arn).slice(`${bucket}/`.length));
+      expect(readable.length).toBeGreaterThan(0);
+      const prefixes = listable(role);
+      expect({
+        role,
+        unlisted: readable.filter((key) => !prefixes.some((prefix) => covers(prefix, key))),
+      }).toEqual({
+        role,
+        unlisted: [],
+      });
+    }
+  });
+
+  it("names the partition in every ARN it builds, so it deploys unchanged in AWS China and GovCloud", () => {
+    // The template's own text, apart from the settings' ARNs (the packaged secret) and the definition file's
+    // service integrations, never spells out the commercial partition.
+    const { id: machineId } = stateMachine();
+    const { [machineId]: _definition, ...resources } = template.Resources;
+    const hardCoded = JSON.stringify({ ...template, Resources: resources })
+      .replaceAll(PACKAGED_SECRET_ARN, "")
+      .match(/arn:aws:[^"]*/g);
+    expect(hardCoded).toEqual(null);
+    // Deployed in aws-cn, every S3 ARN of the roles, the bucket policy, the reader policy and its JSON is there.
+    const partition = "aws-cn";
+    const documents = [
+      ...[...ROLES, "StateMachineRole", "ScheduleRole"].map((role) =>
+        roleStatements(template, role, partition),
+      ),
+      deployedResource(template, "CollectorBucketPolicy", partition).Properties.PolicyDocument,
+      deployedResource(template, "SecOpsFeedReaderPolicy", partition).Properties.PolicyDocument,
+    ];
+    const json = deployedValue(template, template.Outputs?.SecOpsFeedReaderPolicyJson?.Value, partition);
+    expect(JSON.parse(json as string)).toEqual(documents.at(-1));
+    const s3Arns = JSON.stringify([documents, json]).match(/arn:[\w-]*:s3:::/g) ?? [];
+    expect(s3Arns.length).toBeGreaterThan(20);
+    expect(new Set(s3Arns)).toEqual(new Set(["arn:aws-cn:s3:::"]));
+  });
+
   it("creates no bucket unless CREATE_BUCKET=true", () => {
     expect(deployedResource(template, "CollectorBucket").deployed).toBe(false);
     expect(deployedResource(template, "CollectorBucketPolicy").deployed).toBe(false);
@@ -572,10 +826,7 @@ describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL, LA
   it("lets each function and the SecOps reader use the key through S3 only, for what each does", () => {
     const kms = (statements: PolicyStatement[]) =>
       statements.filter((statement) => [statement.Action].flat().some((action) => action.startsWith("kms:")));
-    expect(kms(roleStatements(template, "PlanRole"))).toEqual([
-      { Effect: "Allow", Action: ["kms:Decrypt"], Resource: KEY, Condition: viaS3 },
-    ]);
-    for (const role of ["CollectRole", "CommitRole"]) {
+    for (const role of ROLES) {
       expect(kms(roleStatements(template, role))).toEqual([
         { Effect: "Allow", Action: ["kms:GenerateDataKey", "kms:Decrypt"], Resource: KEY, Condition: viaS3 },
       ]);
@@ -587,6 +838,55 @@ describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL, LA
     expect(kms(reader.Statement)).toEqual([
       { Sid: "DecryptFeedObjects", Effect: "Allow", Action: "kms:Decrypt", Resource: KEY, Condition: viaS3 },
     ]);
+  });
+
+  it("lets every role that may write to the bucket generate data keys, and every one that may read it decrypt", () => {
+    // SSE-KMS: S3 asks KMS for a data key on each write and for its decryption on each read, as the caller.
+    const objectsOfBucket = "arn:aws:s3:::citrix-analytics-logs/";
+    const policies = Object.entries(template.Resources).flatMap(([id, { Type }]) => {
+      const { deployed, Properties } = deployedResource(template, id);
+      if (!deployed) return [];
+      if (Type === "AWS::IAM::Role") return [{ id, statements: roleStatements(template, id) }];
+      if (Type === "AWS::IAM::ManagedPolicy") {
+        return [
+          { id, statements: (Properties.PolicyDocument as { Statement: PolicyStatement[] }).Statement },
+        ];
+      }
+      return [];
+    });
+    const mayOnObjects = (statements: PolicyStatement[], action: string) =>
+      statements.some(
+        (statement) =>
+          statement.Effect === "Allow" &&
+          [statement.Action].flat().includes(action) &&
+          [statement.Resource].flat().some((arn) => String(arn).startsWith(objectsOfBucket)),
+      );
+    const mayUseKey = (statements: PolicyStatement[], action: string) =>
+      statements.some(
+        (statement) =>
+          statement.Effect === "Allow" &&
+          [statement.Action].flat().includes(action) &&
+          statement.Resource === KEY &&
+          JSON.stringify(statement.Condition) === JSON.stringify(viaS3),
+      );
+    const writers = policies.filter(({ statements }) => mayOnObjects(statements, "s3:PutObject"));
+    const readers = policies.filter(({ statements }) => mayOnObjects(statements, "s3:GetObject"));
+    expect(writers.map(({ id }) => id).sort()).toEqual(["CollectRole", "CommitRole", "PlanRole"]);
+    expect(readers.map(({ id }) => id).sort()).toEqual([
+      "CollectRole",
+      "CommitRole",
+      "PlanRole",
+      "SecOpsFeedReaderPolicy",
+    ]);
+    for (const { id, statements } of writers) {
+      expect({ id, generatesDataKeys: mayUseKey(statements, "kms:GenerateDataKey") }).toEqual({
+        id,
+        generatesDataKeys: true,
+      });
+    }
+    for (const { id, statements } of readers) {
+      expect({ id, decrypts: mayUseKey(statements, "kms:Decrypt") }).toEqual({ id, decrypts: true });
+    }
   });
 
   it("subscribes ALARM_EMAIL to the alarm topic and alarms at LAG_ALARM_HOURS", () => {
