@@ -1,6 +1,16 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+} from "node:fs";
 import path from "node:path";
 import type { Env } from "../functions/lib/config/config";
 import { type IdentityPolicy, registerPrincipal } from "../stand-ins/access-control";
@@ -105,21 +115,37 @@ export function twinPackageDirectory(): string {
   try {
     if (existsSync(path.join(directory, TEMPLATE_FILE))) return directory;
     const building = `${directory}.building`;
-    rmSync(building, { recursive: true, force: true });
+    // In a copy of the service: every `serverless package` deletes the service's own .serverless/ (which the
+    // deployment tests read), and reads a deployer's .env there, which must not reach the twin.
+    const service = `${directory}.service`;
+    for (const stale of [building, service]) rmSync(stale, { recursive: true, force: true });
+    for (const entry of [
+      "serverless.yml",
+      "package.json",
+      "tsconfig.json",
+      "functions",
+      "serverless",
+      "statemachine",
+    ])
+      cpSync(path.join(ROOT, entry), path.join(service, entry), { recursive: true });
+    symlinkSync(path.join(ROOT, "node_modules"), path.join(service, "node_modules"));
     const packaged = spawnSync(
       process.execPath,
       [require.resolve("serverless/bin/serverless.js"), "package", "--package", building],
       {
-        cwd: ROOT,
+        cwd: service,
         encoding: "utf8",
+        // A deployer's shell holding the twin's settings and nothing else of the collector's.
         env: {
-          ...withoutSettings(process.env),
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
           ...TWIN_SETTINGS,
           SLS_TELEMETRY_DISABLED: "1",
           SLS_NOTIFICATIONS_MODE: "off",
         },
       },
     );
+    rmSync(service, { recursive: true, force: true });
     if (packaged.status !== 0) {
       throw new Error(
         `serverless package (the local twin's template) failed:\n${packaged.stdout}${packaged.stderr}`,
@@ -128,21 +154,13 @@ export function twinPackageDirectory(): string {
     renameSync(building, directory);
     // Packages of sources that have changed since are not needed any more.
     for (const old of readdirSync(TWIN_DIRECTORY)) {
-      if (/^[0-9a-f]{16}$/.test(old) && path.join(TWIN_DIRECTORY, old) !== directory)
+      if (/^[0-9a-f]{16}(\.building|\.service)?$/.test(old) && path.join(TWIN_DIRECTORY, old) !== directory)
         rmSync(path.join(TWIN_DIRECTORY, old), { recursive: true, force: true });
     }
     return directory;
   } finally {
     rmSync(lock, { recursive: true, force: true });
   }
-}
-
-/** The deployer's shell settings would leak into the twin's package: only TWIN_SETTINGS and defaults count. */
-function withoutSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const settings = new Set(
-    readFileSync(path.join(ROOT, "serverless.yml"), "utf8").match(/(?<=\$\{env:)[A-Z0-9_]+/g),
-  );
-  return Object.fromEntries(Object.entries(env).filter(([name]) => !settings.has(name)));
 }
 
 const TEMPLATE_FILE = "cloudformation-template-update-stack.json";

@@ -2,7 +2,6 @@
 // Node.js, the environment the template gives the function, and nothing of the project's TypeScript. It loads
 // the handler the package names from the extracted zip, says so, and answers invocations sent over IPC with
 // the result or the runtime's error shape ({ errorType, errorMessage, trace }).
-"use strict";
 const path = require("node:path");
 const { randomUUID } = require("node:crypto");
 
