@@ -21,6 +21,7 @@ import { createHandler as createPlanHandler } from "../functions/plan/handler";
 import { authorize } from "../stand-ins/access-control";
 import {
   type CloudFormationTemplate,
+  type DeployedFunction,
   deployedSettings,
   type RoleCredentials,
   readTemplate,
@@ -30,6 +31,7 @@ import {
 } from "./deployed-roles";
 import type { HistoryEvent } from "./execution-history";
 import { failureMessage } from "./failure";
+import { packagedDefinition, startPackagedFunctions } from "./packaged-functions";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
 
 export const SERVERLESS_PATH = path.join(__dirname, "..", "serverless.yml");
@@ -64,6 +66,13 @@ export interface LocalCollectionOptions {
   roles?: "deployed" | "caller";
   /** The template whose roles are deployed: the packaged one by default (a test may remove a policy). */
   template?: CloudFormationTemplate;
+  /**
+   * Runs what ships instead of the sources: each function's packaged bundle in a container of its own (see
+   * packaged-functions.ts) under the packaged definition, reaching the stand-ins at these endpoints
+   * (AWS_ENDPOINT_URL_S3 …). `wrap`, `adaptRuntime`, `now`, `citrix` and `executionStatus` do not reach into
+   * the containers.
+   */
+  packaged?: { endpoints: Record<string, string> };
   executionName: string;
   /** Execution input: {} for a scheduled run. */
   input?: JsonValue;
@@ -111,8 +120,8 @@ export const localExecutionStatus: ExecutionStatusLookup = async (executionName)
 async function deployRoles(
   env: Env,
   s3: S3ClientFactory,
-  template = readTemplate(twinPackageDirectory()),
-): Promise<Record<string, RoleCredentials>> {
+  template: CloudFormationTemplate,
+): Promise<{ functions: Record<string, DeployedFunction>; credentials: Record<string, RoleCredentials> }> {
   const settings = deployedSettings(env);
   const functions = templateFunctions(template, settings);
   const admin = s3();
@@ -131,7 +140,7 @@ async function deployRoles(
       },
     }),
   );
-  return registerDeployedRoles(functions);
+  return { functions, credentials: registerDeployedRoles(functions) };
 }
 
 /**
@@ -179,6 +188,8 @@ export interface LocalCollectionResult {
   error: { name: string; cause: string; message: string } | undefined;
   /** Set when the execution failed: what a Redrive would restart. */
   redrive: RedrivePoint | undefined;
+  /** With `packaged`: the file each function's handler was loaded from, in its container. */
+  loadedFrom?: Record<string, string>;
   /** The execution's history as AWS keeps it (GetExecutionHistory's events). */
   history: HistoryEvent[];
   /** AWS history events per Map iteration, by index: what each item adds to the execution's history. */
@@ -202,8 +213,12 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     let adapted: R | undefined;
     return () => (adapted ??= options.adaptRuntime ? options.adaptRuntime(build()) : build());
   };
-  const credentials =
-    options.roles === "caller" ? {} : await deployRoles(options.env, options.s3, options.template);
+  const template =
+    options.roles === "caller" && !options.packaged
+      ? undefined
+      : (options.template ?? readTemplate(twinPackageDirectory()));
+  const deployed = template && (await deployRoles(options.env, options.s3, template));
+  const credentials = deployed?.credentials ?? {};
   const s3For = (key: string) => () => options.s3(credentials[key]);
   const secretsManager = options.secretsManager;
   const citrix: CitrixDeps = {
@@ -214,7 +229,17 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
   };
   const metrics = createMetricsFactory(options.env, options.metricsSink ?? options.logSink);
   const executionStatus = options.executionStatus ?? localExecutionStatus;
-  const handlers: Record<string, LocalHandler> = {
+  // What ships (the bundles, in containers of their own) or the sources, built over this process's clients.
+  const packaged =
+    options.packaged && deployed
+      ? await startPackagedFunctions(twinPackageDirectory(), deployed.functions, {
+          env: options.env,
+          endpoints: options.packaged.endpoints,
+          credentials,
+          logSink: options.logSink,
+        })
+      : undefined;
+  const handlers: Record<string, LocalHandler> = packaged?.handlers ?? {
     plan: createPlanHandler({
       runtime: adapt(storeRuntimeFromEnvironment(options.env, s3For("plan"), log)),
       metrics,
@@ -249,7 +274,12 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     }),
   );
   const timeoutsMs = Object.fromEntries(Object.entries(functions).map(([key, fn]) => [key, fn.timeoutMs]));
+  const shipped =
+    packaged && template && deployed
+      ? packagedDefinition(template, deployedSettings(options.env), deployed.functions)
+      : undefined;
   const execution = startLocalExecution({
+    ...shipped,
     handlers: wrapped,
     executionName: options.executionName,
     input: options.redrive?.input ?? options.input ?? {},
@@ -286,6 +316,7 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     failure ??= { name: error instanceof Error ? error.name : "Error", cause, message: cause };
   } finally {
     runningLocally.delete(options.executionName);
+    packaged?.close();
   }
   await watching;
   const returned = [...collected.values()].filter((output) => output !== undefined);
@@ -298,6 +329,7 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     error: failure,
     redrive: failure ? lastEntered : undefined,
     history: execution.history.events,
+    loadedFrom: packaged?.loaded,
     iterationEvents: execution.history.iterationEvents(),
     invocations,
     retries,

@@ -394,6 +394,7 @@ export interface DeployedFunction {
   environment: Record<string, string>;
   handler: string;
   timeoutSeconds: number;
+  memorySize: number;
   /** The bundle's file name in the package directory. */
   bundle: string;
 }
@@ -429,6 +430,7 @@ export function templateFunctions(
       FunctionName: string;
       Handler: string;
       Timeout?: number;
+      MemorySize?: number;
       Role: unknown;
       Code: { S3Key: string };
       Environment?: { Variables?: Record<string, string> };
@@ -462,6 +464,7 @@ export function templateFunctions(
       environment: properties.Environment?.Variables ?? {},
       handler: properties.Handler,
       timeoutSeconds: properties.Timeout ?? 6,
+      memorySize: properties.MemorySize ?? 128,
       bundle: path.basename(properties.Code.S3Key),
     };
   }

@@ -49,11 +49,14 @@ export function loadDefinition(file = DEFINITION_PATH): AslDefinition {
 }
 
 /** Every Task state, including those inside Map iterations, with the function key it invokes. */
-export function taskStates(definition: AslDefinition): { state: string; functionKey: string | undefined }[] {
+export function taskStates(
+  definition: AslDefinition,
+  functionKeys: Record<string, string> = {},
+): { state: string; functionKey: string | undefined }[] {
   const found: { state: string; functionKey: string | undefined }[] = [];
   const walk = (states: Record<string, AslState>) => {
     for (const [name, state] of Object.entries(states)) {
-      if (state.Type === "Task") found.push({ state: name, functionKey: functionKeyOf(state) });
+      if (state.Type === "Task") found.push({ state: name, functionKey: functionKeyOf(state, functionKeys) });
       if (state.ItemProcessor) walk(state.ItemProcessor.States);
     }
   };
@@ -61,9 +64,10 @@ export function taskStates(definition: AslDefinition): { state: string; function
   return found;
 }
 
-function functionKeyOf(state: AslState): string | undefined {
-  const target = state.Parameters?.FunctionName as { "Fn::GetAtt"?: [string, string] } | undefined;
-  return target?.["Fn::GetAtt"]?.[0];
+/** The function a Task invokes: `Fn::GetAtt [<key>, Arn]` in the file, a function's ARN once packaged. */
+function functionKeyOf(state: AslState, functionKeys: Record<string, string>): string | undefined {
+  const target = state.Parameters?.FunctionName as string | { "Fn::GetAtt"?: [string, string] } | undefined;
+  return typeof target === "string" ? functionKeys[target] : target?.["Fn::GetAtt"]?.[0];
 }
 
 /** Lambda's synchronous invocation response quota: 6 MB, as Lambda counts it. */
@@ -92,6 +96,8 @@ export function lambdaErrorCause(error: unknown): string {
 
 export interface LocalExecutionOptions {
   definition?: AslDefinition;
+  /** The function key of each FunctionName ARN a packaged definition names (see packagedDefinition). */
+  functionKeys?: Record<string, string>;
   handlers: Record<string, LocalHandler>;
   executionName: string;
   input?: JsonValue;
@@ -129,7 +135,7 @@ export function startLocalExecution(options: LocalExecutionOptions) {
   const loaded = options.definition ?? loadDefinition();
   const definition = options.startAt ? { ...loaded, StartAt: options.startAt } : loaded;
   const history = new ExecutionHistory(definition, options.region ?? "us-east-1");
-  const tasks = taskStates(definition);
+  const tasks = taskStates(definition, options.functionKeys);
   const taskResourceLocalHandlers: Record<string, (input: JsonValue) => Promise<JsonValue>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
   for (const { state, functionKey } of tasks) {

@@ -187,4 +187,34 @@ describe("an execution under the deployed roles", () => {
     for (const hourUtc of HOURS)
       for (const entity of ENTITIES) await expectFeedMatchesSimulator(stand, entity, hourUtc);
   });
+
+  it("runs what ships: each packaged bundle in a container of its own, with its packaged environment and role, under the packaged definition", async () => {
+    // The bundles read the real clock: the two newest settled hours.
+    const newest = Math.floor((Date.now() - 75 * 60_000) / 3_600_000) * 3_600_000;
+    const hours = [newest - 3_600_000, newest].map((ms) => new Date(ms).toISOString().replace(".000Z", "Z"));
+    stand = await startStand({
+      now: Date.now(),
+      credentials: "secretsManager",
+      env: { ENTITIES: ENTITIES.join(","), FIRST_HOUR_UTC: hours[0] as string, KMS_KEY_ARN },
+    });
+    const endpoints = {
+      AWS_ENDPOINT_URL_S3: stand.s3.endpoint,
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: stand.secrets.endpoint,
+    };
+    const result = await stand.run("shipped-1", { packaged: { endpoints } });
+
+    expect(result.error).toBeUndefined();
+    expect(result.status).toBe("SUCCEEDED");
+    expect(result.plan?.hours).toEqual(hours);
+    for (const hourUtc of hours)
+      for (const entity of ENTITIES) await expectFeedMatchesSimulator(stand, entity, hourUtc);
+    expect(await stand.watermark()).toBe(hours[1]);
+    // Not the sources: each handler came out of its zip, and logged from its own process.
+    for (const key of ["plan", "collect", "commit"])
+      expect(result.loadedFrom?.[key]).toMatch(
+        new RegExp(`lambda-bundles-[^/]+/${key}/functions/${key}/handler\\.js$`),
+      );
+    expect(stand.logs.some((line) => line.includes('"message":"planned collection"'))).toBe(true);
+    expect(stand.secrets.requests).toHaveLength(1);
+  });
 });
