@@ -309,7 +309,7 @@ function s3CompatMiddleware(
       return guarded(ctx, () => bucketEncryptionRequest(ctx, bucket, encryption, accessKeyId));
     }
     if (isRegistered(accessKeyId)) {
-      await guarded(ctx, () => authorizeRequest(ctx, store, encryption, accessKeyId, bucket, key));
+      await guarded(ctx, () => authorizeRequest(ctx, encryption, accessKeyId, bucket, key));
     }
 
     if (key === undefined) {
@@ -375,6 +375,8 @@ function s3CompatMiddleware(
       return withLocks([lockName(bucket, key), lockName(source.bucket, source.key)], async () => {
         await guarded(ctx, async () => {
           const src = await currentObject(store, source.bucket, source.key);
+          // Its decryption was authorized with the copy; only whether it is missing is left to say.
+          await disclosure(accessKeyId, source.bucket, src, undefined);
           if (src) checkCopySourcePreconditions(ctx, src);
           await checkWritePreconditions(store, ctx, bucket, key);
         });
@@ -438,6 +440,9 @@ function s3CompatMiddleware(
       // GetObject / HeadObject: under the lock until the file is open, so a read never sees half a write.
       return withLocks([lockName(bucket, key)], async () => {
         const current = await currentObject(store, bucket, key);
+        await guarded(ctx, () =>
+          disclosure(accessKeyId, bucket, current, method === "GET" ? encryption.keyOf(bucket) : undefined),
+        );
         if (current && evaluateReadPreconditions(ctx, current) === "not-modified") {
           ctx.status = 304;
           ctx.set("ETag", `"${current.etag}"`);
@@ -512,7 +517,6 @@ async function requireAccess(accessKeyId: string | undefined, checks: AccessChec
  */
 async function authorizeRequest(
   ctx: KoaContext,
-  store: FilesystemStore,
   encryption: BucketEncryption,
   accessKeyId: string | undefined,
   bucket: string,
@@ -545,15 +549,13 @@ async function authorizeRequest(
   if (method === "PUT" && subresources.length === 0) {
     const source = parseCopySource(copySource ?? "");
     const sourceKms = encryption.keyOf(source.bucket);
-    await requireAccess(accessKeyId, [
+    // Whether the source is missing is asked under the keys' lock (see disclosure).
+    return requireAccess(accessKeyId, [
       { action: "s3:GetObject", resource: s3Arn(source.bucket, source.key) },
       { action: "s3:PutObject", resource: object },
       ...(sourceKms ? [kmsCheck("kms:Decrypt", sourceKms)] : []),
       ...(kmsKey ? [kmsCheck("kms:GenerateDataKey", kmsKey)] : []),
     ]);
-    if (!(await currentObject(store, source.bucket, source.key)))
-      await requireListing(accessKeyId, source.bucket);
-    return;
   }
   if (
     (method === "POST" || method === "PUT") &&
@@ -573,11 +575,8 @@ async function authorizeRequest(
     return requireAccess(accessKeyId, [{ action: "s3:DeleteObject", resource: object }]);
   }
   if ((method === "GET" || method === "HEAD") && subresources.length === 0) {
-    await requireAccess(accessKeyId, [{ action: "s3:GetObject", resource: object }]);
-    if (!(await currentObject(store, bucket, key))) return requireListing(accessKeyId, bucket);
-    // HeadObject reads metadata only; GetObject decrypts the data.
-    if (method === "GET" && kmsKey) await requireAccess(accessKeyId, [kmsCheck("kms:Decrypt", kmsKey)]);
-    return;
+    // Whether the key is missing, and so whether to decrypt, is asked under the key's lock (see disclosure).
+    return requireAccess(accessKeyId, [{ action: "s3:GetObject", resource: object }]);
   }
   throw accessDenied(`the local S3 stand-in authorizes no ${method} ?${subresources.join("&")} on objects`);
 }
@@ -591,12 +590,27 @@ function deleteRequestBody(keys: readonly string[]): Buffer {
   );
 }
 
-/** A missing key answers 404 only to who may list the bucket (without a prefix); to anyone else 403. */
-async function requireListing(accessKeyId: string | undefined, bucket: string): Promise<void> {
-  const decision = await authorize(accessKeyId, [
-    { action: "s3:ListBucket", resource: s3Arn(bucket), disclosure: true },
-  ]);
-  if (!decision.allowed) throw accessDenied("Access Denied");
+/**
+ * What a read of an object (GET or HEAD, or CopyObject's source) may learn, decided under the key's lock once
+ * its permission to read was granted: a missing key answers 404 only to who may list the bucket (without a
+ * prefix), to anyone else 403; an object of an SSE-KMS bucket is decrypted (GET and copy, not HEAD) only with
+ * kms:Decrypt.
+ */
+async function disclosure(
+  accessKeyId: string | undefined,
+  bucket: string,
+  current: CurrentObject | undefined,
+  decrypts: string | undefined,
+): Promise<void> {
+  if (!isRegistered(accessKeyId)) return;
+  if (!current) {
+    const decision = await authorize(accessKeyId, [
+      { action: "s3:ListBucket", resource: s3Arn(bucket), disclosure: true },
+    ]);
+    if (!decision.allowed) throw accessDenied("Access Denied");
+    return;
+  }
+  if (decrypts) await requireAccess(accessKeyId, [kmsCheck("kms:Decrypt", decrypts)]);
 }
 
 /**

@@ -465,7 +465,7 @@ describe("citrix-collector as a process", () => {
       "a run with every setting missing",
       ["run", "--citrix", "env", "--s3", "env"],
       { S3_BUCKET: "", AWS_REGION: "", AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" },
-      /^citrix-collector: run --citrix env --s3 env: S3_BUCKET is required; CITRIX_CUSTOMER_ID is required .*; CITRIX_CLIENT_ID is required .*; CITRIX_CLIENT_SECRET is required .*; no AWS credentials found .*; AWS_REGION is required/,
+      /^citrix-collector: run --citrix env --s3 env: S3_BUCKET is required .*; CITRIX_CUSTOMER_ID is required .*; CITRIX_CLIENT_ID is required .*; CITRIX_CLIENT_SECRET is required .*; no AWS credentials found .*; AWS_REGION is required/,
     ],
     [
       "a run reading a secret without AWS credentials",

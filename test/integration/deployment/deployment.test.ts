@@ -256,7 +256,7 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
       {
         Effect: "Allow",
         Action: "s3:ListBucket",
-        Resource: "arn:aws:s3:::citrix-analytics-logs",
+        Resource: `arn:aws:s3:::${bucket}`,
         Condition: { StringLike: { "s3:prefix": "_citrix_collector/citrix_analytics/page-window.json" } },
       },
     ]);
@@ -685,7 +685,7 @@ describe("operations in the packaged template (npx serverless package)", () => {
   });
 
   it("lets each function list only the prefixes it lists and the keys it reads that may be missing", () => {
-    const bucket = "arn:aws:s3:::citrix-analytics-logs";
+    const bucket = `arn:aws:s3:::${packagedBucket(template)}`;
     const control = "_citrix_collector/citrix_analytics";
     const listable = (role: string) =>
       roleStatements(template, role)
@@ -842,7 +842,7 @@ describe("the template packaged with CREATE_BUCKET, KMS_KEY_ARN, ALARM_EMAIL, LA
 
   it("lets every role that may write to the bucket generate data keys, and every one that may read it decrypt", () => {
     // SSE-KMS: S3 asks KMS for a data key on each write and for its decryption on each read, as the caller.
-    const objectsOfBucket = "arn:aws:s3:::citrix-analytics-logs/";
+    const objectsOfBucket = `arn:aws:s3:::${packagedBucket(template)}/`;
     const policies = Object.entries(template.Resources).flatMap(([id, { Type }]) => {
       const { deployed, Properties } = deployedResource(template, id);
       if (!deployed) return [];
