@@ -50,9 +50,9 @@ const RAISE_TOP_N =
  * own links) serving an hour that fits in one page, so it gave no link:
  * - the repeated page is short: it held fewer records than asked, so it is all there is;
  * - the repeated page is the full first page: asked once more for one record more than it holds
- *   (`$top` = TOP_N + 1, "the probe"), the server serves the very same records and no link. Anything else
- *   there means the hour has more records than one page and the server offers no way to page them.
- * docs/citrix-api.md#paging argues why neither loses a record nor loops.
+ *   (`$top` = TOP_N + 1, "the probe"), the server serves the very same records and no link. Any other answer
+ *   to the probe is a CitrixPagingError saying what the server did instead.
+ * docs/citrix-api.md ("Services that page only by their own links") argues why neither loses a record nor loops.
  */
 export class PageWalker {
   done = false;
