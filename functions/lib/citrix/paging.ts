@@ -49,9 +49,10 @@ const RAISE_TOP_N =
  * entity-hour. The repeats that are a correct end come from a server that ignores $skip (it pages by its
  * own links) serving an hour that fits in one page, so it gave no link:
  * - the repeated page is short: it held fewer records than asked, so it is all there is;
- * - the repeated page is the full first page: asked once more for one record more than it holds
- *   (`$top` = TOP_N + 1, "the probe"), the server serves the very same records and no link. Any other answer
- *   to the probe is a CitrixPagingError saying what the server did instead.
+ * - the repeated page is the full first page: asked once more at the same $skip for one record more than
+ *   the page holds (`$top` = TOP_N + 1, "the probe"), the server serves the very same records and no link.
+ *   An empty answer ends the hour too: that server honours $skip after all, and has nothing past TOP_N.
+ *   Any other answer is a CitrixPagingError saying what the server did instead.
  * docs/citrix-api.md ("Services that page only by their own links") argues why neither loses a record nor loops.
  */
 export class PageWalker {
@@ -91,8 +92,8 @@ export class PageWalker {
   }
 
   /**
-   * Whether the next request is the probe (see the class comment). Its cursor is $skip=0 after a page was
-   * read, which nothing else leaves behind: $skip paging moves past every page with records, and an empty
+   * Whether the next request is the probe (see the class comment). Its cursor is marked $skip=0 after a page
+   * was read (the probe itself asks at $skip=TOP_N), which nothing else leaves behind: $skip paging moves past every page with records, and an empty
    * page ends the hour. So the probe needs no field of its own in the state carried between invocations.
    */
   private get probing(): boolean {
@@ -107,7 +108,7 @@ export class PageWalker {
 
   nextUrl(citrix: CitrixClient, entity: string, hourUtc: string): string {
     if ("nextLink" in this.cursor) return this.cursor.nextLink;
-    if (this.probing) return citrix.pageUrl(entity, hourUtc, this.pageSize + 1, 0);
+    if (this.probing) return citrix.pageUrl(entity, hourUtc, this.pageSize + 1, this.pageSize);
     return citrix.pageUrl(entity, hourUtc, this.pageSize, this.cursor.skip);
   }
 
@@ -161,15 +162,15 @@ export class PageWalker {
 
   /** Ends the hour on the probe's answer, or names what the server did instead. */
   private endProbe(page: ReceivedPage, repeated: boolean): void {
-    if (repeated && !page.nextLink) {
+    if ((repeated || page.count === 0) && !page.nextLink) {
       this.done = true;
       return;
     }
-    const more = page.count > this.pageSize || page.nextLink;
+    const asked = `its full first page of ${this.pageSize} records came again at $skip=${this.pageSize} without an @odata.nextLink, and asked there for ${this.pageSize + 1} at ${page.url} it returned ${page.count} records${page.nextLink ? " and a link" : ""}`;
     throw new CitrixPagingError(
-      more
-        ? `the API ignores $skip and gave its full first page of ${this.pageSize} records no @odata.nextLink, but asked for ${this.pageSize + 1} at ${page.url} it returned ${page.count} records${page.nextLink ? " and a link" : ""}: the hour holds more records than one page and the API offers no way to page them; ${RAISE_TOP_N}`
-        : `the API ignores $skip and gave its full first page of ${this.pageSize} records no @odata.nextLink, but asked for ${this.pageSize + 1} at ${page.url} it returned ${page.count} records that are not that page's: the hour's records changed, or come in no stable order, while it was paged; report it to Citrix support`,
+      page.count > this.pageSize || page.nextLink
+        ? `the API ignores $skip: ${asked}, so the hour holds more records than one page and the API offers no way to page them; ${RAISE_TOP_N}`
+        : `the API ignored $skip only once: ${asked}, not the first page again; a later run or a redrive collects the hour again from its start; if this persists, report it to Citrix support`,
     );
   }
 

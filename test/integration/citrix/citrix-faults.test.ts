@@ -239,9 +239,9 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
       const result = await s.run("ignores-skip-3", "run" in budget ? budget.run : {});
 
       await expectFailedUntouched(s, result, "CitrixPagingError");
-      const probe = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1001&$skip=0`;
+      const probe = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1001&$skip=1000`;
       expect(result.error?.message).toContain(
-        `the API ignores $skip and gave its full first page of 1000 records no @odata.nextLink, but asked for 1001 at ${probe} it returned 1001 records: the hour holds more records than one page`,
+        `the API ignores $skip: its full first page of 1000 records came again at $skip=1000 without an @odata.nextLink, and asked there for 1001 at ${probe} it returned 1001 records, so the hour holds more records than one page`,
       );
       expect(result.error?.message).toContain("raise TOP_N");
       expect(result.retries).toBe(0);
@@ -283,16 +283,30 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
       await expectCollectedOnce(s, result);
       expect(result.retries).toBe(0);
       expect(result.collected?.[0]?.progress).toMatchObject({ pages: 3, records: 1000 });
-      // Page one; the repeat at $skip=1000 (and any pages guessed ahead with it, dropped); the probe: page one
-      // asked with $top=1001, served again without a link.
+      // Page one; the repeat at $skip=1000 (and any pages guessed ahead with it, dropped); the probe: $skip=1000
+      // asked again with $top=1001, page one served again without a link.
       const requests = dataRequests(s);
       expect(requests.slice(0, 2).map(({ top, skip }) => [top, skip])).toEqual([
         [1000, 0],
         [1000, 1000],
       ]);
-      expect(requests.filter((request) => request.top === 1001).map(({ skip }) => skip)).toEqual([0]);
+      expect(requests.filter((request) => request.top === 1001).map(({ skip }) => skip)).toEqual([1000]);
     },
   );
+
+  it("collects an hour of exactly TOP_N records once from a $skip service that ignored $skip once: the probe is empty", async () => {
+    const s = await open(SERIAL);
+    s.simulator.setOptions({ volume: { sessions: 1000 } });
+    s.simulator.inject({ kind: "ignoreSkip", times: 1, skip: 1000 });
+    const result = await s.run("skip-glitch-1");
+
+    await expectCollectedOnce(s, result);
+    expect(dataRequests(s).map(({ top, skip, records }) => [top, skip, records])).toEqual([
+      [1000, 0, 1000],
+      [1000, 1000, 1000],
+      [1001, 1000, 0],
+    ]);
+  });
 
   it("collects an hour of exactly 2 × TOP_N records once from that service, by its link, with no probe", async () => {
     const s = await open(SERIAL);

@@ -225,7 +225,7 @@ describe("PageWalker against a server that ignores $skip", () => {
       { count: 100, digest: "page one" },
       { count: 100, digest: "page one" },
     ]);
-    expect(requested).toEqual([url(0), url(100), url(0, 101)]);
+    expect(requested).toEqual([url(0), url(100), url(100, 101)]);
     expect(kept).toEqual([true, false, false]);
     expect(doneAfter).toEqual([false, false, true]);
     expect(walker.pages).toBe(3);
@@ -237,7 +237,7 @@ describe("PageWalker against a server that ignores $skip", () => {
     expect(walker.guessesAhead()).toBe(true);
     walker.advance({ url: url(100), count: 100, nextLink: undefined, digest: "page one" });
     expect(walker.guessesAhead()).toBe(false);
-    expect(walker.nextUrl(client, "sessions", HOUR)).toBe(url(0, 101));
+    expect(walker.nextUrl(client, "sessions", HOUR)).toBe(url(100, 101));
   });
 
   it("carries a due probe to the next invocation in the contract's fields, and asks it there", () => {
@@ -248,7 +248,7 @@ describe("PageWalker against a server that ignores $skip", () => {
     const progress = { ...handedOver, segments: [], parts: 0, records: 100, invocations: 1 };
     expect(collectProgressSchema.parse(progress)).toEqual(progress);
     const { requested, kept, doneAfter } = walk(100, [{ count: 100, digest: "page one" }], handedOver);
-    expect(requested).toEqual([url(0, 101)]);
+    expect(requested).toEqual([url(100, 101)]);
     expect(kept).toEqual([false]);
     expect(doneAfter).toEqual([true]);
   });
@@ -262,7 +262,7 @@ describe("PageWalker against a server that ignores $skip", () => {
       ]),
     );
     expect(error.message).toContain(
-      `the API ignores $skip and gave its full first page of 100 records no @odata.nextLink, but asked for 101 at ${url(0, 101)} it returned 101 records: the hour holds more records than one page`,
+      `the API ignores $skip: its full first page of 100 records came again at $skip=100 without an @odata.nextLink, and asked there for 101 at ${url(100, 101)} it returned 101 records, so the hour holds more records than one page`,
     );
     expect(error.message).toContain("raise TOP_N");
     expect(error.retryable).toBe(false);
@@ -277,19 +277,46 @@ describe("PageWalker against a server that ignores $skip", () => {
       ]),
     );
     expect(error.message).toContain(
-      "it returned 100 records and a link: the hour holds more records than one page",
+      "it returned 100 records and a link, so the hour holds more records than one page",
     );
   });
 
-  it("fails when the probe returns other records than the first page", () => {
+  it("fails when the probe returns other records: a server that honours $skip, but ignored it once", () => {
     const error = pagingError(() =>
       walk(100, [
         { count: 100, digest: "page one" },
         { count: 100, digest: "page one" },
-        { count: 100, digest: "page one, reordered" },
+        { count: 100, digest: "page two" },
       ]),
     );
-    expect(error.message).toContain("it returned 100 records that are not that page's");
+    expect(error.message).toContain(
+      `the API ignored $skip only once: its full first page of 100 records came again at $skip=100 without an @odata.nextLink, and asked there for 101 at ${url(100, 101)} it returned 100 records, not the first page again`,
+    );
+    expect(error.message).toContain("a later run or a redrive collects the hour again");
+  });
+
+  it("ends the hour on an empty probe: a server that honours $skip, ignored it once, and has nothing past TOP_N", () => {
+    const { requested, kept, doneAfter } = walk(100, [
+      { count: 100, digest: "page one" },
+      { count: 100, digest: "page one" },
+      { count: 0, digest: "empty" },
+    ]);
+    expect(requested).toEqual([url(0), url(100), url(100, 101)]);
+    expect(kept).toEqual([true, false, false]);
+    expect(doneAfter).toEqual([false, false, true]);
+  });
+
+  it("fails on an empty probe that carries a link", () => {
+    const error = pagingError(() =>
+      walk(100, [
+        { count: 100, digest: "page one" },
+        { count: 100, digest: "page one" },
+        { count: 0, digest: "empty", nextLink: "https://api.cloud.com/casodata/sessions?$skiptoken=p2" },
+      ]),
+    );
+    expect(error.message).toContain(
+      "it returned 0 records and a link, so the hour holds more records than one page",
+    );
   });
 
   it("probes only for the first page: a full page repeated after pages that progressed is an ignored $skip", () => {
