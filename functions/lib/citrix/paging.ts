@@ -114,7 +114,7 @@ export class PageWalker {
 
   /**
    * Moves past a page. Returns whether its records are new (to be written); false only for pages that
-   * repeat the hour's only page. Throws CitrixPagingError when the API makes no progress.
+   * repeat the hour's only page (the repeat, and the probe that serves it again). Throws CitrixPagingError when the API makes no progress.
    */
   advance(page: ReceivedPage): boolean {
     const following = "nextLink" in this.cursor;
@@ -123,10 +123,7 @@ export class PageWalker {
     const repeated = page.count > 0 && page.digest === this.lastPageDigest;
     this.pages++;
     this.lastPageDigest = page.digest;
-    if (probing) {
-      this.endProbe(page, repeated);
-      return false;
-    }
+    if (probing) return this.endProbe(page, repeated);
     if (repeated) {
       if (following) {
         throw new CitrixPagingError(
@@ -160,11 +157,14 @@ export class PageWalker {
     return true;
   }
 
-  /** Ends the hour on the probe's answer, or names what the server did instead. */
-  private endProbe(page: ReceivedPage, repeated: boolean): void {
+  /**
+   * Ends the hour on the probe's answer, returning whether its records are new (an empty page's are, as in
+   * advance), or names what the server did instead.
+   */
+  private endProbe(page: ReceivedPage, repeated: boolean): boolean {
     if ((repeated || page.count === 0) && !page.nextLink) {
       this.done = true;
-      return;
+      return !repeated;
     }
     const asked = `its full first page of ${this.pageSize} records came again at $skip=${this.pageSize} without an @odata.nextLink, and asked there for ${this.pageSize + 1} at ${page.url} it returned ${page.count} records${page.nextLink ? " and a link" : ""}`;
     throw new CitrixPagingError(
