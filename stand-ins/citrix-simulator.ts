@@ -33,7 +33,10 @@ export interface SimulatorOptions {
    */
   echoRequests?: boolean;
   seed?: string;
-  /** Pads every `$skiptoken` the server hands out to at least this many characters (real ones can be long). */
+  /**
+   * Pads every `$skiptoken` the server hands out to at least this many characters (real ones can be long);
+   * the server accepts requests that long back.
+   */
   skipTokenLength?: number;
   /**
    * A per-customer rate limit as Citrix documents one for its Monitor OData API: a data request that arrives
@@ -831,7 +834,10 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
   }
 
   const tokenPathRe = /^\/cctrustoauth2\/([^/]+)\/tokens\/clients$/;
-  const server = createServer((req, res) => {
+  // Node refuses request heads over 16 KiB (431); the simulator takes back every link it hands out, however
+  // long skipTokenLength makes it.
+  const maxHeaderSize = Math.max(16 * 1024, 2 * (options.skipTokenLength ?? 0) + 16 * 1024);
+  const server = createServer({ maxHeaderSize }, (req, res) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     const entry: RequestLogEntry = {
       at: Date.now(),

@@ -4,11 +4,13 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { createHandler as createCommitHandler } from "../../../functions/commit/handler";
 import { createLogger } from "../../../functions/lib/aws/log";
 import { createMetricsFactory } from "../../../functions/lib/aws/metrics";
+import { MAX_CURSOR_BYTES } from "../../../functions/lib/citrix/paging";
 import type { Env } from "../../../functions/lib/config/config";
 import type { CollectOutput } from "../../../functions/lib/config/contracts";
 import { runtimeFromEnvironment } from "../../../functions/lib/runtime";
 import { createHandler as createPlanHandler } from "../../../functions/plan/handler";
 import { type LocalCollectionResult, localExecutionStatus } from "../../../local/collection";
+import { STATE_PAYLOAD_LIMIT_BYTES } from "../../../local/execution-history";
 import type { LocalHandler } from "../../../local/state-machine";
 import {
   expectFeedMatchesSimulator,
@@ -230,21 +232,22 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
     ["with pages guessed ahead", "4", {}],
     ["one page per invocation", "1", ONE_PAGE_PER_INVOCATION],
   ] as const)(
-    "fails by name, unretried, when a server that ignores $skip serves a full page again (%s)",
+    "fails by name, unretried, when a server that ignores $skip and gives no links holds more than a page (%s)",
     async (_how, inFlight, budget) => {
       const s = await open({ MAX_PAGES_IN_FLIGHT: inFlight, ...("env" in budget ? budget.env : {}) });
       s.simulator.inject({ kind: "ignoreSkip", times: ALWAYS });
       const result = await s.run("ignores-skip-3", "run" in budget ? budget.run : {});
 
       await expectFailedUntouched(s, result, "CitrixPagingError");
-      const page2 = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1000&$skip=1000`;
+      const probe = `${s.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1001&$skip=1000`;
       expect(result.error?.message).toContain(
-        `the API ignored $skip: ${page2} ($skip=1000) returned the same 1000 records as $skip=0`,
+        `the API ignores $skip: its full first page of 1000 records came again at $skip=1000 without an @odata.nextLink, and asked there for 1001 at ${probe} it returned 1001 records, so the hour holds more records than one page`,
       );
       expect(result.error?.message).toContain("raise TOP_N");
       expect(result.retries).toBe(0);
-      // The first page, the repeat, and at most the pages guessed ahead with it.
-      expect(dataRequests(s).length).toBeLessThanOrEqual(1 + Number(inFlight));
+      // The first page, the repeat, the pages guessed ahead with it, and the probe.
+      expect(dataRequests(s).length).toBeLessThanOrEqual(2 + Number(inFlight));
+      expect(dataRequests(s).filter((request) => request.top === 1001)).toHaveLength(1);
     },
   );
 
@@ -264,6 +267,113 @@ describe("paging that makes no progress ends: every record once, or CitrixPaging
 
     await expectCollectedOnce(s, result);
     expect(dataRequests(s).map((request) => request.skip)).toEqual([0, 1000, 2000]);
+  });
+
+  it.each([
+    ["one page at a time", "1", {}],
+    ["with pages guessed ahead", "4", {}],
+    ["one page per invocation", "1", ONE_PAGE_PER_INVOCATION],
+  ] as const)(
+    "collects an hour of exactly TOP_N records once from that service, by one probe with $top = TOP_N + 1 (%s)",
+    async (_how, inFlight, budget) => {
+      const s = await open({ MAX_PAGES_IN_FLIGHT: inFlight, ...("env" in budget ? budget.env : {}) });
+      s.simulator.setOptions({ paging: "skipToken", volume: { sessions: 1000 } });
+      const result = await s.run("skiptoken-exact-1", "run" in budget ? budget.run : {});
+
+      await expectCollectedOnce(s, result);
+      expect(result.retries).toBe(0);
+      expect(result.collected?.[0]?.progress).toMatchObject({ pages: 3, records: 1000 });
+      // Page one; the repeat at $skip=1000 (and any pages guessed ahead with it, dropped); the probe: $skip=1000
+      // asked again with $top=1001, page one served again without a link.
+      const requests = dataRequests(s);
+      expect(requests.slice(0, 2).map(({ top, skip }) => [top, skip])).toEqual([
+        [1000, 0],
+        [1000, 1000],
+      ]);
+      expect(requests.filter((request) => request.top === 1001).map(({ skip }) => skip)).toEqual([1000]);
+    },
+  );
+
+  it("collects an hour of exactly TOP_N records once from a $skip service that ignored $skip once: the probe is empty", async () => {
+    const s = await open(SERIAL);
+    s.simulator.setOptions({ volume: { sessions: 1000 } });
+    s.simulator.inject({ kind: "ignoreSkip", times: 1, skip: 1000 });
+    const result = await s.run("skip-glitch-1");
+
+    await expectCollectedOnce(s, result);
+    expect(dataRequests(s).map(({ top, skip, records }) => [top, skip, records])).toEqual([
+      [1000, 0, 1000],
+      [1000, 1000, 1000],
+      [1001, 1000, 0],
+    ]);
+  });
+
+  it("collects an hour of exactly 2 × TOP_N records once from that service, by its link, with no probe", async () => {
+    const s = await open(SERIAL);
+    s.simulator.setOptions({ paging: "skipToken", volume: { sessions: 2000 } });
+    const result = await s.run("skiptoken-exact-2");
+
+    await expectCollectedOnce(s, result);
+    expect(dataRequests(s).map(({ top, skip }) => [top, skip])).toEqual([
+      [1000, 0],
+      [1000, 1000],
+    ]);
+  });
+
+  it("fails CollectPage by name on a ~300 KB $skiptoken cursor, naming its length and the bound, before any state limit", async () => {
+    stand = await startStand({
+      now: NOW,
+      simulator: { paging: "skipToken", skipTokenLength: 300_000 },
+      env: { ENTITIES: "sessions", FIRST_HOUR_UTC: HOUR },
+    });
+    const result = await stand.run("long-cursor-1");
+
+    await expectFailedUntouched(stand, result, "CitrixPagingError");
+    const page1 = `${stand.simulator.apiBase}/sessions?year=2026&month=11&day=24&hour=10&$top=1000&$skip=0`;
+    expect(result.error?.message).toContain(`the API's @odata.nextLink from ${page1} is `);
+    const length = Number(/ is (\d+) bytes long, /.exec(result.error?.message ?? "")?.[1]);
+    expect(length).toBeGreaterThan(300_000);
+    expect(length).toBeLessThan(300_200);
+    expect(result.error?.message).toContain(
+      `over the ${MAX_CURSOR_BYTES} bytes a cursor may take of a Step Functions state (its quota is ${STATE_PAYLOAD_LIMIT_BYTES} bytes)`,
+    );
+    expect(result.retries).toBe(0);
+    expect(result.redrive?.state).toBe("CollectEntityHours");
+    // The Task failed by the walker's error, in CollectPage; Step Functions raised nothing of its own.
+    const failures = result.history.filter((event) => event.type === "TaskFailed");
+    expect(failures.map((event) => (event.taskFailedEventDetails as { error: string }).error)).toEqual([
+      "CitrixPagingError",
+    ]);
+    const entered = result.history
+      .filter((event) => event.type === "TaskStateEntered")
+      .map((event) => (event.stateEnteredEventDetails as { name: string }).name);
+    expect(entered.at(-1)).toBe("CollectPage");
+    expect(JSON.stringify(result.history)).not.toContain("States.DataLimitExceeded");
+    expect(dataRequests(stand)).toHaveLength(1);
+  });
+
+  it("carries a cursor just within the bound from one invocation to the next, within every state limit", async () => {
+    stand = await startStand({
+      now: NOW,
+      simulator: { paging: "skipToken", skipTokenLength: MAX_CURSOR_BYTES - 200, volume: { sessions: 2000 } },
+      env: { ENTITIES: "sessions", FIRST_HOUR_UTC: HOUR, ...ONE_PAGE_PER_INVOCATION.env },
+    });
+    const result = await stand.run("long-cursor-2", ONE_PAGE_PER_INVOCATION.run);
+
+    await expectCollectedOnce(stand, result);
+    expect(result.invocations.collect).toBe(2);
+    // Both invocations' outputs carry the cursor (the first hands it to the second), through the local engine,
+    // which holds every state to AWS's quota.
+    const carried = result.history
+      .filter((event) => event.type === "TaskStateExited")
+      .map((event) => event.stateExitedEventDetails as { name: string; output: string })
+      .filter((details) => details.name === "CollectPage" && details.output.includes("$skiptoken"))
+      .map((details) => Buffer.byteLength(details.output));
+    expect(carried).toHaveLength(2);
+    for (const bytes of carried) {
+      expect(bytes).toBeGreaterThan(MAX_CURSOR_BYTES - 300);
+      expect(bytes).toBeLessThan(STATE_PAYLOAD_LIMIT_BYTES);
+    }
   });
 
   it("fails by name on a nextLink that points at the page itself, after one request", async () => {

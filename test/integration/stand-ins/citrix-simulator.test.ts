@@ -437,6 +437,22 @@ describe("faults", () => {
     }
   });
 
+  it("skipTokenLength pads the links it hands out, and the server takes them back however long", async () => {
+    const padded = await startCitrixSimulator({ paging: "skipToken", skipTokenLength: 300_000 });
+    try {
+      const paddedToken = await getToken(padded);
+      const first = await getPage(padded, paddedToken, "sessions", `${Q}&$top=10&$skip=0`);
+      const link = first["@odata.nextLink"] as string;
+      expect(new URL(link).searchParams.get("$skiptoken")?.length).toBeGreaterThanOrEqual(300_000);
+      const res = await fetch(link, { headers: authHeaders(padded, paddedToken) });
+      expect(res.status).toBe(200);
+      const second = (await res.json()) as Page;
+      expect(KEYS(second)).toEqual(sessionKeys(10, 20));
+    } finally {
+      await padded.close();
+    }
+  });
+
   it("`skip` scopes a fault to one page offset", async () => {
     sim.inject({ kind: "status", status: 503, times: 1, skip: 10 });
     expect(await statuses(1)).toEqual([200]);

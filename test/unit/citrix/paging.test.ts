@@ -1,7 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { CitrixClient, parseRetryAfter } from "../../../functions/lib/citrix/citrix-client";
 import { readODataPage } from "../../../functions/lib/citrix/odata-page";
-import { PageWalker, type PagingState, pageDigest } from "../../../functions/lib/citrix/paging";
+import {
+  MAX_CURSOR_BYTES,
+  PageWalker,
+  type PagingState,
+  pageDigest,
+} from "../../../functions/lib/citrix/paging";
 import {
   collectProgressSchema,
   MAX_RECENT_LINKED_URLS,
@@ -214,24 +219,124 @@ describe("PageWalker against a server that ignores $skip", () => {
     expect(walker.pages).toBe(2);
   });
 
-  it("fails on a repeated full page, naming the URL, both $skip values and what to do", () => {
+  it("ends an hour of exactly one full page once the probe ($top = TOP_N + 1) serves that page again without a link", () => {
+    const { requested, kept, doneAfter, walker } = walk(100, [
+      { count: 100, digest: "page one" },
+      { count: 100, digest: "page one" },
+      { count: 100, digest: "page one" },
+    ]);
+    expect(requested).toEqual([url(0), url(100), url(100, 101)]);
+    expect(kept).toEqual([true, false, false]);
+    expect(doneAfter).toEqual([false, false, true]);
+    expect(walker.pages).toBe(3);
+  });
+
+  it("asks the probe alone: no pages are guessed ahead while it is due", () => {
+    const walker = new PageWalker(100, 100_000, FIRST);
+    walker.advance({ url: url(0), count: 100, nextLink: undefined, digest: "page one" });
+    expect(walker.guessesAhead()).toBe(true);
+    walker.advance({ url: url(100), count: 100, nextLink: undefined, digest: "page one" });
+    expect(walker.guessesAhead()).toBe(false);
+    expect(walker.nextUrl(client, "sessions", HOUR)).toBe(url(100, 101));
+  });
+
+  it("carries a due probe to the next invocation in the contract's fields, and asks it there", () => {
+    const handedOver = oneInvocation(FIRST, [
+      { count: 100, digest: "page one" },
+      { count: 100, digest: "page one" },
+    ]);
+    const progress = { ...handedOver, segments: [], parts: 0, records: 100, invocations: 1 };
+    expect(collectProgressSchema.parse(progress)).toEqual(progress);
+    const { requested, kept, doneAfter } = walk(100, [{ count: 100, digest: "page one" }], handedOver);
+    expect(requested).toEqual([url(100, 101)]);
+    expect(kept).toEqual([false]);
+    expect(doneAfter).toEqual([true]);
+  });
+
+  it("fails when the probe returns more than a page: a server that ignores $skip and gives no links", () => {
     const error = pagingError(() =>
       walk(100, [
         { count: 100, digest: "page one" },
         { count: 100, digest: "page one" },
+        { count: 101, digest: "page one and one more" },
       ]),
     );
-    expect(error.message).toContain(`the API ignored $skip: ${url(100)} ($skip=100)`);
-    expect(error.message).toContain("the same 100 records as $skip=0");
+    expect(error.message).toContain(
+      `the API ignores $skip: its full first page of 100 records came again at $skip=100 without an @odata.nextLink, and asked there for 101 at ${url(100, 101)} it returned 101 records, so the hour holds more records than one page`,
+    );
     expect(error.message).toContain("raise TOP_N");
     expect(error.retryable).toBe(false);
   });
 
-  it("fails when the repeat comes further in, after pages that did progress", () => {
+  it("fails when the probe's page has a link, even with the same records", () => {
+    const error = pagingError(() =>
+      walk(100, [
+        { count: 100, digest: "page one" },
+        { count: 100, digest: "page one" },
+        { count: 100, digest: "page one", nextLink: "https://api.cloud.com/casodata/sessions?$skiptoken=p2" },
+      ]),
+    );
+    expect(error.message).toContain(
+      "it returned 100 records and a link, so the hour holds more records than one page",
+    );
+  });
+
+  it("fails when the probe returns other records: a server that honours $skip, but ignored it once", () => {
+    const error = pagingError(() =>
+      walk(100, [
+        { count: 100, digest: "page one" },
+        { count: 100, digest: "page one" },
+        { count: 100, digest: "page two" },
+      ]),
+    );
+    expect(error.message).toContain(
+      `the API ignored $skip only once: its full first page of 100 records came again at $skip=100 without an @odata.nextLink, and asked there for 101 at ${url(100, 101)} it returned 100 records, not the first page again`,
+    );
+    expect(error.message).toContain("a later run or a redrive collects the hour again");
+  });
+
+  it("ends the hour on an empty probe: a server that honours $skip, ignored it once, and has nothing past TOP_N", () => {
+    const { requested, kept, doneAfter } = walk(100, [
+      { count: 100, digest: "page one" },
+      { count: 100, digest: "page one" },
+      { count: 0, digest: "empty" },
+    ]);
+    expect(requested).toEqual([url(0), url(100), url(100, 101)]);
+    expect(kept).toEqual([true, false, true]);
+    expect(doneAfter).toEqual([false, false, true]);
+  });
+
+  it("fails on an empty probe that carries a link", () => {
+    const error = pagingError(() =>
+      walk(100, [
+        { count: 100, digest: "page one" },
+        { count: 100, digest: "page one" },
+        { count: 0, digest: "empty", nextLink: "https://api.cloud.com/casodata/sessions?$skiptoken=p2" },
+      ]),
+    );
+    expect(error.message).toContain(
+      "it returned 0 records and a link, so the hour holds more records than one page",
+    );
+  });
+
+  it("probes only for the first page: a full page repeated after pages that progressed is an ignored $skip", () => {
     const error = pagingError(() =>
       walk(100, [{ count: 100 }, { count: 100, digest: "page two" }, { count: 100, digest: "page two" }]),
     );
     expect(error.message).toContain(`${url(200)} ($skip=200) returned the same 100 records as $skip=100`);
+    expect(error.message).toContain("raise TOP_N");
+  });
+
+  it("probes only without a link: the same full page again with a link is an ignored $skip", () => {
+    const error = pagingError(() =>
+      walk(100, [
+        { count: 100, digest: "page one" },
+        { count: 100, digest: "page one", nextLink: "https://api.cloud.com/casodata/sessions?$skiptoken=p2" },
+      ]),
+    );
+    expect(error.message).toContain(
+      `the API ignored $skip: ${url(100)} ($skip=100) returned the same 100 records as $skip=0`,
+    );
   });
 
   it("does not take two empty pages for a repeat (an empty page ends $skip paging anyway)", () => {
@@ -241,10 +346,12 @@ describe("PageWalker against a server that ignores $skip", () => {
   });
 
   it("notices the repeat across invocations: the previous page's digest rides in the state", () => {
-    const handedOver = oneInvocation(FIRST, [{ count: 100, digest: "page one" }]);
+    const handedOver = oneInvocation(FIRST, [{ count: 40, digest: "page one" }]);
     expect(handedOver.lastPageDigest).toBe("page one");
-    const error = pagingError(() => walk(100, [{ count: 100, digest: "page one" }], handedOver));
-    expect(error.message).toContain(`the API ignored $skip: ${url(100)}`);
+    const { requested, kept, doneAfter } = walk(100, [{ count: 40, digest: "page one" }], handedOver);
+    expect(requested).toEqual([url(40)]);
+    expect(kept).toEqual([false]);
+    expect(doneAfter).toEqual([true]);
   });
 });
 
@@ -345,6 +452,39 @@ describe("PageWalker against links that make no progress", () => {
   });
 });
 
+describe(`PageWalker's cursor bound (MAX_CURSOR_BYTES, ${MAX_CURSOR_BYTES})`, () => {
+  const base = "https://api.cloud.com/casodata/sessions?$skiptoken=";
+  /** A link whose JSON, quotes included, is `bytes` long. */
+  const linkOf = (bytes: number) => `${base}${"a".repeat(bytes - 2 - base.length)}`;
+
+  it("follows a link that fills the bound exactly", () => {
+    const link = linkOf(MAX_CURSOR_BYTES);
+    const { requested, doneAfter } = walk(100, [{ count: 100, nextLink: link }, { count: 1 }]);
+    expect(requested).toEqual([url(0), link]);
+    expect(doneAfter).toEqual([false, true]);
+  });
+
+  it("fails on a link one byte over, naming its length, the bound and the quota, and quoting only its start", () => {
+    const link = linkOf(MAX_CURSOR_BYTES + 1);
+    const error = pagingError(() => walk(100, [{ count: 100, nextLink: link }]));
+    expect(error.message).toContain(
+      `the API's @odata.nextLink from ${url(0)} is ${MAX_CURSOR_BYTES + 1} bytes long, over the ${MAX_CURSOR_BYTES} bytes a cursor may take of a Step Functions state (its quota is 262144 bytes)`,
+    );
+    expect(error.message).toContain(`${link.slice(0, 200)}…`);
+    expect(error.message.length).toBeLessThan(1000);
+    expect(error.retryable).toBe(false);
+  });
+
+  it("measures the link as the state's JSON holds it: a backslash (kept by URL parsing) counts twice", () => {
+    const backslashes = Math.ceil((MAX_CURSOR_BYTES - base.length) / 2);
+    const link = `${base}${"\\".repeat(backslashes)}`;
+    expect(link.length).toBeLessThan(MAX_CURSOR_BYTES);
+    expect(pagingError(() => walk(100, [{ count: 100, nextLink: link }])).message).toContain(
+      `is ${2 + base.length + 2 * backslashes} bytes long`,
+    );
+  });
+});
+
 describe("PageWalker's page bound (MAX_PAGES_PER_ENTITY_HOUR)", () => {
   it("finishes an hour whose last page is the bound's", () => {
     const { doneAfter } = walk(100, [{ count: 100 }, { count: 100 }, { count: 37 }], { skip: 0 }, 3);
@@ -358,6 +498,18 @@ describe("PageWalker's page bound (MAX_PAGES_PER_ENTITY_HOUR)", () => {
       "3 pages of this entity-hour read without reaching its end (MAX_PAGES_PER_ENTITY_HOUR is 3)",
     );
     expect(error.message).toContain(url(200));
+  });
+
+  it("counts the repeat and the probe against the bound", () => {
+    const onePage = [
+      { count: 100, digest: "page one" },
+      { count: 100, digest: "page one" },
+      { count: 100, digest: "page one" },
+    ];
+    expect(walk(100, onePage, { skip: 0 }, 3).doneAfter).toEqual([false, false, true]);
+    expect(pagingError(() => walk(100, onePage, { skip: 0 }, 2)).message).toContain(
+      `2 pages of this entity-hour read without reaching its end (MAX_PAGES_PER_ENTITY_HOUR is 2); the last was ${url(100)}`,
+    );
   });
 
   it("bounds links that never repeat", () => {
