@@ -47,6 +47,9 @@ export function processContext(): CliContext {
   };
 }
 
+/** How many of the newest eligible hours a local first run collects (`run --hours`). */
+export const FIRST_RUN_HOURS = 3;
+
 /** A mistake in how the CLI was called or configured: one line naming what to fix, exit code 2. */
 export class UsageError extends Error {
   override readonly name = "UsageError";
