@@ -2,7 +2,8 @@
 // GetExecutionHistory and RedriveExecution over the service's JSON protocol (POST /, X-Amz-Target: AWSStepFunctions.<Operation>,
 // AWS JSON 1.0 bodies, timestamps as epoch seconds, errors as {"__type", "message"}) on 127.0.0.1, in front of
 // the local engine (runLocalCollection). The operator CLI is tested with the real @aws-sdk/client-sfn
-// pointed here (its `endpoint` option or AWS_ENDPOINT_URL_SFN).
+// pointed here (its `endpoint` option or AWS_ENDPOINT_URL_SFN), and its local commands (--data) use it over
+// executions kept in a directory (local/execution-store.ts), so several processes share one state machine.
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SFNClient } from "@aws-sdk/client-sfn";
