@@ -25,6 +25,8 @@ export interface CliContext {
   sfn: (region: string) => SFNClient;
   /** S3, starting in the state machine's region (the Lambdas' region) and following the bucket's own. */
   s3: (region: string) => S3Client;
+  /** Set when the command acts on the local state machine that `run --data DIR` keeps: DIR, as given. */
+  localData?: string;
 }
 
 export function processContext(): CliContext {

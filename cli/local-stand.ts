@@ -194,7 +194,7 @@ export async function operateLocally(
     ctx,
   );
   try {
-    return await command(stand.operatorContext(ctx));
+    return await command({ ...stand.operatorContext(ctx), localData: data });
   } finally {
     await stand.close();
     stand.progress.finish();

@@ -159,6 +159,10 @@ describe("the operator's workflow against --data DIR", () => {
     const name = /^Execution (local-\d{8}T\d{6}-[0-9a-f]{8})$/m.exec(failed.stdout)?.[1];
     expect(failed.stdout).toContain(`Once the cause is fixed: citrix-collector redrive ${name} --data d`);
 
+    const text = await spawnCli(["status", "--data", "d"]);
+    expect(text.stdout).toContain(
+      "1 execution(s) can be redriven: fix the cause, then `citrix-collector redrive <name> --data d` or `citrix-collector redrive --all-failed --data d`.",
+    );
     const broken = statusOf(await spawnCli(["status", "--data", "d", "--json"]));
     expect(broken.watermark).toBeNull();
     expect(broken.executions).toEqual([
