@@ -185,6 +185,7 @@ describe("the operator's workflow against --data DIR", () => {
   }, 120_000);
 
   it("runs started at the same instant in two processes get different names; a used name is refused", async () => {
+    // Only the names count here: two collecting runs on one directory share no S3 locks (see docs/local.md).
     const sameInstant = ["run", "--data", "d", "--hours", "1", "--now", "2026-11-24T11:20:00Z"];
     const [first, second] = await Promise.all([spawnCli(sameInstant), spawnCli(sameInstant)]);
     const names = [first, second].map(
