@@ -25,6 +25,8 @@ export interface CliContext {
   sfn: (region: string) => SFNClient;
   /** S3, starting in the state machine's region (the Lambdas' region) and following the bucket's own. */
   s3: (region: string) => S3Client;
+  /** Set when the command acts on the local state machine that `run --data DIR` keeps: DIR, as given. */
+  localData?: string;
 }
 
 export function processContext(): CliContext {
@@ -46,6 +48,9 @@ export function processContext(): CliContext {
       }),
   };
 }
+
+/** How many of the newest eligible hours a local first run collects (`run --hours`). */
+export const FIRST_RUN_HOURS = 3;
 
 /** A mistake in how the CLI was called or configured: one line naming what to fix, exit code 2. */
 export class UsageError extends Error {

@@ -4,13 +4,14 @@ import { backfill } from "./backfill";
 import { checkConfig, DEFAULT_STAGE } from "./check-config";
 import {
   type CliContext,
+  FIRST_RUN_HOURS,
   missingCredentials,
   noCredentialsProblem,
   processContext,
   UsageError,
 } from "./context";
 import { redrive } from "./redrive";
-import type { RunClock } from "./run";
+import type { RunClock, SimulatedFault } from "./run";
 import { status } from "./status";
 
 /** Exit codes: 0 done, 1 the operation or AWS failed, 2 the command line or the settings are wrong. */
@@ -68,6 +69,21 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
             .trim()}\n`,
         ),
     });
+  const localData =
+    "act on the local state machine and bucket that `run --data DIR` keeps in DIR, instead of AWS";
+  /** Runs an AWS command against AWS, or with --data against the local stand that `run --data` keeps. */
+  const operate = async (
+    options: { data?: string; stateMachineArn?: string },
+    command: (on: CliContext) => Promise<number>,
+  ): Promise<number> => {
+    if (options.data === undefined) return command(ctx);
+    if (options.stateMachineArn !== undefined) {
+      throw new UsageError("--data acts on the local state machine: leave out --state-machine-arn");
+    }
+    // Loaded on demand: the local stand-ins are heavy, and the AWS commands never need them.
+    const { operateLocally } = await import("./local-stand");
+    return operateLocally(ctx, options.data, command);
+  };
   const stateMachineArn = () =>
     new Option("--state-machine-arn <arn>", "the collector's state machine (default: $STATE_MACHINE_ARN)");
 
@@ -80,8 +96,10 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     .addOption(stateMachineArn())
     .option("--json", "print JSON for scripts")
     .option("--limit <n>", "how many recent executions to list", positiveInteger, 10)
-    .action(async (options: { stateMachineArn?: string; json?: true; limit: number }) => {
-      exit(await status(ctx, { ...options, json: options.json === true }));
+    .option("--data <dir>", localData)
+    .action(async (options: { stateMachineArn?: string; json?: true; limit: number; data?: string }) => {
+      const flags = { ...options, json: options.json === true };
+      exit(await operate(options, (on) => status(on, flags)));
     });
 
   program
@@ -94,9 +112,13 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     .requiredOption("--from <hour>", 'first UTC hour, like "2026-11-20T00:00:00Z"')
     .requiredOption("--to <hour>", 'last UTC hour, like "2026-11-20T05:00:00Z"')
     .option("--wait", "wait for the execution to finish and report each hour")
-    .action(async (options: { stateMachineArn?: string; from: string; to: string; wait?: true }) => {
-      exit(await backfill(ctx, { ...options, wait: options.wait === true }));
-    });
+    .option("--data <dir>", localData)
+    .action(
+      async (options: { stateMachineArn?: string; from: string; to: string; wait?: true; data?: string }) => {
+        const flags = { ...options, wait: options.wait === true };
+        exit(await operate(options, (on) => backfill(on, flags)));
+      },
+    );
 
   program
     .command("redrive")
@@ -108,13 +130,14 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     .addOption(stateMachineArn())
     .option("--all-failed", "redrive every failed, timed-out or aborted execution of the redrive window")
     .option("--wait", "wait for each redriven execution to finish")
+    .option("--data <dir>", localData)
     .action(
       async (
         execution: string | undefined,
-        options: { stateMachineArn?: string; allFailed?: true; wait?: true },
+        options: { stateMachineArn?: string; allFailed?: true; wait?: true; data?: string },
       ) => {
-        const flags = { allFailed: options.allFailed === true, wait: options.wait === true };
-        exit(await redrive(ctx, execution, { ...options, ...flags }));
+        const flags = { ...options, allFailed: options.allFailed === true, wait: options.wait === true };
+        exit(await operate(options, (on) => redrive(on, execution, flags)));
       },
     );
 
@@ -133,9 +156,9 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
 
   program
     .command("run")
-    .summary("run one collection locally")
+    .summary("run one collection (or with --from/--to a backfill) locally")
     .description(
-      "run one collection locally through the deployed definition (built-in Citrix simulator and local S3 by default)",
+      "run one execution locally through the deployed definition (built-in Citrix simulator and local S3 by default): as the schedule starts it, or with --from/--to as backfill does",
     )
     .addOption(
       new Option("--citrix <source>", "simulator, or env for a real tenant from CITRIX_* / API_BASE")
@@ -147,10 +170,23 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         .choices(["local", "env"])
         .default("local"),
     )
-    .option("--hours <n>", "on a first run, collect the newest N eligible hours", positiveInteger, 3)
+    .option(
+      "--hours <n>",
+      "on a first run, collect the newest N eligible hours",
+      positiveInteger,
+      FIRST_RUN_HOURS,
+    )
     .option(
       "--data <dir>",
-      "keep the local S3 bucket in this directory between runs, so the next run continues from its watermark",
+      "keep the local S3 bucket and the executions in this directory, for the next run, status, backfill and redrive",
+    )
+    .option("--from <hour>", 'with --to: backfill from this UTC hour, like "2026-11-20T00:00:00Z"')
+    .option("--to <hour>", "with --from: backfill up to this UTC hour (inclusive)")
+    .option("--name <name>", "the execution's name (default: local-<time>-<random>, unique)")
+    .option(
+      "--fault <status[:entity]>",
+      'the built-in simulator answers data requests (of that entity) with this HTTP status during this run, e.g. "403:users"',
+      simulatedFault,
     )
     .option(
       "--now <time>",
@@ -168,6 +204,10 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         now?: RunClock;
         verbose?: true;
         history?: string;
+        from?: string;
+        to?: string;
+        name?: string;
+        fault?: SimulatedFault;
       }) => {
         // Loaded on demand: the local stand-ins are heavy, and the AWS commands never need them.
         const { runLocally } = await import("./run");
@@ -189,6 +229,18 @@ function runClock(value: string): RunClock {
     );
   }
   return { at };
+}
+
+/** `run --fault`: "403" or "403:users", an HTTP error status and an entity set's name. */
+function simulatedFault(value: string): SimulatedFault {
+  const match = /^([45]\d\d)(?::([A-Za-z][A-Za-z0-9_]*))?$/.exec(value);
+  if (!match)
+    throw new InvalidArgumentError(
+      'must be an HTTP error status, optionally with an entity, like "403:users"',
+    );
+  return match[2] === undefined
+    ? { status: Number(match[1]) }
+    : { status: Number(match[1]), entity: match[2] };
 }
 
 function positiveInteger(value: string): number {

@@ -8,35 +8,32 @@
  *   data DIR       keep the local bucket in DIR, so the next run continues from its watermark
  *   now TIME       plan as if the clock read TIME (or N hours from now), to see a later run's hours at once
  *   history FILE   write the execution's history there, in the shape of GetExecutionHistory's response
+ *   from/to HOUR   a backfill of those hours (the input {"backfill": {from, to}}) instead of a scheduled run
+ *   name NAME      the execution's name (default: local-<time>-<random>, or backfill-<hours>-<random>)
+ *   fault S[:E]    the built-in simulator answers (entity E's) data requests with HTTP status S, this run only
  * The functions' JSON log and EMF metric lines go to .local-data/run-<time>/collector.log (verbose: stderr);
  * only the newest few run folders are kept.
  */
-import { appendFileSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { configProblems, type Env, loadConfig } from "../functions/lib/config/config";
-import {
-  type CollectOutput,
-  type CommitOutput,
-  collectInputSchema,
-  type PlanOutput,
-} from "../functions/lib/config/contracts";
-import { formatHour, HOUR_MS } from "../functions/lib/config/hours";
-import { newestEligibleHour } from "../functions/lib/feed/planner";
+import { DescribeExecutionCommand, StartExecutionCommand } from "@aws-sdk/client-sfn";
+import { configProblems, type Env, loadPlanningRules } from "../functions/lib/config/config";
+import { HOUR_MS } from "../functions/lib/config/hours";
 import { s3ClientFor } from "../functions/lib/runtime";
-import { type LocalCollectionResult, runLocalCollection } from "../local/collection";
+import type { LocalCollectionResult } from "../local/collection";
 import { executionHistoryResponse } from "../local/execution-history";
 import { failedStateIn, formatFailedState, type HistoryLink } from "../local/failure";
-import type { LocalHandler } from "../local/state-machine";
-import { type CitrixSimulator, startCitrixSimulator } from "../stand-ins/citrix-simulator";
-import { type LocalS3, startLocalS3 } from "../stand-ins/s3-server";
-import { formatCount, missingCredentials, noCredentialsProblem, type Output, UsageError } from "./context";
-import { CollectionProgress } from "./progress";
-
-const LOCAL_BUCKET = "citrix-analytics-local";
-/** Under the working directory: a folder per run, holding its log and (without --data) its bucket. */
-const LOCAL_DATA = ".local-data";
-/** Run folders kept, this run's included: each holds 5–11 MB, and only the latest are ever looked at. */
-const KEPT_RUN_FOLDERS = 5;
+import { backfillExecutionName, checkedBackfillHours } from "./backfill";
+import {
+  executionNameProblem,
+  formatCount,
+  missingCredentials,
+  noCredentialsProblem,
+  type Output,
+  UsageError,
+} from "./context";
+import { LOCAL_BUCKET, openLocalStand } from "./local-stand";
 
 /** The clock a run plans by: a fixed UTC time, or some hours ahead of the real clock. */
 export type RunClock = { at: number } | { hoursAhead: number };
@@ -46,7 +43,7 @@ export interface LocalRunOptions {
   s3: "local" | "env";
   /** On a first run, how many of the newest eligible hours to collect. */
   hours: number;
-  /** A directory (relative to the working directory) that keeps the local bucket between runs. */
+  /** A directory (relative to the working directory) that keeps the local bucket and executions between runs. */
   data?: string;
   /** Default: the real clock. */
   now?: RunClock;
@@ -54,6 +51,19 @@ export interface LocalRunOptions {
   verbose: boolean;
   /** Where to write the execution's history (GetExecutionHistory's response, timestamps as ISO-8601). */
   history?: string;
+  /** With `to`: backfill these hours (UTC, inclusive) instead of running as the schedule does. */
+  from?: string;
+  to?: string;
+  /** The execution's name; by default one no other run can have. */
+  name?: string;
+  /** The built-in simulator answers the data requests (of one entity) with this HTTP status during this run. */
+  fault?: SimulatedFault;
+}
+
+/** `run --fault 403:users`: an HTTP status, and the entity whose requests get it (default: every entity). */
+export interface SimulatedFault {
+  status: number;
+  entity?: string;
 }
 
 export interface LocalRunIo {
@@ -65,8 +75,9 @@ export interface LocalRunIo {
 }
 
 /**
- * Runs one execution locally; resolves to the process exit code (0 when it succeeded). Settings the run
- * lacks throw a UsageError naming all of them, before anything is started or requested.
+ * Runs one execution locally through the local Step Functions API; resolves to the process exit code (0 when
+ * it succeeded). Settings the run lacks, a bad range or name throw a UsageError naming all of them, before
+ * anything is started or requested.
  */
 export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Promise<number> {
   if (options.data !== undefined && options.s3 === "env") {
@@ -74,12 +85,19 @@ export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Prom
       "--data keeps the local S3 bucket between runs: with --s3 env the bucket is S3_BUCKET",
     );
   }
+  if ((options.from === undefined) !== (options.to === undefined)) {
+    throw new UsageError("a backfill run takes both --from and --to");
+  }
+  if (options.fault !== undefined && options.citrix === "env") {
+    throw new UsageError("--fault is answered by the built-in Citrix simulator: leave out --citrix env");
+  }
+  const nameProblem = options.name === undefined ? undefined : executionNameProblem(options.name);
+  if (nameProblem) throw new UsageError(`--name: ${nameProblem}`);
   const problems = await missingSettings(options, io.env);
   if (problems.length > 0) {
     const sources = [options.citrix === "env" && "--citrix env", options.s3 === "env" && "--s3 env"];
     throw new UsageError(`run ${sources.filter(Boolean).join(" ")}: ${problems.join("; ")}`);
   }
-  const env: Env = { ...io.env };
   const started = io.now();
   const offsetMs =
     options.now === undefined
@@ -88,73 +106,55 @@ export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Prom
         ? options.now.at - started
         : options.now.hoursAhead * HOUR_MS;
   const now = () => io.now() + offsetMs;
-  const localData = path.resolve(io.cwd, LOCAL_DATA);
-  // Named by the real clock, so the folders sort in the order the runs happened.
-  const runDirectory = path.join(localData, `run-${new Date(started).toISOString().replace(/[:.]/g, "-")}`);
-  const bucketDirectory =
-    options.data === undefined ? path.join(runDirectory, "s3") : path.resolve(io.cwd, options.data);
-  mkdirSync(runDirectory, { recursive: true });
-  removeOldRunFolders(localData, bucketDirectory);
-  const logFile = path.join(runDirectory, "collector.log");
+  const backfillHours =
+    options.from !== undefined && options.to !== undefined
+      ? checkedBackfillHours(options.from, options.to, now(), loadPlanningRules(io.env))
+      : undefined;
+  const backfill = backfillHours && { from: backfillHours[0] as string, to: backfillHours.at(-1) as string };
+  const name =
+    options.name ?? (backfill ? backfillExecutionName(backfill.from, backfill.to) : localRunName(now()));
   const out = (line = "") => io.stdout.write(`${line}\n`);
-  let simulator: CitrixSimulator | undefined;
-  let s3Server: LocalS3 | undefined;
+  // Lasts as long as this process: a redrive in the next one finds the API well again.
+  const fault = options.fault && {
+    kind: "status" as const,
+    times: Number.MAX_SAFE_INTEGER,
+    ...options.fault,
+  };
+  const stand = await openLocalStand({ ...options, now, fault }, io);
   try {
-    if (options.citrix === "simulator") {
-      simulator = await startCitrixSimulator();
-      Object.assign(env, {
-        API_BASE: simulator.apiBase,
-        TOKEN_URL: simulator.tokenUrl,
-        CITRIX_CUSTOMER_ID: simulator.customerId,
-        CITRIX_CLIENT_ID: simulator.clientId,
-        CITRIX_CLIENT_SECRET: simulator.clientSecret,
-        // The simulator's credentials replace a secret this shell may name for a real tenant.
-        CITRIX_SECRET_ARN: undefined,
-      });
-    }
-    if (options.s3 === "local") {
-      s3Server = await startLocalS3({ directory: bucketDirectory, buckets: [LOCAL_BUCKET] });
-      Object.assign(env, {
-        S3_BUCKET: LOCAL_BUCKET,
-        AWS_ENDPOINT_URL_S3: s3Server.endpoint,
-        AWS_REGION: env.AWS_REGION ?? "us-east-1",
-        AWS_ACCESS_KEY_ID: "S3RVER",
-        AWS_SECRET_ACCESS_KEY: "S3RVER",
-      });
-    }
-    const config = loadConfig(env);
-    // Only a first run (no watermark in the bucket) starts here; later ones continue from the watermark.
-    env.FIRST_HOUR_UTC ??= formatHour(
-      newestEligibleHour(now(), config.lookbackMinutes) - (options.hours - 1) * HOUR_MS,
-    );
-
-    const s3 = s3Server ? s3Server.client() : s3ClientFor(env);
     const kept = options.data === undefined ? "" : ", kept for the next run";
     out(
-      `Collecting from ${simulator ? `the built-in Citrix simulator (${simulator.apiBase})` : config.citrix.apiBase} into ${
-        s3Server
-          ? `local S3 ${s3Server.endpoint} (files in ${s3Server.directory}${kept})`
-          : `s3://${config.bucket}`
+      `Collecting from ${stand.simulator ? `the built-in Citrix simulator (${stand.simulator.apiBase})` : stand.config.citrix.apiBase} into ${
+        stand.s3Server
+          ? `local S3 ${stand.s3Server.endpoint} (files in ${stand.s3Server.directory}${kept})`
+          : `s3://${stand.config.bucket}`
       }`,
     );
-    const progress = new CollectionProgress(io.stdout);
-    const result = await runLocalCollection({
-      env,
-      s3: (credentials) => (credentials && s3Server ? s3Server.client(credentials) : s3),
-      // Against a bucket in AWS, AWS enforces the caller's own permissions; the local one enforces the roles.
-      roles: s3Server ? "deployed" : "caller",
-      now,
-      executionName: `local-${new Date(now())
-        .toISOString()
-        .replace(/[^0-9]/g, "")
-        .slice(0, 14)}`,
-      retryPauseMs: 1000,
-      logSink: options.verbose ? (line) => io.stderr.write(line) : (line) => appendFileSync(logFile, line),
-      wrap: (key, handler) => reportingTo(progress, key, handler),
-    });
-    progress.finish();
+    if (backfill) {
+      out(`Backfill of ${backfillHours?.length} hour(s), ${backfill.from} … ${backfill.to}`);
+    }
+    const sfn = stand.api.client();
+    const { executionArn } = await sfn.send(
+      new StartExecutionCommand({
+        stateMachineArn: stand.api.stateMachineArn,
+        name,
+        input: JSON.stringify(backfill ? { backfill } : {}),
+      }),
+    );
+    out(`Execution ${name}`);
+    await stand.api.settled();
+    const result = stand.results.get(name);
+    if (!result) {
+      // The engine itself failed (no state's error): the API recorded what it threw.
+      const described = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+      throw new Error(`${described.error}: ${described.cause}`);
+    }
+    stand.progress.finish();
     printSummary(result, out);
-    if (!options.verbose) out(`Log lines: ${logFile}`);
+    if (result.status === "FAILED" && options.data !== undefined) {
+      out(`Once the cause is fixed: citrix-collector redrive ${name} --data ${options.data}`);
+    }
+    if (!options.verbose) out(`Log lines: ${stand.logFile}`);
     if (options.history) {
       const history = executionHistoryResponse(result.history, (ms) => new Date(ms).toISOString());
       writeFileSync(options.history, `${JSON.stringify(history, null, 2)}\n`);
@@ -162,9 +162,18 @@ export async function runLocally(options: LocalRunOptions, io: LocalRunIo): Prom
     }
     return result.status === "SUCCEEDED" ? 0 : 1;
   } finally {
-    await simulator?.close();
-    await s3Server?.close();
+    await stand.close();
   }
+}
+
+/**
+ * "local-20261124T112000-9f86d081": the run's time, readable, and 32 random bits, so that runs started at the
+ * same second in two shells never share a name (Step Functions refuses a name used before). Letters, digits
+ * and "-" only, as Plan requires.
+ */
+export function localRunName(nowMs: number): string {
+  const time = new Date(nowMs).toISOString().replace(/[-:]/g, "").slice(0, 15);
+  return `local-${time}-${randomBytes(4).toString("hex")}`;
 }
 
 /**
@@ -194,38 +203,6 @@ async function missingSettings(options: LocalRunOptions, env: Env): Promise<stri
   }
   client.destroy();
   return problems;
-}
-
-/** Removes all but the newest run folders (their names sort by time), never one holding the kept bucket. */
-function removeOldRunFolders(localData: string, bucketDirectory: string): void {
-  const runs = readdirSync(localData, { withFileTypes: true })
-    .filter((entry) => entry.isDirectory() && entry.name.startsWith("run-"))
-    .map((entry) => path.join(localData, entry.name))
-    .sort();
-  for (const folder of runs.slice(0, -KEPT_RUN_FOLDERS)) {
-    if (!`${bucketDirectory}${path.sep}`.startsWith(`${folder}${path.sep}`)) {
-      rmSync(folder, { recursive: true, force: true });
-    }
-  }
-}
-
-/** Tells the progress display what each invocation was given and what it returned. */
-function reportingTo(progress: CollectionProgress, key: string, handler: LocalHandler): LocalHandler {
-  return async (event, context) => {
-    const item = key === "collect" ? collectInputSchema.safeParse(event).data : undefined;
-    if (item) progress.invoking(item.entity, item.hourUtc);
-    try {
-      const result = await handler(event, context);
-      // The handlers' own outputs, as their contracts declare them.
-      if (key === "plan") progress.planned(result as PlanOutput);
-      if (key === "collect") progress.invoked(result as CollectOutput);
-      if (key === "commit") progress.committed(result as CommitOutput);
-      return result;
-    } catch (error) {
-      if (item) progress.failed(item.entity, item.hourUtc, error);
-      throw error;
-    }
-  };
 }
 
 function printSummary(result: LocalCollectionResult, out: (line?: string) => void): void {

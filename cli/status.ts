@@ -62,6 +62,8 @@ export async function status(ctx: CliContext, options: StatusOptions): Promise<n
   out(`Newest eligible  ${newest}   (LOOKBACK_MINUTES ${rules.lookbackMinutes})`);
   out(`Lag              ${lag === null ? "–" : `${lag} hour${lag === 1 ? "" : "s"}`}`);
   out();
+  // The commands it suggests act where this one did.
+  const local = ctx.localData === undefined ? "" : ` --data ${ctx.localData}`;
   if (executions.length === 0) {
     out("No executions yet.");
     return 0;
@@ -73,7 +75,7 @@ export async function status(ctx: CliContext, options: StatusOptions): Promise<n
   if (failed.length > 0) {
     out();
     out(
-      `${failed.length} execution(s) can be redriven: fix the cause, then \`citrix-collector redrive <name>\` or \`citrix-collector redrive --all-failed\`.`,
+      `${failed.length} execution(s) can be redriven: fix the cause, then \`citrix-collector redrive <name>${local}\` or \`citrix-collector redrive --all-failed${local}\`.`,
     );
   }
   // Every execution but a backfill stores a watermark when it succeeds: none means this shell looks elsewhere.

@@ -2,13 +2,20 @@
 // GetExecutionHistory and RedriveExecution over the service's JSON protocol (POST /, X-Amz-Target: AWSStepFunctions.<Operation>,
 // AWS JSON 1.0 bodies, timestamps as epoch seconds, errors as {"__type", "message"}) on 127.0.0.1, in front of
 // the local engine (runLocalCollection). The operator CLI is tested with the real @aws-sdk/client-sfn
-// pointed here (its `endpoint` option or AWS_ENDPOINT_URL_SFN).
+// pointed here (its `endpoint` option or AWS_ENDPOINT_URL_SFN), and its local commands (--data) use it over
+// executions kept in a directory (local/execution-store.ts), so several processes share one state machine.
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { SFNClient } from "@aws-sdk/client-sfn";
 import { startLoopbackServer } from "../stand-ins/loopback-server";
 import type { LocalCollectionResult, RedrivePoint } from "./collection";
 import { executionHistoryResponse, type HistoryEvent } from "./execution-history";
+import {
+  type ExecutionRecord,
+  type ExecutionStatus,
+  type ExecutionStore,
+  memoryExecutionStore,
+} from "./execution-store";
 import type { JsonValue } from "./state-machine";
 
 /** One execution (or a redrive of it) for the engine to run to its end. */
@@ -24,6 +31,11 @@ export interface LocalStepFunctionsOptions {
   execute(request: LocalExecutionRequest): Promise<LocalCollectionResult>;
   stateMachineName?: string;
   region?: string;
+  /**
+   * Where the executions are kept: by default in this server's memory; directoryExecutionStore keeps them
+   * for the API of another process (a later `citrix-collector status` or `redrive`).
+   */
+  store?: ExecutionStore;
 }
 
 export interface LocalStepFunctions {
@@ -37,27 +49,6 @@ export interface LocalStepFunctions {
   /** A real SDK client pointed at this server, with dummy credentials (the server only checks a signature is there). */
   client(): SFNClient;
   close(): Promise<void>;
-}
-
-type ExecutionStatus = "RUNNING" | "SUCCEEDED" | "FAILED" | "TIMED_OUT" | "ABORTED";
-
-interface ExecutionRecord {
-  executionArn: string;
-  name: string;
-  status: ExecutionStatus;
-  startDate: number;
-  stopDate: number | undefined;
-  input: string;
-  output: string | undefined;
-  error: string | undefined;
-  cause: string | undefined;
-  redrivePoint: RedrivePoint | undefined;
-  redriveCount: number;
-  redriveDate: number | undefined;
-  /** The history once the engine finished (the local engine hands it over at the end, not as it goes). */
-  history: HistoryEvent[];
-  /** Insertion order breaks ties between executions started in the same millisecond. */
-  sequence: number;
 }
 
 /** An AWS error answer: the SDK maps `__type` to its modelled exception class. */
@@ -87,22 +78,30 @@ export async function startLocalStepFunctions(
   const machineName = options.stateMachineName ?? "citrix-analytics-collector-local";
   const stateMachineArn = `arn:aws:states:${region}:${ACCOUNT}:stateMachine:${machineName}`;
   const executionArnPrefix = `arn:aws:states:${region}:${ACCOUNT}:execution:${machineName}:`;
-  const executions = new Map<string, ExecutionRecord>();
+  const executions = options.store ?? memoryExecutionStore();
   const running = new Set<Promise<void>>();
   const requests: { target: string; status: number }[] = [];
-  let sequence = 0;
 
   const seconds = (ms: number | undefined) => (ms === undefined ? undefined : ms / 1000);
 
   function run(record: ExecutionRecord, redrive: RedrivePoint | undefined): void {
     const finished = (async () => {
-      let result: LocalCollectionResult;
       try {
-        result = await options.execute({
+        const result = await options.execute({
           name: record.name,
           input: JSON.parse(record.input) as JsonValue,
           redrive,
         });
+        appendHistory(record, result.history, redrive !== undefined);
+        if (result.status === "SUCCEEDED") {
+          record.status = "SUCCEEDED";
+          record.output = JSON.stringify(result.output ?? null);
+        } else {
+          record.status = "FAILED";
+          record.error = result.error?.name;
+          record.cause = result.error?.cause;
+          record.redrivePoint = result.redrive;
+        }
       } catch (error) {
         Object.assign(record, {
           status: "FAILED",
@@ -110,20 +109,9 @@ export async function startLocalStepFunctions(
           cause: error instanceof Error ? error.message : String(error),
           redrivePoint: undefined,
         });
-        return;
-      } finally {
-        record.stopDate = Date.now();
       }
-      appendHistory(record, result.history, redrive !== undefined);
-      if (result.status === "SUCCEEDED") {
-        record.status = "SUCCEEDED";
-        record.output = JSON.stringify(result.output ?? null);
-      } else {
-        record.status = "FAILED";
-        record.error = result.error?.name;
-        record.cause = result.error?.cause;
-        record.redrivePoint = result.redrive;
-      }
+      record.stopDate = Date.now();
+      executions.save(record);
     })();
     running.add(finished);
     void finished.finally(() => running.delete(finished));
@@ -178,7 +166,9 @@ export async function startLocalStepFunctions(
     ) {
       throw new ApiError("InvalidArn", `Invalid Arn: '${String(executionArn)}'`);
     }
-    const record = executions.get(executionArn);
+    const record = executionArn.startsWith(executionArnPrefix)
+      ? executions.get(executionArn.slice(executionArnPrefix.length))
+      : undefined;
     if (!record) throw new ApiError("ExecutionDoesNotExist", `Execution Does Not Exist: '${executionArn}'`);
     return record;
   }
@@ -213,9 +203,6 @@ export async function startLocalStepFunctions(
         throw new ApiError("InvalidName", `Invalid Name: '${String(name)}'`);
       }
       const executionArn = `${executionArnPrefix}${name}`;
-      if (executions.has(executionArn)) {
-        throw new ApiError("ExecutionAlreadyExists", `Execution Already Exists: '${executionArn}'`);
-      }
       const raw = input.input === undefined ? "{}" : input.input;
       try {
         JSON.parse(String(raw));
@@ -236,9 +223,17 @@ export async function startLocalStepFunctions(
         redriveCount: 0,
         redriveDate: undefined,
         history: [],
-        sequence: sequence++,
+        sequence: executions.all().length,
+        pid: process.pid,
       };
-      executions.set(executionArn, record);
+      if (!executions.add(record)) {
+        // AWS answers a repeated StartExecution of a running execution with the same input as it did the first.
+        const existing = executions.get(name);
+        if (existing?.status === "RUNNING" && existing.input === record.input) {
+          return { executionArn, startDate: seconds(existing.startDate) };
+        }
+        throw new ApiError("ExecutionAlreadyExists", `Execution Already Exists: '${executionArn}'`);
+      }
       run(record, undefined);
       return { executionArn, startDate: seconds(record.startDate) };
     },
@@ -249,7 +244,8 @@ export async function startLocalStepFunctions(
         typeof input.maxResults === "number" && input.maxResults > 0 ? input.maxResults : 100;
       const start = input.nextToken === undefined ? 0 : Number(input.nextToken);
       if (!Number.isInteger(start) || start < 0) throw new ApiError("InvalidToken", "Invalid Token");
-      const listed = [...executions.values()]
+      const listed = executions
+        .all()
         .filter((record) => input.statusFilter === undefined || record.status === input.statusFilter)
         .filter(
           (record) =>
@@ -312,7 +308,9 @@ export async function startLocalStepFunctions(
         cause: undefined,
         redriveCount: record.redriveCount + 1,
         redriveDate: now,
+        pid: process.pid,
       });
+      executions.save(record);
       run(record, point);
       return { redriveDate: seconds(now) };
     },

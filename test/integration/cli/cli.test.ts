@@ -558,7 +558,7 @@ describe("citrix-collector as a process", () => {
         .split("\n")
         .map((line) => JSON.parse(line) as Record<string, unknown>);
       expect(lines.length).toBeGreaterThan(10);
-      for (const line of lines) expect(line.execution).toMatch(/^local-\d{14}$/);
+      for (const line of lines) expect(line.execution).toMatch(/^local-\d{8}T\d{6}-[0-9a-f]{8}$/);
       expect(lines.filter((line) => line.message === "fetched page")).not.toHaveLength(0);
       const everything = result.stdout + result.stderr + readRunLogs(cwd);
       expect(simulator.issuedTokens.length).toBeGreaterThan(0);
