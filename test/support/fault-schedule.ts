@@ -696,8 +696,8 @@ async function publishedHours(stand: Stand): Promise<string[]> {
 }
 
 /**
- * Every hour published holds exactly the records the simulator serves for it, once each, in order; no feed
- * object exists for an hour that is not published (the feed shows committed hours only).
+ * Every entity-hour published holds exactly the records the simulator serves for it, once each, in order; no
+ * feed object exists for an entity-hour that is not published (the feed shows committed hours only).
  */
 async function checkFeed(stand: Stand, violations: string[]): Promise<void> {
   const published = (await publishedEntityHours(stand)).flatMap(({ hourUtc, entity }) =>
