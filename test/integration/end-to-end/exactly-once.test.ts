@@ -105,8 +105,9 @@ describe("a Commit that fails half-way", () => {
     expect(await s.watermark()).toBeNull();
     const partial = store.feedWrites.filter((key) => key.includes("hour=09/"));
     expect(partial.length).toBeGreaterThan(0);
-    expect(await s.keys(`${CONTROL}/published/`)).not.toContain(
-      `${CONTROL}/published/year=2026/month=11/day=24/hour=09/sessions`,
+    // An entity whose one part was copied may have its marker; the others of 09:00 have none.
+    expect((await s.keys(`${CONTROL}/published/year=2026/month=11/day=24/hour=09/`)).length).toBeLessThan(
+      ENTITIES.length,
     );
 
     // Hours are published in parallel: 08:00 and 10:00 were, 09:00 was claimed and got some of its parts. The
