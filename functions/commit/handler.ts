@@ -22,10 +22,12 @@ export function createHandler(deps: CommitHandlerDeps) {
     const published = output.hours.filter((hour) => hour.outcome === "published");
     const metrics = deps.metrics({ execution: input.runId });
     metrics.add("HoursPublished", published.length);
+    // An hour this execution published may hold entity-hours published before (a backfill of a new entity).
     metrics.add(
       "RecordsPublished",
       published
         .flatMap((hour) => Object.values(hour.records))
+        .filter((entity) => entity.outcome === "published")
         .reduce((sum, records) => sum + records.published, 0),
     );
     metrics.publish();

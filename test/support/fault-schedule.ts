@@ -1,6 +1,6 @@
 import type { CopyResult, S3Store, WriteResult } from "../../functions/lib/aws/s3-store";
 import { formatHour, HOUR_MS, hourRange, parseHour } from "../../functions/lib/config/hours";
-import { feedPartKey, hourOfPublishedMarker, publishedPrefix } from "../../functions/lib/feed/keys";
+import { feedPartKey, publishedMarkerOfKey, publishedPrefix } from "../../functions/lib/feed/keys";
 import type { LocalCollectionResult, RedrivePoint } from "../../local/collection";
 import type { LocalHandler } from "../../local/state-machine";
 import type { Fault as CitrixFault } from "../../stand-ins/citrix-simulator";
@@ -268,6 +268,8 @@ export function describeSchedule(schedule: Schedule): string[] {
 interface ControlWrite {
   kind: "watermark" | "published";
   hourUtc: string;
+  /** The entity of an entity-hour marker. */
+  entity?: string | undefined;
 }
 
 /**
@@ -321,8 +323,9 @@ class KillableStore extends InstrumentedStore {
   ): Promise<WriteResult> {
     this.call("PutObject", key);
     const result = await super.put(key, body, contentType, condition);
-    const marker = hourOfPublishedMarker(CONTROL_PREFIX, key);
-    if (result.written && marker) this.controlWrites.push({ kind: "published", hourUtc: marker });
+    const marker = publishedMarkerOfKey(CONTROL_PREFIX, key);
+    if (result.written && marker)
+      this.controlWrites.push({ kind: "published", hourUtc: marker.hourUtc, entity: marker.entity });
     if (result.written && key === STATE_KEY) {
       const { last_hour_utc } = JSON.parse(String(body)) as { last_hour_utc: string };
       this.controlWrites.push({ kind: "watermark", hourUtc: last_hour_utc });
@@ -652,13 +655,15 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
   }
 }
 
-/** Each watermark write is ≥ the one before, and every hour up to it had its marker when it was written. */
+/** Each watermark write is ≥ the one before, and every entity-hour up to it had its marker when it was written. */
 function checkControlWrites(writes: ControlWrite[], violations: string[]): void {
-  const published = new Set<string>();
+  const markers: PublishedEntityHour[] = [];
+  let published = new Set<string>();
   let previous: string | undefined;
   for (const write of writes) {
     if (write.kind === "published") {
-      published.add(write.hourUtc);
+      markers.push({ hourUtc: write.hourUtc, entity: write.entity });
+      published = hoursOfEveryEntity(markers);
       continue;
     }
     if (previous !== undefined && write.hourUtc < previous)
@@ -674,37 +679,56 @@ function checkControlWrites(writes: ControlWrite[], violations: string[]): void 
   }
 }
 
-async function publishedHours(stand: Stand): Promise<string[]> {
+interface PublishedEntityHour {
+  hourUtc: string;
+  entity: string | undefined;
+}
+
+/** The hours every entity of the schedule has a marker for. */
+function hoursOfEveryEntity(markers: readonly PublishedEntityHour[]): Set<string> {
+  const entities = new Map<string, Set<string | undefined>>();
+  for (const { hourUtc, entity } of markers)
+    entities.set(hourUtc, (entities.get(hourUtc) ?? new Set()).add(entity));
+  return new Set(
+    [...entities].filter(([, done]) => ENTITIES.every((entity) => done.has(entity))).map(([hour]) => hour),
+  );
+}
+
+async function publishedEntityHours(stand: Stand): Promise<PublishedEntityHour[]> {
   const keys = await stand.keys(publishedPrefix(CONTROL_PREFIX));
-  return keys.flatMap((key) => hourOfPublishedMarker(CONTROL_PREFIX, key) ?? []);
+  return keys.flatMap((key) => publishedMarkerOfKey(CONTROL_PREFIX, key) ?? []);
+}
+
+async function publishedHours(stand: Stand): Promise<string[]> {
+  return [...hoursOfEveryEntity(await publishedEntityHours(stand))];
 }
 
 /**
- * Every hour published holds exactly the records the simulator serves for it, once each, in order; no feed
- * object exists for an hour that is not published (the feed shows committed hours only).
+ * Every entity-hour published holds exactly the records the simulator serves for it, once each, in order; no
+ * feed object exists for an entity-hour that is not published (the feed shows committed hours only).
  */
 async function checkFeed(stand: Stand, violations: string[]): Promise<void> {
-  const published = await publishedHours(stand);
-  for (const hourUtc of published) {
-    for (const entity of ENTITIES) {
-      try {
-        await expectFeedMatchesSimulator(stand, entity, hourUtc);
-      } catch (error) {
-        violations.push(
-          `${entity} ${hourUtc} in the feed differs from what the API served: ${String(error).slice(0, 500)}`,
-        );
-      }
+  const published = (await publishedEntityHours(stand)).flatMap(({ hourUtc, entity }) =>
+    entity === undefined ? [] : [{ hourUtc, entity }],
+  );
+  for (const { hourUtc, entity } of published) {
+    try {
+      await expectFeedMatchesSimulator(stand, entity, hourUtc);
+    } catch (error) {
+      violations.push(
+        `${entity} ${hourUtc} in the feed differs from what the API served: ${String(error).slice(0, 500)}`,
+      );
     }
   }
   const hourDirectories = new Set(
-    published.flatMap((hourUtc) =>
-      ENTITIES.map((entity) => feedPartKey(FEED_PREFIX, entity, hourUtc, 0).replace(/part-\d+\.ndjson$/, "")),
+    published.map(({ hourUtc, entity }) =>
+      feedPartKey(FEED_PREFIX, entity, hourUtc, 0).replace(/part-\d+\.ndjson$/, ""),
     ),
   );
   const stray = (await stand.keys(`${FEED_PREFIX}/`)).filter(
     (key) => !hourDirectories.has(key.replace(/part-\d+\.ndjson(\.gz)?$/, "")),
   );
-  if (stray.length > 0) violations.push(`feed objects of hours not published: ${stray.join(", ")}`);
+  if (stray.length > 0) violations.push(`feed objects of entity-hours not published: ${stray.join(", ")}`);
 }
 
 /** The one-line command that replays a seed, and what to read when it fails. */

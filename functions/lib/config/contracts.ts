@@ -176,20 +176,33 @@ export const commitInputSchema = z.object({
 export type CommitInput = z.infer<typeof commitInputSchema>;
 
 export type HourOutcome =
-  /** This execution published the hour (or finished publishing it on a redrive). */
+  /** This execution published the entity-hour (or finished publishing it on a redrive). */
   | "published"
-  /** Another execution had claimed the hour and not finished; this one finished it from that one's staging. */
+  /** Another execution had claimed it and not finished; this one finished it from that one's staging. */
   | "completed-for-another"
-  /** Another execution had published it completely; nothing was written. */
+  /** It had been published completely before; nothing was written. */
   | "already-published";
+
+/** One entity-hour of a Commit: records collected now and published (by whichever execution), and by whom. */
+export interface EntityHourReport {
+  collected: number;
+  published: number;
+  outcome: HourOutcome;
+  /** The execution whose manifest the entity-hour's feed objects came from. */
+  publisher: string;
+}
 
 export interface HourReport {
   hourUtc: string;
+  /**
+   * "already-published" when every entity-hour was; "published" when this execution published one from its
+   * own manifest; else "completed-for-another". Each entity's own outcome is in `records`.
+   */
   outcome: HourOutcome;
-  /** The execution that published (or is publishing) the hour. */
+  /** This execution when it published; else the publisher of the first entity-hour written or found. */
   publisher: string;
-  /** Records this execution collected per entity, and for hours published elsewhere what was published. */
-  records: Record<string, { collected: number; published: number }>;
+  /** Per entity: records this execution collected, what was published, and the entity-hour's outcome. */
+  records: Record<string, EntityHourReport>;
 }
 
 export interface CommitOutput {

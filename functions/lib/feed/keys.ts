@@ -64,33 +64,108 @@ export function collectedResultKey(
   return `${collectedResultPrefix(controlPrefix, runId)}${entity}/${hourPath(hourUtc)}.json`;
 }
 
-/** One create-only manifest per hour: it fixes, once, which staging parts become the hour's feed objects. */
-export function manifestKey(controlPrefix: string, hourUtc: string): string {
-  return `${controlPrefix}/manifests/${hourPath(hourUtc)}.json`;
+/**
+ * The create-only manifest of one entity-hour's generation: it fixes, once, which staging parts become that
+ * entity-hour's feed objects. Generation 1 is `<entity>.json`, later ones `<entity>.g<N>.json`; the highest
+ * generation is current. A new generation is claimed only when no part of the previous one can ever reach
+ * the feed (see the publisher), so each feed key still has one manifest that names it.
+ */
+export function manifestKey(controlPrefix: string, hourUtc: string, entity: string, generation = 1): string {
+  const suffix = generation === 1 ? "" : `.g${generation}`;
+  return `${manifestHourPrefix(controlPrefix, hourUtc)}/${entity}${suffix}.json`;
 }
 
 /**
- * A small object written once every feed object a manifest names exists: the hour is published. Keys sort
- * in hour order, so the hours published after the watermark are one ListObjectsV2 with StartAfter.
+ * Every manifest of an hour, the legacy per-hour one included: one ListObjectsV2 finds the current
+ * generation of each entity.
  */
-export function publishedMarkerKey(controlPrefix: string, hourUtc: string): string {
+export function manifestHourPrefix(controlPrefix: string, hourUtc: string): string {
+  return `${controlPrefix}/manifests/${hourPath(hourUtc)}`;
+}
+
+/** The entity and generation a key under manifestHourPrefix names, or undefined for another key (the legacy one). */
+export function manifestOfKey(
+  hourPrefix: string,
+  key: string,
+): { entity: string; generation: number } | undefined {
+  if (!key.startsWith(hourPrefix)) return undefined;
+  const match = /^\/([A-Za-z][A-Za-z0-9_]*)(?:\.g([2-9]|[1-9]\d+))?\.json$/.exec(
+    key.slice(hourPrefix.length),
+  );
+  if (!match) return undefined;
+  return { entity: match[1] as string, generation: match[2] === undefined ? 1 : Number(match[2]) };
+}
+
+/**
+ * The per-hour manifest of deployments before entity-hours were published one by one: still honoured for
+ * the entities it lists (an hour claimed before an upgrade is finished from it), never written any more.
+ */
+export function legacyManifestKey(controlPrefix: string, hourUtc: string): string {
+  return `${manifestHourPrefix(controlPrefix, hourUtc)}.json`;
+}
+
+/**
+ * A small object written once every feed object an entity-hour's manifest names exists: that entity-hour is
+ * published. Keys sort in hour order, so what was published after the watermark is one ListObjectsV2 with
+ * StartAfter (publishedAfterKey).
+ */
+export function publishedMarkerKey(controlPrefix: string, hourUtc: string, entity: string): string {
+  return `${publishedHourPrefix(controlPrefix, hourUtc)}/${entity}`;
+}
+
+/** Every marker of an hour, the legacy per-hour one included: one ListObjectsV2. */
+export function publishedHourPrefix(controlPrefix: string, hourUtc: string): string {
   return `${publishedPrefix(controlPrefix)}${hourPath(hourUtc)}`;
+}
+
+/**
+ * The marker of a whole hour written by deployments before entity-hours were published one by one: it
+ * stands for the entities its legacy manifest lists.
+ */
+export function legacyPublishedMarkerKey(controlPrefix: string, hourUtc: string): string {
+  return publishedHourPrefix(controlPrefix, hourUtc);
 }
 
 export function publishedPrefix(controlPrefix: string): string {
   return `${controlPrefix}/published/`;
 }
 
-/** The hour a published marker stands for, or undefined for a key that is not one. */
-export function hourOfPublishedMarker(controlPrefix: string, key: string): string | undefined {
+/**
+ * StartAfter for the markers of hours after `hourUtc`: past that hour's own markers, since "~" sorts after
+ * every character of an entity name, and before the next hour's.
+ */
+export function publishedAfterKey(controlPrefix: string, hourUtc: string): string {
+  return `${publishedHourPrefix(controlPrefix, hourUtc)}/~`;
+}
+
+/** What a marker key stands for: an entity-hour, or (entity undefined) a legacy whole-hour marker. */
+export interface PublishedMarkerRef {
+  hourUtc: string;
+  entity: string | undefined;
+}
+
+/** The entity-hour (or legacy hour) a published marker stands for, or undefined for a key that is not one. */
+export function publishedMarkerOfKey(controlPrefix: string, key: string): PublishedMarkerRef | undefined {
   if (!key.startsWith(publishedPrefix(controlPrefix))) return undefined;
-  return hourOfPath(key.slice(publishedPrefix(controlPrefix).length));
+  const match = /^(year=\d{4}\/month=\d{2}\/day=\d{2}\/hour=\d{2})(?:\/([A-Za-z][A-Za-z0-9_]*))?$/.exec(
+    key.slice(publishedPrefix(controlPrefix).length),
+  );
+  const hourUtc = match ? hourOfPath(match[1] as string) : undefined;
+  return hourUtc === undefined ? undefined : { hourUtc, entity: match?.[2] };
 }
 
 /** The inverse of hourPath. */
 function hourOfPath(path: string): string | undefined {
   const match = /^year=(\d{4})\/month=(\d{2})\/day=(\d{2})\/hour=(\d{2})$/.exec(path);
   return match ? `${match[1]}-${match[2]}-${match[3]}T${match[4]}:00:00Z` : undefined;
+}
+
+/**
+ * Where the first scheduled run records, create-only, the hour it starts at: every first run that finds no
+ * watermark reads the same hour, so two first runs on either side of the minute an hour falls due agree.
+ */
+export function firstHourKey(controlPrefix: string): string {
+  return `${controlPrefix}/first-hour.json`;
 }
 
 /**

@@ -15,7 +15,9 @@ import { readPageWindowHint } from "./page-window-hint";
 import { lagHours, newestEligibleHour, planBackfillHours, planHours, planWorkItems } from "./planner";
 import {
   advanceWatermark,
-  publishedHoursAfter,
+  firstRunHour,
+  hoursPublishedForEvery,
+  publishedEntitiesAfter,
   readWatermark,
   recoverWatermark,
   type Watermark,
@@ -68,7 +70,7 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     : undefined;
   let watermark = await readWatermark(store, config.stateKey, config.seedStateKey);
   const leases = backfill ? [] : await otherLeases(deps, input);
-  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName, nowMs, leases);
+  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName, nowMs);
   const deferred: Record<string, string[]> = {};
   let hours: string[];
   if (backfill) {
@@ -87,7 +89,12 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
       watermarkHourUtc: watermark.hourUtc ?? undefined,
       firstHourUtc: config.firstHourUtc,
     });
-    const published = new Set(await publishedHoursAfter(store, config.controlPrefix, watermark.hourUtc));
+    const published = new Set(
+      hoursPublishedForEvery(
+        await publishedEntitiesAfter(store, config.controlPrefix, watermark.hourUtc),
+        config.entities,
+      ),
+    );
     const held = new Map(
       leases.flatMap(({ lease, status }) =>
         status === "running" ? lease.hours.map((hourUtc) => [hourUtc, lease.runId] as const) : [],
@@ -164,30 +171,25 @@ async function mapConcurrency(
 
 /**
  * The watermark a scheduled run plans from. A lost state file is recovered from the published markers (and
- * stored again). A first run starts after the hour before its first hour: FIRST_HOUR_UTC, or the newest
- * eligible one, or the earliest hour an earlier first run leased if that is earlier (it may have overrun the
- * hour, or died), which Commit stores. The watermark moves over hours published after it whose execution
- * did not get to move it (it died in Commit, or finished after a later one).
+ * stored again). A first run starts after the hour before the first hour all first runs share (see
+ * firstRunHour): FIRST_HOUR_UTC, or the newest eligible hour of the first run that recorded it; Commit stores
+ * it. The watermark moves over hours published after it whose execution did not get to move it (it died in
+ * Commit, or finished after a later one).
  */
 async function catchUpWatermark(
   deps: PlanDeps,
   read: Watermark,
   runId: string,
   nowMs: number,
-  leases: readonly LeaseOfAnother[],
 ): Promise<Watermark> {
   const { store, config, log } = deps;
   let watermark = read;
   if (watermark.hourUtc === null) {
-    const recovered = await recoverWatermark(store, config.controlPrefix);
+    const recovered = await recoverWatermark(store, config.controlPrefix, config.entities);
     if (recovered === undefined) {
-      const configured = config.firstHourUtc
-        ? (parseHour(config.firstHourUtc) as number)
-        : newestEligibleHour(nowMs, config.lookbackMinutes);
-      const leased = leases.flatMap(({ lease }) =>
-        lease.hours.map((hourUtc) => parseHour(hourUtc) ?? configured),
-      );
-      return { hourUtc: formatHour(Math.min(configured, ...leased) - HOUR_MS), etag: null };
+      const proposed = config.firstHourUtc ?? formatHour(newestEligibleHour(nowMs, config.lookbackMinutes));
+      const first = await firstRunHour(store, config.controlPrefix, proposed, runId, nowMs);
+      return { hourUtc: formatHour((parseHour(first) as number) - HOUR_MS), etag: null };
     }
     log.warn("no state file, but hours were published: continuing after the published hours", {
       stateKey: config.stateKey,
@@ -195,7 +197,7 @@ async function catchUpWatermark(
     });
     watermark = { hourUtc: recovered, etag: null };
   }
-  const moved = await advanceWatermark(store, config, watermark, runId);
+  const moved = await advanceWatermark(store, config, watermark, runId, config.entities);
   if (moved === watermark.hourUtc && watermark.etag !== null) return watermark;
   // Moved or stored anew: read it back for the ETag Commit writes over.
   const written = await readWatermark(store, config.stateKey);

@@ -1,10 +1,19 @@
 import type { S3Store } from "../aws/s3-store";
+import type { RunMode } from "../config/contracts";
 import { InvalidInputError, StorageUnavailableError } from "../config/errors";
 import { formatHour, HOUR_MS, parseHour, parseWatermarkHour } from "../config/hours";
-import { hourOfPublishedMarker, publishedMarkerKey, publishedPrefix } from "./keys";
+import { mapConcurrently } from "./concurrency";
+import {
+  firstHourKey,
+  type PublishedMarkerRef,
+  publishedAfterKey,
+  publishedMarkerOfKey,
+  publishedPrefix,
+} from "./keys";
+import { readLegacyManifest } from "./manifest";
 
 /**
- * The watermark: the last hour whose every entity is published. Stored as JSON keeping the seed's
+ * The watermark: the last hour up to which every hour is published for every configured entity. Stored as JSON keeping the seed's
  * `last_hour_utc` field, so a seed user's state file is read as-is.
  */
 export interface Watermark {
@@ -60,56 +69,156 @@ export function newestContiguousHour(base: string, published: readonly string[])
 }
 
 /**
- * The hours with a published marker after `afterHourUtc` (all of them when null), oldest first:
- * ListObjectsV2 returns keys in UTF-8 binary order, which for marker keys is hour order.
+ * The hours every one of `entities` is published for, oldest first. Only configured entities are asked for,
+ * so an entity removed from ENTITIES never blocks the watermark.
  */
-export async function publishedHoursAfter(
+export function hoursPublishedForEvery(
+  byHour: ReadonlyMap<string, ReadonlySet<string>>,
+  entities: readonly string[],
+): string[] {
+  return [...byHour.keys()].filter((hourUtc) => entities.every((entity) => byHour.get(hourUtc)?.has(entity)));
+}
+
+/**
+ * The published entities of each hour a marker names: an entity-hour marker counts for its entity, a legacy
+ * whole-hour marker for the entities its legacy manifest lists (`legacyEntities`).
+ */
+export function entitiesByHour(
+  markers: readonly PublishedMarkerRef[],
+  legacyEntities: ReadonlyMap<string, readonly string[]>,
+): Map<string, Set<string>> {
+  const byHour = new Map<string, Set<string>>();
+  for (const { hourUtc, entity } of markers) {
+    const entities = byHour.get(hourUtc) ?? new Set<string>();
+    for (const published of entity === undefined ? (legacyEntities.get(hourUtc) ?? []) : [entity])
+      entities.add(published);
+    byHour.set(hourUtc, entities);
+  }
+  return byHour;
+}
+
+/**
+ * The entities published for each hour after `afterHourUtc` (every hour when null), hours oldest first:
+ * ListObjectsV2 returns keys in UTF-8 binary order, which for marker keys is hour order. Legacy whole-hour
+ * markers cost one read of their manifest each; they only exist before the upgrade.
+ */
+export async function publishedEntitiesAfter(
   store: S3Store,
   controlPrefix: string,
   afterHourUtc: string | null,
-): Promise<string[]> {
+): Promise<Map<string, Set<string>>> {
   const keys = await store.listKeys(
     publishedPrefix(controlPrefix),
-    afterHourUtc === null ? undefined : publishedMarkerKey(controlPrefix, afterHourUtc),
+    afterHourUtc === null ? undefined : publishedAfterKey(controlPrefix, afterHourUtc),
   );
-  return keys.flatMap((key) => hourOfPublishedMarker(controlPrefix, key) ?? []);
+  const markers = keys.flatMap((key) => publishedMarkerOfKey(controlPrefix, key) ?? []);
+  const legacyHours = markers.flatMap(({ hourUtc, entity }) => (entity === undefined ? [hourUtc] : []));
+  const legacy = await mapConcurrently(legacyHours, LEGACY_READS_IN_PARALLEL, async (hourUtc) => {
+    const manifest = await readLegacyManifest(store, controlPrefix, hourUtc);
+    return [hourUtc, Object.keys(manifest?.entities ?? {})] as const;
+  });
+  return entitiesByHour(markers, new Map(legacy));
 }
 
-/** What a published marker records: the watermark its publisher planned from, for recoverWatermark. */
+const LEGACY_READS_IN_PARALLEL = 8;
+
+/**
+ * What a published marker records: the manifest (execution and generation) published, who wrote the marker,
+ * the mode of that execution and the watermark it planned from, for recoverWatermark. Markers written
+ * before the upgrade have no mode or generation.
+ */
 export interface PublishedMarker {
   manifest: string;
+  generation: number;
   by: string;
   at: string;
+  mode: RunMode;
   watermark: string | null;
 }
 
 /**
- * When neither the state file nor a seed state file exists but hours were published, the state file was lost
- * (deleted, or a new STATE_KEY). The newest marker records the watermark its execution planned from, and
- * every hour up to that one was published then: continue over the hours published contiguously after it.
- * Hours published beyond a gap (the gap may be an hour a failed execution never claimed) are not trusted.
- * Undefined when nothing was ever published: a first run.
+ * When neither the state file nor a seed state file exists but entity-hours were published, the state file
+ * was lost (deleted, or a new STATE_KEY). Every marker records the watermark its execution planned from, and
+ * every hour up to that one was published then: the newest marker that records one is the base, and the
+ * watermark continues over the hours published contiguously after it for every configured entity. Hours
+ * published beyond a gap (an hour a failed execution never claimed) are not trusted. Markers of backfills
+ * that ran before any watermark existed record none and are passed over, so they neither skip hours nor
+ * send the next run back to them. Undefined when no marker records a watermark: a first run.
  */
-export async function recoverWatermark(store: S3Store, controlPrefix: string): Promise<string | undefined> {
-  const published = await publishedHoursAfter(store, controlPrefix, null);
-  const newest = published[published.length - 1];
-  if (newest === undefined) return undefined;
-  const marker = parseMarker((await store.getText(publishedMarkerKey(controlPrefix, newest)))?.body);
-  const oldest = parseHour(published[0] as string) as number;
-  // A marker that records no watermark (a backfill before any): trust only the run from the oldest marker.
-  const base = marker?.watermark ?? formatHour(oldest - HOUR_MS);
-  return newestContiguousHour(base, published);
+export async function recoverWatermark(
+  store: S3Store,
+  controlPrefix: string,
+  entities: readonly string[],
+): Promise<string | undefined> {
+  const keys = await store.listKeys(publishedPrefix(controlPrefix));
+  let base: string | undefined;
+  for (const key of keys.reverse()) {
+    base = parseMarker((await store.getText(key))?.body)?.watermark ?? undefined;
+    if (base !== undefined) break;
+  }
+  if (base === undefined) return undefined;
+  const published = await publishedEntitiesAfter(store, controlPrefix, base);
+  return newestContiguousHour(base, hoursPublishedForEvery(published, entities));
 }
 
-function parseMarker(body: string | undefined): PublishedMarker | undefined {
+/** A marker's recorded watermark, or undefined when it records none (a backfill before the first run). */
+export function parseMarker(body: string | undefined): { watermark: string } | undefined {
   try {
-    const marker = JSON.parse(body ?? "") as Partial<PublishedMarker>;
-    return typeof marker.watermark === "string" && parseHour(marker.watermark) !== undefined
-      ? (marker as PublishedMarker)
+    const marker = JSON.parse(body ?? "") as Partial<PublishedMarker> | null;
+    return typeof marker?.watermark === "string" && parseHour(marker.watermark) !== undefined
+      ? { watermark: marker.watermark }
       : undefined;
   } catch {
     return undefined;
   }
+}
+
+/** What firstHourKey holds. */
+export interface FirstHourRecord {
+  hourUtc: string;
+  by: string;
+  at: string;
+}
+
+/**
+ * The hour a first run starts at. The first run to get here records `proposedHourUtc` (FIRST_HOUR_UTC, or the
+ * newest eligible hour on its clock) create-only; every other first run reads the hour it recorded. Two first
+ * runs whose clocks lie on either side of the minute an hour falls due therefore start at the same hour, and
+ * neither can move the watermark over an hour the other one was to collect.
+ */
+export async function firstRunHour(
+  store: S3Store,
+  controlPrefix: string,
+  proposedHourUtc: string,
+  runId: string,
+  nowMs: number,
+): Promise<string> {
+  const key = firstHourKey(controlPrefix);
+  const recorded = await store.getText(key);
+  if (recorded !== undefined) return parseFirstHour(recorded.body, store.bucket, key);
+  const record: FirstHourRecord = { hourUtc: proposedHourUtc, by: runId, at: new Date(nowMs).toISOString() };
+  const created = await store.put(key, JSON.stringify(record), "application/json", { ifNoneMatch: "*" });
+  if (created.written) return proposedHourUtc;
+  const winner = await store.getText(key);
+  if (winner === undefined)
+    throw new StorageUnavailableError(`s3://${store.bucket}/${key} vanished as it was read`);
+  return parseFirstHour(winner.body, store.bucket, key);
+}
+
+export function parseFirstHour(body: string, bucket: string, key: string): string {
+  let hourUtc: unknown;
+  try {
+    hourUtc = (JSON.parse(body) as Partial<FirstHourRecord> | null)?.hourUtc;
+  } catch {
+    hourUtc = undefined;
+  }
+  const ms = typeof hourUtc === "string" ? parseHour(hourUtc) : undefined;
+  if (ms === undefined) {
+    throw new InvalidInputError(
+      `s3://${bucket}/${key} records no UTC hour to start at: delete it (the next first run records its own) or fix its "hourUtc"`,
+    );
+  }
+  return formatHour(ms);
 }
 
 export interface WatermarkLayout {
@@ -118,8 +227,8 @@ export interface WatermarkLayout {
 }
 
 /**
- * Moves the watermark forward over every hour published contiguously after it (by this execution or any
- * other), never backwards; a missing one is left alone (Plan creates it, a backfill never does). Writes only
+ * Moves the watermark forward over every hour published contiguously after it for every one of `entities`
+ * (by this execution or any other), never backwards; a missing one is left alone (Plan creates it, a backfill never does). Writes only
  * over the state object it last read (If-Match on its ETag, or create-only when there was none); when
  * another execution moved it in between, re-reads and tries again. Returns the watermark after.
  */
@@ -128,12 +237,14 @@ export async function advanceWatermark(
   layout: WatermarkLayout,
   planned: Watermark,
   runId: string,
+  entities: readonly string[],
 ): Promise<string | null> {
   let current = planned;
   for (let attempt = 1; attempt <= WATERMARK_WRITE_ATTEMPTS; attempt++) {
     const from = current.hourUtc;
     if (from === null) return null;
-    const target = newestContiguousHour(from, await publishedHoursAfter(store, layout.controlPrefix, from));
+    const published = await publishedEntitiesAfter(store, layout.controlPrefix, from);
+    const target = newestContiguousHour(from, hoursPublishedForEvery(published, entities));
     // A watermark known but not stored (a first run's start, recovered, or the seed's) is written as it is.
     if (from >= target && current.etag !== null) return from;
     const body = JSON.stringify({

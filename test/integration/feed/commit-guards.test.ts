@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
 import { StorageUnavailableError } from "../../../functions/lib/config/errors";
-import { collectedResultKey, manifestKey } from "../../../functions/lib/feed/keys";
+import { collectedResultKey, manifestHourPrefix, publishedMarkerKey } from "../../../functions/lib/feed/keys";
 import { advanceWatermark } from "../../../functions/lib/feed/watermark";
 import {
   expectFeedMatchesSimulator,
@@ -43,7 +43,7 @@ describe("Commit refuses to claim an hour it cannot fill", () => {
       `found no collected result of execution missing-1 for users at ${HOURS[1]}`,
     );
     // 08:00 was published before; 09:00 was never claimed.
-    expect(await s.store.exists(manifestKey(CONTROL, HOURS[1] as string))).toBe(false);
+    expect(await s.keys(manifestHourPrefix(CONTROL, HOURS[1] as string))).toEqual([]);
     expect(await s.keys(`${FEED_PREFIX}/users/year=2026/month=11/day=24/hour=09/`)).toEqual([]);
     expect(await s.watermark()).toBeNull();
 
@@ -59,7 +59,7 @@ describe("Commit refuses to claim an hour it cannot fill", () => {
 });
 
 describe("an hour another execution published with fewer entities", () => {
-  it("is not republished, and the report shows the entity its manifest lacks", async () => {
+  it("gets the entity added since from a backfill, and its other entities are not written again", async () => {
     const s = await open({ ENTITIES: "sessions" });
     expect((await s.run("fewer-1")).status).toBe("SUCCEEDED");
 
@@ -70,13 +70,13 @@ describe("an hour another execution published with fewer entities", () => {
     });
     expect(backfill.status).toBe("SUCCEEDED");
     const [hour] = backfill.commit?.hours ?? [];
-    expect(hour?.outcome).toBe("already-published");
-    expect(hour?.publisher).toBe("fewer-1");
+    expect(hour?.outcome).toBe("published");
+    expect(hour?.publisher).toBe("more-1");
     expect(hour?.records).toEqual({
-      sessions: { collected: 2500, published: 2500 },
-      users: { collected: 300, published: 0 },
+      sessions: { collected: 2500, published: 2500, outcome: "already-published", publisher: "fewer-1" },
+      users: { collected: 300, published: 300, outcome: "published", publisher: "more-1" },
     });
-    expect(await s.keys(`${FEED_PREFIX}/users/`)).toEqual([]);
+    await expectFeedMatchesSimulator(s, "users", HOURS[0] as string);
     await expectFeedMatchesSimulator(s, "sessions", HOURS[0] as string);
   });
 });
@@ -84,7 +84,11 @@ describe("an hour another execution published with fewer entities", () => {
 describe("the watermark's compare-and-swap", () => {
   it("gives up, retryably, after five writes lost to other executions", async () => {
     const s = await open();
-    await s.store.put(`${CONTROL}/published/year=2026/month=11/day=24/hour=08`, "{}", "application/json");
+    await s.store.put(
+      publishedMarkerKey(CONTROL, "2026-11-24T08:00:00Z", "sessions"),
+      "{}",
+      "application/json",
+    );
     /** Before each of this execution's writes of the state file, another execution writes it first. */
     class RacedStore extends S3Store {
       races = 0;
@@ -103,6 +107,7 @@ describe("the watermark's compare-and-swap", () => {
       LAYOUT,
       { hourUtc: "2026-11-24T07:00:00Z", etag: '"stale"' },
       "cas-1",
+      ["sessions"],
     ).catch((caught: unknown) => caught);
 
     expect(error).toBeInstanceOf(StorageUnavailableError);

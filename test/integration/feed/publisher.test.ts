@@ -7,6 +7,8 @@ import {
   collectedResultKey,
   feedPartKey,
   leaseKey,
+  legacyManifestKey,
+  legacyPublishedMarkerKey,
   manifestKey,
   publishedMarkerKey,
   stagingPartKey,
@@ -77,6 +79,32 @@ async function collected(
   );
 }
 
+/** A generation's manifest of `runId` naming SEGMENT's two parts, as another execution's claim left it. */
+function entityManifest(runId: string, hourUtc: string, entity = "sessions", generation = 1): string {
+  return JSON.stringify({
+    runId,
+    hourUtc,
+    entity,
+    generation,
+    claimedAt: "t",
+    records: 10,
+    parts: 2,
+    segments: [SEGMENT],
+  });
+}
+
+/** The per-hour manifest deployments wrote before entity-hours were published one by one. */
+function legacyManifest(runId: string, hourUtc: string, entities: string[]): string {
+  return JSON.stringify({
+    runId,
+    hourUtc,
+    claimedAt: "t",
+    entities: Object.fromEntries(
+      entities.map((entity) => [entity, { records: 10, parts: 2, segments: [SEGMENT] }]),
+    ),
+  });
+}
+
 const text = async (key: string) => (await store.getText(key))?.body;
 const json = async (key: string) => JSON.parse((await text(key)) ?? "null") as Record<string, unknown>;
 
@@ -98,7 +126,10 @@ describe("publishRun", () => {
           hourUtc: H8,
           outcome: "published",
           publisher: "run-1",
-          records: { machines: { collected: 20, published: 20 }, users: { collected: 30, published: 30 } },
+          records: {
+            machines: { collected: 20, published: 20, outcome: "published", publisher: "run-1" },
+            users: { collected: 30, published: 30, outcome: "published", publisher: "run-1" },
+          },
         },
       ],
       watermark: { before: "2026-11-24T07:00:00Z", after: H8 },
@@ -113,14 +144,28 @@ describe("publishRun", () => {
       ].sort(),
     );
     expect(await text(feedPartKey(FEED, "users", H8, 2, true))).toBe('{"run":"run-1","part":2}\n');
-    const manifest = await json(manifestKey(CONTROL, H8));
-    expect(manifest).toMatchObject({ runId: "run-1", hourUtc: H8 });
-    expect(Object.keys(manifest.entities as object)).toEqual(["machines", "users"]);
-    expect(await json(publishedMarkerKey(CONTROL, H8))).toMatchObject({
-      manifest: "run-1",
-      by: "run-1",
-      watermark: "2026-11-24T07:00:00Z",
+    // One manifest and one marker per entity-hour.
+    expect(await json(manifestKey(CONTROL, H8, "users"))).toMatchObject({
+      runId: "run-1",
+      hourUtc: H8,
+      entity: "users",
+      generation: 1,
+      records: 30,
+      parts: 3,
+      segments: [SEGMENT, second],
     });
+    expect(await json(manifestKey(CONTROL, H8, "machines"))).toMatchObject({
+      entity: "machines",
+      records: 20,
+    });
+    for (const entity of ["users", "machines"])
+      expect(await json(publishedMarkerKey(CONTROL, H8, entity))).toMatchObject({
+        manifest: "run-1",
+        generation: 1,
+        by: "run-1",
+        mode: "scheduled",
+        watermark: "2026-11-24T07:00:00Z",
+      });
     expect(await json(CONFIG.stateKey)).toMatchObject({ last_hour_utc: H8, execution: "run-1" });
     // Per-entity counts in entity order, whatever order the results were read in.
     expect(Object.keys(output.hours[0]?.records ?? {})).toEqual(["machines", "users"]);
@@ -149,7 +194,9 @@ describe("publishRun", () => {
         hourUtc: H8,
         outcome: "already-published",
         publisher: "old-1",
-        records: { sessions: { collected: 12, published: 10 } },
+        records: {
+          sessions: { collected: 12, published: 10, outcome: "already-published", publisher: "old-1" },
+        },
       },
     ]);
     expect(await store.listKeys(`${FEED}/`)).toEqual(feed);
@@ -163,22 +210,13 @@ describe("publishRun", () => {
     expect(again.hours[0]).toMatchObject({
       outcome: "already-published",
       publisher: "run-1",
-      records: { sessions: { collected: 0, published: 10 } },
+      records: { sessions: { collected: 0, published: 10, outcome: "already-published" } },
     });
   });
 
   it("finishes another execution's claim from that execution's staging, and says so", async () => {
     await collected("dead-1", "sessions", H8);
-    await store.put(
-      manifestKey(CONTROL, H8),
-      JSON.stringify({
-        runId: "dead-1",
-        hourUtc: H8,
-        claimedAt: "t",
-        entities: { sessions: { records: 10, parts: 2, segments: [SEGMENT] } },
-      }),
-      "application/json",
-    );
+    await store.put(manifestKey(CONTROL, H8, "sessions"), entityManifest("dead-1", H8), "application/json");
     // dead-1 got its first part copied before it died.
     await store.copyIfAbsent(
       stagingPartKey(CONTROL, "dead-1", "sessions", H8, SEGMENT.attempt, 0),
@@ -192,17 +230,22 @@ describe("publishRun", () => {
       hourUtc: H8,
       outcome: "completed-for-another",
       publisher: "dead-1",
-      records: { sessions: { collected: 15, published: 10 } },
+      records: {
+        sessions: { collected: 15, published: 10, outcome: "completed-for-another", publisher: "dead-1" },
+      },
     });
     expect(await store.listKeys(`${FEED}/`)).toEqual([
       feedPartKey(FEED, "sessions", H8, 0),
       feedPartKey(FEED, "sessions", H8, 1),
     ]);
     expect(await text(feedPartKey(FEED, "sessions", H8, 1))).toBe('{"run":"dead-1","part":1}\n');
-    expect(await json(publishedMarkerKey(CONTROL, H8))).toMatchObject({ manifest: "dead-1", by: "next-1" });
-    expect(logs.filter((line) => line.message === "finishing an hour another execution claimed")).toEqual([
-      expect.objectContaining({ hour: H8, publisher: "dead-1" }),
-    ]);
+    expect(await json(publishedMarkerKey(CONTROL, H8, "sessions"))).toMatchObject({
+      manifest: "dead-1",
+      by: "next-1",
+    });
+    expect(
+      logs.filter((line) => line.message === "finishing an entity-hour another execution claimed"),
+    ).toEqual([expect.objectContaining({ hour: H8, entity: "sessions", publisher: "dead-1" })]);
     // Its own staging is cleared; the other's is left to its owner (or the lifecycle rule).
     expect(await store.listKeys(`${CONTROL}/staging/next-1/`)).toEqual([]);
     expect(await store.listKeys(`${CONTROL}/staging/dead-1/`)).not.toEqual([]);
@@ -217,22 +260,27 @@ describe("publishRun", () => {
     expect((error as Error).message).toBe(
       `PublishAndAdvance found no collected result of execution run-1 for users, machines at ${H8}; the Map must collect every planned entity-hour first`,
     );
-    expect(await store.getText(manifestKey(CONTROL, H8))).toBeUndefined();
+    expect(await store.listKeys(`${CONTROL}/manifests/`)).toEqual([]);
   });
 
-  it("names a staging part that is gone while its hour is not published, and what to delete", async () => {
+  it("names a part of its own claim whose staging is gone, and every object to delete, before the marker", async () => {
     await collected("run-1", "sessions", H8);
     await store.deleteKeys([stagingPartKey(CONTROL, "run-1", "sessions", H8, SEGMENT.attempt, 1)]);
     const error = await publishRun(deps(), input("run-1", [H8])).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(StagingLostError);
-    expect((error as Error).message).toContain(
-      `staging part s3://${BUCKET}/${stagingPartKey(CONTROL, "run-1", "sessions", H8, SEGMENT.attempt, 1)} is gone`,
+    const message = (error as Error).message;
+    expect(message).toContain(
+      `sessions ${H8} (manifest s3://${BUCKET}/${manifestKey(CONTROL, H8, "sessions")} of execution run-1) cannot be finished`,
     );
-    expect((error as Error).message).toContain(`delete s3://${BUCKET}/${manifestKey(CONTROL, H8)}`);
-    expect((error as Error).message).toContain(
-      `every object under s3://${BUCKET}/${FEED}/sessions/year=2026/month=11/day=24/hour=08/ of that hour`,
+    expect(message).toContain(
+      `1 staging part(s) are gone, e.g. s3://${BUCKET}/${stagingPartKey(CONTROL, "run-1", "sessions", H8, SEGMENT.attempt, 1)}`,
     );
-    expect(await store.getText(publishedMarkerKey(CONTROL, H8))).toBeUndefined();
+    // Part 0 was copied; it and its source are what to delete for a new generation to be safe.
+    expect(message).toContain(`aws s3 rm s3://${BUCKET}/${feedPartKey(FEED, "sessions", H8, 0)} ;`);
+    expect(message).toContain(
+      `aws s3 rm s3://${BUCKET}/${stagingPartKey(CONTROL, "run-1", "sessions", H8, SEGMENT.attempt, 0)}.`,
+    );
+    expect(await store.getText(publishedMarkerKey(CONTROL, H8, "sessions"))).toBeUndefined();
   });
 
   it("takes a source S3 calls missing as done when its feed object exists (the copy landed before)", async () => {
@@ -246,7 +294,7 @@ describe("publishRun", () => {
     };
     const output = await publishRun({ ...deps(), store: answering }, input("run-1", [H8]));
     expect(output.hours[0]?.outcome).toBe("published");
-    expect(await store.getText(publishedMarkerKey(CONTROL, H8))).toBeDefined();
+    expect(await store.getText(publishedMarkerKey(CONTROL, H8, "sessions"))).toBeDefined();
   });
 
   it("takes a missing source whose feed object exists as done", async () => {
@@ -264,16 +312,7 @@ describe("publishRun", () => {
 
   it("takes a missing source as done when the hour's owner published it and cleared its staging meanwhile", async () => {
     await collected("owner-1", "sessions", H8);
-    await store.put(
-      manifestKey(CONTROL, H8),
-      JSON.stringify({
-        runId: "owner-1",
-        hourUtc: H8,
-        claimedAt: "t",
-        entities: { sessions: { records: 10, parts: 2, segments: [SEGMENT] } },
-      }),
-      "application/json",
-    );
+    await store.put(manifestKey(CONTROL, H8, "sessions"), entityManifest("owner-1", H8), "application/json");
     await collected("helper-1", "sessions", H8);
     const racing = new InstrumentedStore(store, FEED);
     const copy = racing.copyIfAbsent.bind(racing);
@@ -291,17 +330,34 @@ describe("publishRun", () => {
   });
 
   it.each([
-    ["a manifest that is not JSON", "not json", "is not a manifest"],
-    ["a manifest without entities", '{"runId":"x"}', "is not a manifest"],
-    ["a manifest without a run id", '{"entities":{}}', "is not a manifest"],
-    ["a manifest with null entities", '{"runId":"x","entities":null}', "is not a manifest"],
-  ])("refuses %s by name", async (_what, body, message) => {
+    ["a manifest that is not JSON", "not json"],
+    ["a manifest without segments", entityManifest("x", H8).replace(/"segments":.*}$/, '"segments":null}')],
+    ["a manifest without a run id", entityManifest("x", H8).replace('"runId":"x",', "")],
+    [
+      "a manifest with a bad segment",
+      entityManifest("x", H8).replace('"attempt":"0000000a"', '"attempt":"z"'),
+    ],
+    ["a manifest without a generation", entityManifest("x", H8).replace('"generation":1,', "")],
+  ])("refuses %s by name", async (_what, body) => {
     await collected("run-1", "sessions", H8);
-    await store.put(manifestKey(CONTROL, H8), body, "application/json");
+    await store.put(manifestKey(CONTROL, H8, "sessions"), body, "application/json");
     const error = await publishRun(deps(), input("run-1", [H8])).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(InvalidInputError);
     expect((error as Error).message).toBe(
-      `manifest s3://${BUCKET}/${manifestKey(CONTROL, H8)} ${message}; inspect it before redriving`,
+      `manifest s3://${BUCKET}/${manifestKey(CONTROL, H8, "sessions")} is not a manifest; inspect it before redriving`,
+    );
+  });
+
+  it("refuses a legacy hour manifest that is not one by name", async () => {
+    await collected("run-1", "sessions", H8);
+    await store.put(
+      legacyManifestKey(CONTROL, H8),
+      '{"runId":"x","hourUtc":"h","entities":null}',
+      "application/json",
+    );
+    const error = await publishRun(deps(), input("run-1", [H8])).catch((caught: unknown) => caught);
+    expect((error as Error).message).toBe(
+      `manifest s3://${BUCKET}/${legacyManifestKey(CONTROL, H8)} is not a manifest; inspect it before redriving`,
     );
   });
 
@@ -315,10 +371,10 @@ describe("publishRun", () => {
     expect((bad as Error).message).toBe(
       `s3://${BUCKET}/${collectedResultKey(CONTROL, "run-1", "sessions", H8)} is not a collected result; inspect it before redriving`,
     );
-    await store.put(publishedMarkerKey(CONTROL, H9), "{}", "application/json");
+    await store.put(publishedMarkerKey(CONTROL, H9, "sessions"), "{}", "application/json");
     const vanished = await publishRun(deps(), input("run-1", [H9])).catch((caught: unknown) => caught);
     expect((vanished as Error).message).toBe(
-      `manifest s3://${BUCKET}/${manifestKey(CONTROL, H9)} vanished while this execution read it`,
+      `manifest s3://${BUCKET}/${manifestKey(CONTROL, H9, "sessions")} vanished while this execution read it`,
     );
   });
 
@@ -330,5 +386,143 @@ describe("publishRun", () => {
       [H9, "published"],
     ]);
     expect(output.watermark.after).toBe(H9);
+  });
+
+  it("counts a legacy hour marker for the entities its manifest lists, and publishes an entity added since", async () => {
+    await collected("old-1", "sessions", H8);
+    await store.copyIfAbsent(
+      stagingPartKey(CONTROL, "old-1", "sessions", H8, SEGMENT.attempt, 0),
+      feedPartKey(FEED, "sessions", H8, 0),
+    );
+    await store.put(
+      legacyManifestKey(CONTROL, H8),
+      legacyManifest("old-1", H8, ["sessions"]),
+      "application/json",
+    );
+    await store.put(legacyPublishedMarkerKey(CONTROL, H8), "{}", "application/json");
+    await collected("backfill-1", "sessions", H8);
+    await collected("backfill-1", "users", H8);
+    const writes = new InstrumentedStore(store, FEED);
+
+    const output = await publishRun(
+      { ...deps(), store: writes },
+      input("backfill-1", [H8], ["sessions", "users"]),
+    );
+
+    expect(output.hours[0]?.records).toEqual({
+      sessions: { collected: 10, published: 10, outcome: "already-published", publisher: "old-1" },
+      users: { collected: 10, published: 10, outcome: "published", publisher: "backfill-1" },
+    });
+    expect(output.hours[0]).toMatchObject({ outcome: "published", publisher: "backfill-1" });
+    expect(writes.feedWrites.sort()).toEqual([
+      feedPartKey(FEED, "users", H8, 0),
+      feedPartKey(FEED, "users", H8, 1),
+    ]);
+    expect(output.watermark.after).toBe(H8);
+  });
+
+  it("finishes a legacy hour manifest claimed before the upgrade from the parts it names", async () => {
+    await collected("old-1", "sessions", H8);
+    await store.put(
+      legacyManifestKey(CONTROL, H8),
+      legacyManifest("old-1", H8, ["sessions"]),
+      "application/json",
+    );
+    await collected("new-1", "sessions", H8, [{ ...SEGMENT, attempt: "0000000c", parts: 1 }], 5);
+
+    const output = await publishRun(deps(), input("new-1", [H8]));
+
+    expect(output.hours[0]).toMatchObject({ outcome: "completed-for-another", publisher: "old-1" });
+    expect(await text(feedPartKey(FEED, "sessions", H8, 1))).toBe('{"run":"old-1","part":1}\n');
+    expect(await store.listKeys(`${CONTROL}/manifests/`)).toEqual([legacyManifestKey(CONTROL, H8)]);
+    expect(await json(publishedMarkerKey(CONTROL, H8, "sessions"))).toMatchObject({
+      manifest: "old-1",
+      generation: 1,
+    });
+  });
+
+  it("supersedes a claim whose staging is all gone and none of whose parts reached the feed, by generation 2", async () => {
+    await store.put(manifestKey(CONTROL, H8, "sessions"), entityManifest("dead-1", H8), "application/json");
+    await collected("next-1", "sessions", H8, [{ ...SEGMENT, attempt: "0000000c", parts: 3 }], 15);
+
+    const output = await publishRun(deps(), input("next-1", [H8]));
+
+    expect(output.hours[0]?.records.sessions).toEqual({
+      collected: 15,
+      published: 15,
+      outcome: "published",
+      publisher: "next-1",
+    });
+    expect(await json(manifestKey(CONTROL, H8, "sessions", 2))).toMatchObject({
+      runId: "next-1",
+      generation: 2,
+    });
+    expect(await json(publishedMarkerKey(CONTROL, H8, "sessions"))).toMatchObject({
+      manifest: "next-1",
+      generation: 2,
+    });
+    expect(await store.listKeys(`${FEED}/`)).toHaveLength(3);
+    expect(await text(feedPartKey(FEED, "sessions", H8, 0))).toBe('{"run":"next-1","part":0}\n');
+    // A later run reads generation 2 as current: published, nothing written.
+    await collected("later-1", "sessions", H8);
+    const later = await publishRun(deps(), input("later-1", [H8]));
+    expect(later.hours[0]).toMatchObject({ outcome: "already-published", publisher: "next-1" });
+  });
+
+  it("adopts a generation another execution claimed first, and follows generations upwards", async () => {
+    await store.put(manifestKey(CONTROL, H8, "sessions"), entityManifest("dead-1", H8), "application/json");
+    await store.put(
+      manifestKey(CONTROL, H8, "sessions", 2),
+      entityManifest("dead-2", H8, "sessions", 2),
+      "application/json",
+    );
+    await collected("dead-3", "sessions", H8);
+    await store.put(
+      manifestKey(CONTROL, H8, "sessions", 3),
+      entityManifest("dead-3", H8, "sessions", 3),
+      "application/json",
+    );
+    await collected("next-1", "sessions", H8, [{ ...SEGMENT, attempt: "0000000c", parts: 1 }], 5);
+
+    const output = await publishRun(deps(), input("next-1", [H8]));
+
+    expect(output.hours[0]).toMatchObject({ outcome: "completed-for-another", publisher: "dead-3" });
+    expect(await text(feedPartKey(FEED, "sessions", H8, 1))).toBe('{"run":"dead-3","part":1}\n');
+  });
+
+  it("refuses a claim whose staging is gone after a part reached the feed, naming it, and heals once it is deleted", async () => {
+    await collected("dead-1", "sessions", H8);
+    await store.put(manifestKey(CONTROL, H8, "sessions"), entityManifest("dead-1", H8), "application/json");
+    await store.copyIfAbsent(
+      stagingPartKey(CONTROL, "dead-1", "sessions", H8, SEGMENT.attempt, 0),
+      feedPartKey(FEED, "sessions", H8, 0),
+    );
+    await store.deleteKeys(await store.listKeys(`${CONTROL}/staging/dead-1/`));
+    await collected("next-1", "sessions", H8, [{ ...SEGMENT, attempt: "0000000c", parts: 3 }], 15);
+    const writes = new InstrumentedStore(store, FEED);
+    const controlBefore = await store.listKeys(`${CONTROL}/manifests/`);
+
+    const error = await publishRun({ ...deps(), store: writes }, input("next-1", [H8])).catch(
+      (caught: unknown) => caught,
+    );
+
+    expect(error).toBeInstanceOf(StagingLostError);
+    expect((error as Error).message).toContain(
+      `1 staging part(s) are gone, e.g. s3://${BUCKET}/${stagingPartKey(CONTROL, "dead-1", "sessions", H8, SEGMENT.attempt, 1)}, ` +
+        "while 1 of its part(s) are already in the feed and 0 staging part(s) remain",
+    );
+    expect((error as Error).message).toContain(
+      `aws s3 rm s3://${BUCKET}/${feedPartKey(FEED, "sessions", H8, 0)}.`,
+    );
+    // Refused before anything was written.
+    expect(writes.feedWrites).toEqual([]);
+    expect(await store.listKeys(`${CONTROL}/manifests/`)).toEqual(controlBefore);
+    expect(await store.listKeys(`${CONTROL}/published/`)).toEqual([]);
+
+    // The operator runs the command the error named; the next attempt re-collects under generation 2.
+    await store.deleteKeys([feedPartKey(FEED, "sessions", H8, 0)]);
+    const healed = await publishRun(deps(), input("next-1", [H8]));
+    expect(healed.hours[0]).toMatchObject({ outcome: "published", publisher: "next-1" });
+    expect(await store.listKeys(`${FEED}/`)).toHaveLength(3);
   });
 });

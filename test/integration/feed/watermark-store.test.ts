@@ -1,10 +1,16 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
 import { InvalidInputError } from "../../../functions/lib/config/errors";
-import { publishedMarkerKey } from "../../../functions/lib/feed/keys";
+import {
+  firstHourKey,
+  legacyManifestKey,
+  legacyPublishedMarkerKey,
+  publishedMarkerKey,
+} from "../../../functions/lib/feed/keys";
 import {
   advanceWatermark,
-  publishedHoursAfter,
+  firstRunHour,
+  publishedEntitiesAfter,
   readWatermark,
   recoverWatermark,
 } from "../../../functions/lib/feed/watermark";
@@ -31,12 +37,40 @@ beforeEach(async () => {
 });
 
 const state = (body: string, key = STATE) => store.put(key, body, "application/json");
-const publish = (hour: number, watermark: string | null = null) =>
+const SESSIONS = ["sessions"];
+const publish = (hour: number, watermark: string | null = null, entity = "sessions", mode = "scheduled") =>
   store.put(
-    publishedMarkerKey(CONTROL, H(hour)),
+    publishedMarkerKey(CONTROL, H(hour), entity),
+    JSON.stringify({ manifest: "m", generation: 1, by: "b", at: "t", mode, watermark }),
+    "application/json",
+  );
+/** A whole-hour marker and manifest as deployments wrote them before entity-hours were published one by one. */
+async function publishLegacy(
+  hour: number,
+  entities: string[],
+  watermark: string | null = null,
+): Promise<void> {
+  const slice = {
+    records: 1,
+    parts: 1,
+    segments: [{ attempt: "0000000a", firstPart: 0, parts: 1, compressed: false }],
+  };
+  await store.put(
+    legacyManifestKey(CONTROL, H(hour)),
+    JSON.stringify({
+      runId: "m",
+      hourUtc: H(hour),
+      claimedAt: "t",
+      entities: Object.fromEntries(entities.map((e) => [e, slice])),
+    }),
+    "application/json",
+  );
+  await store.put(
+    legacyPublishedMarkerKey(CONTROL, H(hour)),
     JSON.stringify({ manifest: "m", by: "b", at: "t", watermark }),
     "application/json",
   );
+}
 const stored = async () =>
   JSON.parse((await store.getText(STATE))?.body ?? "null") as Record<string, unknown>;
 
@@ -81,51 +115,104 @@ describe("readWatermark", () => {
   });
 });
 
-describe("publishedHoursAfter", () => {
-  it("lists the hours with a marker, all or only those after an hour, oldest first", async () => {
-    for (const hour of [10, 8, 9, 12]) await publish(hour);
+describe("publishedEntitiesAfter", () => {
+  it("lists the entities published per hour, all or only after an hour, oldest first, legacy markers included", async () => {
+    for (const hour of [10, 8, 12]) await publish(hour);
+    await publish(8, null, "users");
+    await publishLegacy(9, ["sessions", "machines"]);
     await store.put(`${CONTROL}/published/not-a-marker`, "{}", "application/json");
-    expect(await publishedHoursAfter(store, CONTROL, null)).toEqual([H(8), H(9), H(10), H(12)]);
-    expect(await publishedHoursAfter(store, CONTROL, H(9))).toEqual([H(10), H(12)]);
-    expect(await publishedHoursAfter(store, CONTROL, H(12))).toEqual([]);
+    const all = await publishedEntitiesAfter(store, CONTROL, null);
+    expect([...all].map(([hour, entities]) => [hour, [...entities].sort()])).toEqual([
+      [H(8), ["sessions", "users"]],
+      [H(9), ["machines", "sessions"]],
+      [H(10), ["sessions"]],
+      [H(12), ["sessions"]],
+    ]);
+    // After 08:00 means after every entity marker of 08:00, and from the legacy marker of 09:00 on.
+    expect([...(await publishedEntitiesAfter(store, CONTROL, H(8))).keys()]).toEqual([H(9), H(10), H(12)]);
+    expect([...(await publishedEntitiesAfter(store, CONTROL, H(9))).keys()]).toEqual([H(10), H(12)]);
+    expect([...(await publishedEntitiesAfter(store, CONTROL, H(12))).keys()]).toEqual([]);
   });
 });
 
 describe("recoverWatermark", () => {
   it("is undefined when nothing was ever published", async () => {
-    expect(await recoverWatermark(store, CONTROL)).toBeUndefined();
+    expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBeUndefined();
   });
 
   it("continues from the newest marker's watermark over the contiguous hours after it, not past a gap", async () => {
     await publish(8, H(7));
     await publish(10, H(7));
-    expect(await recoverWatermark(store, CONTROL)).toBe(H(8));
+    expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBe(H(8));
     await publish(9, H(7));
-    expect(await recoverWatermark(store, CONTROL)).toBe(H(10));
+    expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBe(H(10));
   });
 
   it("starts from the watermark the newest marker records, not from the oldest marker", async () => {
     await publish(5, H(4));
     await publish(8, H(7));
     await publish(10, H(7));
-    expect(await recoverWatermark(store, CONTROL)).toBe(H(8));
+    expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBe(H(8));
   });
 
-  it("without any recorded watermark, continues over the run that starts at the oldest marker", async () => {
-    await publish(8, null);
-    await publish(10, null);
-    expect(await recoverWatermark(store, CONTROL)).toBe(H(8));
+  it("is undefined when only backfills before any watermark published (they record none): a first run", async () => {
+    await publish(9, null, "sessions", "backfill");
+    await publish(3, null, "sessions", "backfill");
+    expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBeUndefined();
   });
 
-  it("without a usable watermark in the newest marker, trusts the run from the oldest marker", async () => {
+  it("passes over newer markers without a usable watermark to the newest that records one", async () => {
     await publish(8, H(7));
-    await publish(9, null);
-    await publish(11, null);
-    expect(await recoverWatermark(store, CONTROL)).toBe(H(9));
-    await store.put(publishedMarkerKey(CONTROL, H(11)), "not json", "application/json");
-    expect(await recoverWatermark(store, CONTROL)).toBe(H(9));
-    await store.put(publishedMarkerKey(CONTROL, H(11)), '{"watermark":"yesterday"}', "application/json");
-    expect(await recoverWatermark(store, CONTROL)).toBe(H(9));
+    await publish(9, null, "sessions", "backfill");
+    await publish(11, null, "sessions", "backfill");
+    expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBe(H(9));
+    await store.put(publishedMarkerKey(CONTROL, H(11), "sessions"), "not json", "application/json");
+    expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBe(H(9));
+    await store.put(
+      publishedMarkerKey(CONTROL, H(11), "sessions"),
+      '{"watermark":"yesterday"}',
+      "application/json",
+    );
+    expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBe(H(9));
+  });
+
+  it("counts an hour only when every configured entity is published, and reads legacy markers", async () => {
+    await publishLegacy(8, ["sessions", "users"], H(7));
+    await publish(9, H(8));
+    expect(await recoverWatermark(store, CONTROL, ["sessions", "users"])).toBe(H(8));
+    await publish(9, H(8), "users");
+    expect(await recoverWatermark(store, CONTROL, ["sessions", "users"])).toBe(H(9));
+  });
+});
+
+describe("firstRunHour", () => {
+  it("records the first proposal create-only; later first runs start where it says", async () => {
+    expect(await firstRunHour(store, CONTROL, H(7), "first-a", 0)).toBe(H(7));
+    expect(await firstRunHour(store, CONTROL, H(8), "first-b", 0)).toBe(H(7));
+    expect(JSON.parse((await store.getText(firstHourKey(CONTROL)))?.body ?? "")).toEqual({
+      hourUtc: H(7),
+      by: "first-a",
+      at: "1970-01-01T00:00:00.000Z",
+    });
+  });
+
+  it("reads the winner when another first run recorded it between its look and its write", async () => {
+    const racing = new S3Store(store.client, BUCKET);
+    const put = racing.put.bind(racing);
+    racing.put = async (key, body, type, condition) => {
+      await put(key, JSON.stringify({ hourUtc: H(9), by: "other", at: "t" }), type);
+      return put(key, body, type, condition);
+    };
+    expect(await firstRunHour(racing, CONTROL, H(7), "first-a", 0)).toBe(H(9));
+  });
+
+  it.each(["not json", '{"hourUtc":"tomorrow"}', "null"])("refuses a record %s by name", async (body) => {
+    await store.put(firstHourKey(CONTROL), body, "application/json");
+    const error = await firstRunHour(store, CONTROL, H(7), "first-a", 0).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as Error).message).toBe(
+      `s3://${BUCKET}/${firstHourKey(CONTROL)} records no UTC hour to start at: delete it (the next first run records its own) or fix its "hourUtc"`,
+    );
   });
 });
 
@@ -133,24 +220,28 @@ describe("advanceWatermark", () => {
   it("moves over contiguous published hours, writing the seed's field, never past a gap", async () => {
     const { etag } = (await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}')) as { etag: string };
     for (const hour of [8, 9, 11]) await publish(hour);
-    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "run-1")).toBe(H(9));
+    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "run-1", SESSIONS)).toBe(H(9));
     expect(await stored()).toMatchObject({ last_hour_utc: H(9), execution: "run-1" });
   });
 
   it("leaves a stored watermark alone when nothing after it is published", async () => {
     const { etag } = (await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}')) as { etag: string };
-    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "run-1")).toBe(H(7));
+    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "run-1", SESSIONS)).toBe(H(7));
     expect((await store.getText(STATE))?.etag).toBe(etag);
   });
 
   it("stores a watermark known but not stored yet (a first run's start, a recovered one), create-only", async () => {
-    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag: null }, "run-1")).toBe(H(7));
+    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag: null }, "run-1", SESSIONS)).toBe(
+      H(7),
+    );
     expect(await stored()).toMatchObject({ last_hour_utc: H(7) });
   });
 
   it("never creates one from nothing", async () => {
     await publish(8);
-    expect(await advanceWatermark(store, LAYOUT, { hourUtc: null, etag: null }, "backfill-1")).toBeNull();
+    expect(
+      await advanceWatermark(store, LAYOUT, { hourUtc: null, etag: null }, "backfill-1", SESSIONS),
+    ).toBeNull();
     expect(await store.getText(STATE)).toBeUndefined();
   });
 
@@ -158,7 +249,21 @@ describe("advanceWatermark", () => {
     await state('{"last_hour_utc":"2026-11-24T10:00:00Z"}');
     await publish(8);
     // Planned from 07:00 without a state file; another execution has since stored 10:00.
-    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag: null }, "late-1")).toBe(H(10));
+    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag: null }, "late-1", SESSIONS)).toBe(
+      H(10),
+    );
     expect(await stored()).toMatchObject({ last_hour_utc: H(10) });
+  });
+
+  it("moves only over hours every given entity is published for: a removed entity is not asked for", async () => {
+    const { etag } = (await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}')) as { etag: string };
+    await publish(8, null, "sessions");
+    await publish(8, null, "users");
+    await publish(9, null, "sessions");
+    const both = ["sessions", "users"];
+    expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "run-1", both)).toBe(H(8));
+    const moved = await readWatermark(store, STATE);
+    // users removed from ENTITIES: 09:00 no longer waits for it.
+    expect(await advanceWatermark(store, LAYOUT, moved, "run-2", SESSIONS)).toBe(H(9));
   });
 });

@@ -46,9 +46,9 @@ describe("a scheduled collection, end to end through the deployed definition", (
         outcome: "published",
         publisher: "scheduled-1",
         records: {
-          machines: { collected: 40, published: 40 },
-          sessions: { collected: 2500, published: 2500 },
-          users: { collected: 300, published: 300 },
+          machines: { collected: 40, published: 40, outcome: "published", publisher: "scheduled-1" },
+          sessions: { collected: 2500, published: 2500, outcome: "published", publisher: "scheduled-1" },
+          users: { collected: 300, published: 300, outcome: "published", publisher: "scheduled-1" },
         },
       })),
     );

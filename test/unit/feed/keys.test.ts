@@ -3,12 +3,19 @@ import { loadConfig } from "../../../functions/lib/config/config";
 import {
   collectedResultKey,
   feedPartKey,
-  hourOfPublishedMarker,
+  firstHourKey,
   leaseKey,
   leasePrefix,
+  legacyManifestKey,
+  legacyPublishedMarkerKey,
+  manifestHourPrefix,
   manifestKey,
+  manifestOfKey,
   partFileName,
+  publishedAfterKey,
+  publishedHourPrefix,
   publishedMarkerKey,
+  publishedMarkerOfKey,
   publishedPrefix,
   stagingPartKey,
   stagingRunPrefix,
@@ -83,10 +90,34 @@ describe("control keys", () => {
     );
   });
 
-  it("name one manifest per hour", () => {
-    expect(manifestKey(CONTROL, HOUR)).toBe(
-      "_citrix_collector/citrix_analytics/manifests/year=2026/month=11/day=24/hour=08.json",
-    );
+  it("name one manifest per entity-hour and generation, beside the legacy per-hour one, all under one prefix", () => {
+    const prefix = manifestHourPrefix(CONTROL, HOUR);
+    expect(prefix).toBe("_citrix_collector/citrix_analytics/manifests/year=2026/month=11/day=24/hour=08");
+    expect(manifestKey(CONTROL, HOUR, "sessions")).toBe(`${prefix}/sessions.json`);
+    expect(manifestKey(CONTROL, HOUR, "sessions", 1)).toBe(`${prefix}/sessions.json`);
+    expect(manifestKey(CONTROL, HOUR, "sessions", 2)).toBe(`${prefix}/sessions.g2.json`);
+    expect(manifestKey(CONTROL, HOUR, "sessions", 12)).toBe(`${prefix}/sessions.g12.json`);
+    expect(legacyManifestKey(CONTROL, HOUR)).toBe(`${prefix}.json`);
+  });
+
+  it("manifestOfKey reads back the entity and generation, and nothing else", () => {
+    const prefix = manifestHourPrefix(CONTROL, HOUR);
+    for (const generation of [1, 2, 9, 10, 12])
+      expect(manifestOfKey(prefix, manifestKey(CONTROL, HOUR, "machine_x1", generation))).toEqual({
+        entity: "machine_x1",
+        generation,
+      });
+    for (const key of [
+      legacyManifestKey(CONTROL, HOUR),
+      `${prefix}/sessions.g1.json`,
+      `${prefix}/sessions.g0.json`,
+      `${prefix}/sessions.g02.json`,
+      `${prefix}/sessions.json.tmp`,
+      `${prefix}/1sessions.json`,
+      `${prefix}/sessions.g2.json`.replace("hour=08", "hour=09"),
+      `x${prefix}/sessions.json`,
+    ])
+      expect(manifestOfKey(prefix, key), key).toBeUndefined();
   });
 
   it("with the default configuration, live outside the feed prefix", () => {
@@ -101,7 +132,9 @@ describe("control keys", () => {
     const controlKeys = [
       stagingRunPrefix(config.controlPrefix, "run-1"),
       stagingPartKey(config.controlPrefix, "run-1", "sessions", HOUR, "aaaaaaaa", 0),
-      manifestKey(config.controlPrefix, HOUR),
+      manifestKey(config.controlPrefix, HOUR, "sessions"),
+      publishedMarkerKey(config.controlPrefix, HOUR, "sessions"),
+      firstHourKey(config.controlPrefix),
       config.stateKey,
     ];
     for (const key of controlKeys) expect(key.startsWith(feed), key).toBe(false);
@@ -110,32 +143,58 @@ describe("control keys", () => {
 });
 
 describe("control keys of the commit protocol", () => {
-  it("publishedMarkerKey and hourOfPublishedMarker are inverses, and markers sort in hour order", () => {
+  it("publishedMarkerKey and publishedMarkerOfKey are inverses, and markers sort in hour order", () => {
     const hours = [
       "2026-12-31T23:00:00Z",
       "2027-01-01T00:00:00Z",
       "2027-01-01T09:00:00Z",
       "2027-01-01T10:00:00Z",
     ];
-    const keys = hours.map((hourUtc) => publishedMarkerKey(CONTROL, hourUtc));
+    const keys = hours.flatMap((hourUtc) => [
+      legacyPublishedMarkerKey(CONTROL, hourUtc),
+      publishedMarkerKey(CONTROL, hourUtc, "machines"),
+      publishedMarkerKey(CONTROL, hourUtc, "users"),
+    ]);
     expect(keys[0]).toBe("_citrix_collector/citrix_analytics/published/year=2026/month=12/day=31/hour=23");
-    expect(keys.map((key) => hourOfPublishedMarker(CONTROL, key))).toEqual(hours);
+    expect(keys[1]).toBe(
+      "_citrix_collector/citrix_analytics/published/year=2026/month=12/day=31/hour=23/machines",
+    );
+    expect(publishedHourPrefix(CONTROL, hours[0] as string)).toBe(keys[0]);
+    expect(keys.map((key) => publishedMarkerOfKey(CONTROL, key))).toEqual(
+      hours.flatMap((hourUtc) => [
+        { hourUtc, entity: undefined },
+        { hourUtc, entity: "machines" },
+        { hourUtc, entity: "users" },
+      ]),
+    );
     expect([...keys].reverse().sort()).toEqual(keys);
   });
 
-  it("hourOfPublishedMarker ignores keys that are not markers of this control prefix", () => {
-    expect(
-      hourOfPublishedMarker(CONTROL, `${CONTROL}/published/year=2026/month=11/day=24/hour=08.json`),
-    ).toBe(undefined);
-    expect(hourOfPublishedMarker(CONTROL, `${CONTROL}/manifests/year=2026/month=11/day=24/hour=08`)).toBe(
-      undefined,
-    );
-    expect(hourOfPublishedMarker(CONTROL, `other/published/year=2026/month=11/day=24/hour=08`)).toBe(
-      undefined,
-    );
-    expect(hourOfPublishedMarker(CONTROL, `${CONTROL}/published/year=2026/month=11/day=24/hour=8`)).toBe(
-      undefined,
-    );
+  it("publishedAfterKey sorts after every marker of its hour and before every marker of the next", () => {
+    const after = publishedAfterKey(CONTROL, "2026-12-31T23:00:00Z");
+    for (const key of [
+      legacyPublishedMarkerKey(CONTROL, "2026-12-31T23:00:00Z"),
+      publishedMarkerKey(CONTROL, "2026-12-31T23:00:00Z", "zzz_Z9"),
+    ])
+      expect(key < after, key).toBe(true);
+    for (const key of [
+      legacyPublishedMarkerKey(CONTROL, "2027-01-01T00:00:00Z"),
+      publishedMarkerKey(CONTROL, "2027-01-01T00:00:00Z", "A"),
+    ])
+      expect(key > after, key).toBe(true);
+  });
+
+  it("publishedMarkerOfKey ignores keys that are not markers of this control prefix", () => {
+    for (const key of [
+      `${CONTROL}/published/year=2026/month=11/day=24/hour=08.json`,
+      `${CONTROL}/manifests/year=2026/month=11/day=24/hour=08`,
+      `other/published/year=2026/month=11/day=24/hour=08`,
+      `${CONTROL}/published/year=2026/month=11/day=24/hour=8`,
+      `${CONTROL}/published/year=2026/month=11/day=24/hour=08/`,
+      `${CONTROL}/published/year=2026/month=11/day=24/hour=08/1users`,
+      `${CONTROL}/published/year=2026/month=11/day=24/hour=08/users/x`,
+    ])
+      expect(publishedMarkerOfKey(CONTROL, key), key).toBe(undefined);
   });
 
   it("keeps results, leases and markers under the control prefix, results inside the run's staging", () => {
