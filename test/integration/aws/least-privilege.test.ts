@@ -30,9 +30,10 @@ import {
 // statement of every Lambda role, and every action it lists, allowed some request (nothing granted is unused),
 // and no request was denied (nothing used is missing). The executions walk every path that needs a grant of
 // its own: a seed how-to user's state file, an SSE-KMS bucket, the Citrix secret, the page window shared and
-// learned under throttling, a Commit that failed half-way and is finished by the next execution (one of its
+// learned under throttling, a first run, a Commit that failed half-way and is finished by the next execution (one of its
 // staging parts gone after its copy landed), a lease of an ended and of a running execution, and a lost state
-// file rebuilt from the markers, and the page window's hint deleted.
+// file rebuilt from the markers (one of them written before the upgrade to per-entity publishing), and the page
+// window's hint deleted.
 //
 // The slow check (`npm run check:roles`) runs this file once per statement with that statement removed from
 // the template (LEAST_PRIVILEGE_WITHOUT=<role>/<policy>#<index>): some assertion must fail every time.
@@ -44,6 +45,19 @@ const KMS_KEY_ARN = "arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-4978-8
 const ENTITIES = ["sessions", "machines", "users"];
 const CONTROL = "_citrix_collector/citrix_analytics";
 const LAMBDA_ROLES = ["plan", "collect", "commit"];
+/** What a version before per-entity publishing wrote for an hour it published (13:00; its parts are in the feed). */
+const LEGACY_MANIFEST = JSON.stringify({
+  runId: "before-upgrade",
+  hourUtc: "2026-11-24T13:00:00Z",
+  claimedAt: "2026-11-24T14:16:00Z",
+  entities: Object.fromEntries(ENTITIES.map((entity) => [entity, { records: 0, parts: 0, segments: [] }])),
+});
+const LEGACY_MARKER = JSON.stringify({
+  manifest: "before-upgrade",
+  by: "before-upgrade",
+  at: "2026-11-24T14:16:05Z",
+  watermark: "2026-11-24T12:00:00Z",
+});
 
 /** The packaged template, less the statement LEAST_PRIVILEGE_WITHOUT names (the slow check). */
 function templateUnderTest(): CloudFormationTemplate {
@@ -111,18 +125,18 @@ beforeAll(async () => {
             `${result.status}${result.error ? ` ${result.error.name}: ${result.error.message}` : ""}`;
           return result;
         });
-    // A seed how-to user's state file (inside the feed prefix, as the seed wrote it) and a learnt limit of 3.
-    await stand.store.put(SEED_KEY, '{"last_hour_utc":"2026-11-24T08:00:00Z"}', "application/json");
+    // A learnt limit of 3.
     await stand.store.put(PAGE_WINDOW_HINT_KEY, pageWindowHint(NOW, { limit: 3 }), "application/json");
 
-    // 1. Collects 09:00 and 10:00; its Commit dies after the first copy of 10:00.
+    // 1. The first run (FIRST_HOUR_UTC 09:00; no state file, no seed state file, no marker) collects 09:00 and
+    // 10:00; its Commit dies after the first copy of 10:00.
     const { store, adaptRuntime } = instrument(stand.store, FEED_PREFIX);
     let copies10 = 0;
     store.beforeCopy = (destination) => {
       if (destination.includes("/hour=10/") && ++copies10 > 1)
         throw new Error("killed half-way through Commit");
     };
-    await run("lp-1", 0, { adaptRuntime });
+    await run("lp-1", 0, { adaptRuntime, env: { ...stand.env, FIRST_HOUR_UTC: "2026-11-24T09:00:00Z" } });
     store.beforeCopy = () => undefined;
     // The staging part of the copy that landed is gone (expired): the next Commit finds the copy in the feed.
     const landed = store.feedWrites.find((key) => key.includes("/hour=10/"));
@@ -153,10 +167,24 @@ beforeAll(async () => {
     await run("lp-4", 3);
     await slow;
 
-    // 4. The state file (and the seed's) is deleted: it is rebuilt from the published markers. The page window's hint is
-    // deleted too (docs/operations.md: to have the limit found afresh), so Collect reads a missing key.
-    await stand.store.deleteKeys([STATE_KEY, SEED_KEY, PAGE_WINDOW_HINT_KEY]);
+    // 4. The state file is deleted: it is rebuilt from the published markers, the newest of them (13:00) as a
+    // version before entity-hours were published one by one wrote it (with its per-hour manifest). The page
+    // window's hint is deleted too (docs/operations.md: to have the limit found afresh): Collect reads it missing.
+    const hour13 = "year=2026/month=11/day=24/hour=13";
+    await stand.store.deleteKeys([
+      ...(await stand.keys(`${CONTROL}/published/${hour13}/`)),
+      ...(await stand.keys(`${CONTROL}/manifests/${hour13}/`)),
+    ]);
+    await stand.store.put(`${CONTROL}/manifests/${hour13}.json`, LEGACY_MANIFEST, "application/json");
+    await stand.store.put(`${CONTROL}/published/${hour13}`, LEGACY_MARKER, "application/json");
+    await stand.store.deleteKeys([STATE_KEY, PAGE_WINDOW_HINT_KEY]);
     await run("lp-5", 4);
+
+    // 5. The state file is deleted again, and a seed how-to user's state file (inside the feed prefix, where
+    // the seed wrote it) is there: its watermark is read, and moved over what was published since.
+    await stand.store.deleteKeys([STATE_KEY]);
+    await stand.store.put(SEED_KEY, '{"last_hour_utc":"2026-11-24T12:00:00Z"}', "application/json");
+    await run("lp-6", 5);
   } finally {
     stop();
   }
@@ -172,12 +200,13 @@ describe("the Lambda roles, from the requests of real executions under them", ()
       "lp-3": "SUCCEEDED",
       "lp-4": "SUCCEEDED",
       "lp-5": "SUCCEEDED",
+      "lp-6": "SUCCEEDED",
     });
-    for (let hour = 9; hour <= 14; hour++) {
+    for (let hour = 9; hour <= 15; hour++) {
       const hourUtc = `2026-11-24T${String(hour).padStart(2, "0")}:00:00Z`;
       for (const entity of ENTITIES) await expectFeedMatchesSimulator(stand, entity, hourUtc);
     }
-    expect(await stand.watermark()).toBe("2026-11-24T14:00:00Z");
+    expect(await stand.watermark()).toBe("2026-11-24T15:00:00Z");
   });
 
   it("denied no request: nothing a function uses is missing from its role", () => {
@@ -244,8 +273,8 @@ describe("the SecOps feed reader policy the template emits", () => {
       token = page.NextContinuationToken;
     } while (token);
     expect(listed.filter((key) => key !== SEED_KEY)).toEqual(published);
-    // Six hours of three entities, one part each.
-    expect(published).toHaveLength(18);
+    // Seven hours of three entities, each in one part or more (an invocation that hands over starts a new one).
+    expect(published.length).toBeGreaterThanOrEqual(21);
     for (const key of published) await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }));
   });
 
