@@ -709,6 +709,7 @@ describe("operations in the packaged template (npx serverless package)", () => {
         `${control}/leases/*`,
         `${control}/state.json`,
         `${control}/page-window.json`,
+        `${control}/first-hour.json`,
       ]),
     );
     expect(new Set(listable("CommitRole"))).toEqual(
