@@ -710,6 +710,7 @@ describe("operations in the packaged template (npx serverless package)", () => {
         `${control}/state.json`,
         `${control}/page-window.json`,
         `${control}/first-hour.json`,
+        `${control}/manifests/*`,
       ]),
     );
     expect(new Set(listable("CommitRole"))).toEqual(
