@@ -369,6 +369,8 @@ async function main(): Promise<void> {
     target: "node22",
     format: "cjs",
     outdir: BUILD,
+    // Reads its data files beside its own module: loaded from node_modules when a stand-in evaluates a role.
+    external: ["@cloud-copilot/iam-simulate"],
     logLevel: "warning",
   });
   const top = Number(values.top);

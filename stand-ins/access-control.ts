@@ -9,7 +9,7 @@
 // its S3 server in one) knows the principals too; a key id names its policies' digest, so a file never changes.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { runSimulation, type Simulation } from "@cloud-copilot/iam-simulate";
+import type { Simulation } from "@cloud-copilot/iam-simulate";
 
 /** One action on one resource, with the condition keys the service sets for that request. */
 export interface AccessCheck {
@@ -145,6 +145,8 @@ async function evaluate(principal: Principal, check: AccessCheck): Promise<strin
       contextVariables: check.context ?? {},
     },
   } as Simulation;
+  // Loaded on first use: a process that only registers principals (the benchmark's collector) never loads it.
+  const { runSimulation } = await import("@cloud-copilot/iam-simulate");
   const result = await runSimulation(simulation, {});
   if (result.resultType !== "single") {
     const detail = result.resultType === "error" ? JSON.stringify(result.errors) : result.resultType;
