@@ -10,6 +10,7 @@ import path from "node:path";
 import { readTemplate, twinPackageDirectory } from "../local/deployed-roles";
 
 const ROOT = path.join(__dirname, "..");
+const VITEST = path.join(ROOT, "node_modules", ".bin", "vitest");
 const ROLES = ["PlanRole", "CollectRole", "CommitRole"];
 
 interface Policy {
@@ -39,11 +40,11 @@ const statements = ROLES.flatMap((role) =>
 let caught = 0;
 for (const statement of statements) {
   const started = Date.now();
-  const run = spawnSync(
-    process.execPath,
-    [require.resolve("vitest/vitest.mjs"), "run", "test/integration/aws/least-privilege.test.ts"],
-    { cwd: ROOT, encoding: "utf8", env: { ...process.env, LEAST_PRIVILEGE_WITHOUT: statement } },
-  );
+  const run = spawnSync(VITEST, ["run", "test/integration/aws/least-privilege.test.ts"], {
+    cwd: ROOT,
+    encoding: "utf8",
+    env: { ...process.env, LEAST_PRIVILEGE_WITHOUT: statement },
+  });
   const failed = run.status !== 0;
   if (failed) caught++;
   const failures = [...(run.stdout ?? "").matchAll(/(\d+) failed/g)].map((match) => match[1]).pop() ?? "0";
