@@ -187,7 +187,11 @@ export function placeholderValues(settings: DeployedSettings): Map<string, strin
   ]);
 }
 
-/** The settings of a local run's environment that the template depends on. */
+/**
+ * The settings of a local run's environment that the template depends on, with serverless.yml's defaults. Not
+ * validated (loadConfig's layout is, in the functions): a bad setting must fail the first state by name, as it
+ * would once deployed, not the deploy of the twin.
+ */
 export function deployedSettings(env: Env): DeployedSettings {
   const blank = (value: string | undefined) =>
     value === undefined || value.trim() === "" ? undefined : value;
