@@ -1,4 +1,4 @@
-import type { AslDefinition, AslState } from "./state-machine";
+import type { AslDefinition, AslState } from "./asl-definition";
 
 /**
  * The execution history AWS Step Functions keeps, rebuilt from aws-local-stepfunctions' own events as they are

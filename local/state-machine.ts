@@ -1,8 +1,6 @@
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { type RunOptions, StateMachine } from "aws-local-stepfunctions";
-import { parse } from "yaml";
+import { type AslDefinition, loadDefinition, taskStates } from "./asl-definition";
 import { twinExecutionArn } from "./deployed-roles";
 import {
   type EngineEvent,
@@ -12,15 +10,8 @@ import {
   type TaskAttempt,
 } from "./execution-history";
 
-/**
- * Runs the deployed definition file in aws-local-stepfunctions, binding each Task to the handler of the
- * function its `FunctionName: { Fn::GetAtt: [<function>, Arn] }` names, and emulating what the
- * `arn:aws:states:::lambda:invoke` integration does around it: JSON round-trip of the payload, the
- * `{ Payload }` result shape, the runtime's error shape, Lambda's 6 MB response quota, and a Lambda context
- * with a time budget. Every execution keeps an AWS-shaped history (local/execution-history.ts), which also
- * enforces the 256 KiB state payload quota and the 25,000-event history quota on every state.
- */
-export const DEFINITION_PATH = path.join(__dirname, "..", "statemachine", "collector.asl.yml");
+// What the engine runs, for the callers that load and inspect it before they run it.
+export { type AslDefinition, type AslState, loadDefinition, taskStates } from "./asl-definition";
 
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
 export interface LambdaContext {
@@ -28,47 +19,6 @@ export interface LambdaContext {
   awsRequestId: string;
 }
 export type LocalHandler = (event: unknown, context: LambdaContext) => Promise<unknown>;
-
-export interface AslState {
-  Type: string;
-  Resource?: string;
-  Parameters?: Record<string, unknown>;
-  Retry?: { ErrorEquals: string[] }[];
-  Catch?: { ErrorEquals: string[] }[];
-  ItemProcessor?: { StartAt?: string; States: Record<string, AslState>; [field: string]: unknown };
-  [field: string]: unknown;
-}
-export interface AslDefinition {
-  StartAt: string;
-  States: Record<string, AslState>;
-  [field: string]: unknown;
-}
-
-export function loadDefinition(file = DEFINITION_PATH): AslDefinition {
-  return parse(readFileSync(file, "utf8")) as AslDefinition;
-}
-
-/** Every Task state, including those inside Map iterations, with the function key it invokes. */
-export function taskStates(
-  definition: AslDefinition,
-  functionKeys: Record<string, string> = {},
-): { state: string; functionKey: string | undefined }[] {
-  const found: { state: string; functionKey: string | undefined }[] = [];
-  const walk = (states: Record<string, AslState>) => {
-    for (const [name, state] of Object.entries(states)) {
-      if (state.Type === "Task") found.push({ state: name, functionKey: functionKeyOf(state, functionKeys) });
-      if (state.ItemProcessor) walk(state.ItemProcessor.States);
-    }
-  };
-  walk(definition.States);
-  return found;
-}
-
-/** The function a Task invokes: `Fn::GetAtt [<key>, Arn]` in the file, a function's ARN once packaged. */
-function functionKeyOf(state: AslState, functionKeys: Record<string, string>): string | undefined {
-  const target = state.Parameters?.FunctionName as string | { "Fn::GetAtt"?: [string, string] } | undefined;
-  return typeof target === "string" ? functionKeys[target] : target?.["Fn::GetAtt"]?.[0];
-}
 
 /** Lambda's synchronous invocation response quota: 6 MB, as Lambda counts it. */
 export const LAMBDA_RESPONSE_LIMIT_BYTES = 6 * 1024 * 1024 + 100;
@@ -131,6 +81,14 @@ export function checkDefinition(definition: AslDefinition): void {
   checkedDefinitions.add(text);
 }
 
+/**
+ * Runs the deployed definition file in aws-local-stepfunctions, binding each Task to the handler of the
+ * function its `FunctionName: { Fn::GetAtt: [<function>, Arn] }` names, and emulating what the
+ * `arn:aws:states:::lambda:invoke` integration does around it: JSON round-trip of the payload, the
+ * `{ Payload }` result shape, the runtime's error shape, Lambda's 6 MB response quota, and a Lambda context
+ * with a time budget. Every execution keeps an AWS-shaped history (local/execution-history.ts), which also
+ * enforces the 256 KiB state payload quota and the 25,000-event history quota on every state.
+ */
 export function startLocalExecution(options: LocalExecutionOptions) {
   const loaded = options.definition ?? loadDefinition();
   const definition = options.startAt ? { ...loaded, StartAt: options.startAt } : loaded;

@@ -218,20 +218,7 @@ export class CitrixClient {
         unauthorizedInARow = 0;
         const bytes = await readBody(response);
         if (response.ok) return parsePage(bytes, url, (text) => this.snippet(text));
-        const body = bytes.toString("utf8");
-        if (response.status === 403) {
-          throw new CitrixAuthError(
-            `the API refused access (HTTP 403 from ${url}: ${this.snippet(body)}): check that the API client may read Citrix Analytics for this customer, and ${this.options.credentials.origin}`,
-          );
-        }
-        if (response.status === 404) {
-          throw new ConfigurationError(
-            `HTTP 404 from ${url}: ${this.snippet(body)}: there is no OData entity set there; check API_BASE (${this.options.apiBase}) and ENTITIES`,
-          );
-        }
-        throw new CitrixResponseError(
-          `HTTP ${response.status} from ${url}: ${this.snippet(body)} (check API_BASE, ENTITIES and the API client's permissions)`,
-        );
+        throw this.pageRefused(response.status, url, bytes.toString("utf8"));
       } catch (error) {
         // Dropped by the caller: whatever the abort broke is not the API's failure, so it is not retried.
         signal?.throwIfAborted();
@@ -240,6 +227,23 @@ export class CitrixClient {
         await this.backoff(error, attempt, deadlineMs, url, log, observer, signal, pacedByWindow);
       }
     }
+  }
+
+  /** The error for a page the API answered with a status no retry changes. */
+  private pageRefused(status: number, url: string, body: string): Error {
+    if (status === 403) {
+      return new CitrixAuthError(
+        `the API refused access (HTTP 403 from ${url}: ${this.snippet(body)}): check that the API client may read Citrix Analytics for this customer, and ${this.options.credentials.origin}`,
+      );
+    }
+    if (status === 404) {
+      return new ConfigurationError(
+        `HTTP 404 from ${url}: ${this.snippet(body)}: there is no OData entity set there; check API_BASE (${this.options.apiBase}) and ENTITIES`,
+      );
+    }
+    return new CitrixResponseError(
+      `HTTP ${status} from ${url}: ${this.snippet(body)} (check API_BASE, ENTITIES and the API client's permissions)`,
+    );
   }
 
   private accessToken(
@@ -290,31 +294,41 @@ export class CitrixClient {
             `${setting} leads to no Citrix Cloud token endpoint: HTTP ${response.status} from ${tokenUrl}: ${this.snippet(body)}; ${fixTokenUrl(setting)}`,
           );
         }
-        const parsed = parseJsonOrUndefined(body);
-        const accessToken = isObject(parsed) ? parsed.access_token : undefined;
-        if (typeof accessToken !== "string" || accessToken === "") {
-          // No snippet: a body that is almost a token answer may hold a token under another name.
-          throw new ConfigurationError(
-            `${setting} leads to no Citrix Cloud token endpoint: ${tokenUrl} answered HTTP ${response.status} without an access_token; ${fixTokenUrl(setting)}`,
-          );
-        }
-        for (const form of secretForms(accessToken)) this.secrets.add(form);
-        const expiresIn = expiresInSeconds(isObject(parsed) ? parsed.expires_in : undefined);
-        const lifetimeMs = expiresIn * 1000;
-        // Short-lived tokens (tests, odd tenants) still get reused for most of their life.
-        const margin = Math.min(TOKEN_REFRESH_MARGIN_MS, lifetimeMs / 10);
-        this.token = {
-          value: accessToken,
-          customerId: credentials.customerId,
-          refreshAtMs: this.now() + lifetimeMs - margin,
-        };
-        log.info("obtained Citrix API token", { expiresInSeconds: expiresIn });
-        return this.token;
+        return this.keepToken(body, { tokenUrl, status: response.status }, credentials.customerId, log);
       } catch (error) {
         if (!(error instanceof TransientHttpError)) throw error;
         await this.backoff(error, attempt, deadlineMs, tokenUrl, log, observer);
       }
     }
+  }
+
+  /**
+   * The token in the body of a token endpoint's answer, kept for the requests that follow and out of every
+   * message; a body without one means the setting leads elsewhere.
+   */
+  private keepToken(
+    body: string,
+    answer: { tokenUrl: string; status: number },
+    customerId: string,
+    log: Logger,
+  ): CachedToken {
+    const setting = this.tokenUrlSetting;
+    const parsed = parseJsonOrUndefined(body);
+    const accessToken = isObject(parsed) ? parsed.access_token : undefined;
+    if (typeof accessToken !== "string" || accessToken === "") {
+      // No snippet: a body that is almost a token answer may hold a token under another name.
+      throw new ConfigurationError(
+        `${setting} leads to no Citrix Cloud token endpoint: ${answer.tokenUrl} answered HTTP ${answer.status} without an access_token; ${fixTokenUrl(setting)}`,
+      );
+    }
+    for (const form of secretForms(accessToken)) this.secrets.add(form);
+    const expiresIn = expiresInSeconds(isObject(parsed) ? parsed.expires_in : undefined);
+    const lifetimeMs = expiresIn * 1000;
+    // Short-lived tokens (tests, odd tenants) still get reused for most of their life.
+    const margin = Math.min(TOKEN_REFRESH_MARGIN_MS, lifetimeMs / 10);
+    this.token = { value: accessToken, customerId, refreshAtMs: this.now() + lifetimeMs - margin };
+    log.info("obtained Citrix API token", { expiresInSeconds: expiresIn });
+    return this.token;
   }
 
   /**
