@@ -1,5 +1,5 @@
-import { S3Client } from "@aws-sdk/client-s3";
-import { SFNClient } from "@aws-sdk/client-sfn";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { SFNClient } from "@aws-sdk/client-sfn";
 import type { Env } from "../functions/lib/config/config";
 
 /** A stream the CLI writes to (stdout, stderr); on a terminal (`isTTY`) progress lines are redrawn in place. */
@@ -27,26 +27,6 @@ export interface CliContext {
   s3: (region: string) => S3Client;
   /** Set when the command acts on the local state machine that `run --data DIR` keeps: DIR, as given. */
   localData?: string;
-}
-
-export function processContext(): CliContext {
-  return {
-    env: process.env,
-    cwd: process.cwd(),
-    stdout: process.stdout,
-    stderr: process.stderr,
-    now: Date.now,
-    sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
-    // The SDK reads credentials, AWS_ENDPOINT_URL_SFN and AWS_ENDPOINT_URL_S3 from the environment itself.
-    sfn: (region) => new SFNClient({ region }),
-    s3: (region) =>
-      new S3Client({
-        region,
-        followRegionRedirects: true,
-        // S3-compatible servers at AWS_ENDPOINT_URL_S3 need path-style addressing.
-        forcePathStyle: Boolean(process.env.AWS_ENDPOINT_URL_S3),
-      }),
-  };
 }
 
 /** How many of the newest eligible hours a local first run collects (`run --hours`). */

@@ -5,10 +5,16 @@
  * so `run`, `backfill`, `status` and `redrive` in separate invocations act on the same state machine, as
  * they do on AWS.
  */
-import { appendFileSync, mkdirSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import type { S3Client } from "@aws-sdk/client-s3";
-import { type CollectorConfig, type Env, loadConfig } from "../functions/lib/config/config";
+import {
+  type CollectorConfig,
+  type Env,
+  loadConfig,
+  loadWatermarkLocation,
+  type WatermarkLocation,
+} from "../functions/lib/config/config";
 import {
   type CollectOutput,
   type CommitOutput,
@@ -25,7 +31,7 @@ import { type LocalStepFunctions, startLocalStepFunctions } from "../local/sfn-a
 import type { LocalHandler } from "../local/state-machine";
 import { type CitrixSimulator, type Fault, startCitrixSimulator } from "../stand-ins/citrix-simulator";
 import { type LocalS3, startLocalS3 } from "../stand-ins/s3-server";
-import { type CliContext, FIRST_RUN_HOURS, type Output } from "./context";
+import { type CliContext, FIRST_RUN_HOURS, type Output, UsageError } from "./context";
 import { CollectionProgress } from "./progress";
 
 export const LOCAL_BUCKET = "citrix-analytics-local";
@@ -200,6 +206,30 @@ export async function operateLocally(
   } finally {
     await stand.close();
     stand.progress.finish();
+  }
+}
+
+/**
+ * `feed --data DIR`: the bucket that `run --data DIR` keeps, served by the local S3 stand-in on DIR in this
+ * process (s3rver's files are an internal format), read by the operator's layout settings in this shell.
+ */
+export async function readLocalBucket(
+  ctx: CliContext,
+  data: string,
+  read: (s3: S3Client, location: WatermarkLocation) => Promise<number>,
+): Promise<number> {
+  const directory = path.resolve(ctx.cwd, data);
+  if (!existsSync(path.join(directory, LOCAL_BUCKET))) {
+    throw new UsageError(
+      `${data} holds no local bucket (${LOCAL_BUCKET}): \`citrix-collector run --data ${data}\` makes one`,
+    );
+  }
+  const location = loadWatermarkLocation({ ...ctx.env, S3_BUCKET: LOCAL_BUCKET });
+  const s3Server = await startLocalS3({ directory, buckets: [LOCAL_BUCKET] });
+  try {
+    return await read(s3Server.client(), location);
+  } finally {
+    await s3Server.close();
   }
 }
 

@@ -1,18 +1,16 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ConfigurationError } from "../functions/lib/config/errors";
-import { backfill } from "./backfill";
+import packageJson from "../package.json";
 import { checkConfig, DEFAULT_STAGE } from "./check-config";
 import {
   type CliContext,
   FIRST_RUN_HOURS,
   missingCredentials,
   noCredentialsProblem,
-  processContext,
+  type Output,
   UsageError,
 } from "./context";
-import { redrive } from "./redrive";
 import type { RunClock, SimulatedFault } from "./run";
-import { status } from "./status";
 
 /** Exit codes: 0 done, 1 the operation or AWS failed, 2 the command line or the settings are wrong. */
 const EXIT_FAILED = 1;
@@ -25,10 +23,16 @@ const NAME = "citrix-collector";
  * `check-config` for the settings in this shell, and `run` for a local collection. Every error is one line on stderr; the exit code says whose it is.
  */
 export async function main(argv: readonly string[], context: Partial<CliContext> = {}): Promise<number> {
-  const ctx: CliContext = { ...processContext(), ...context };
-  const fail = (message: string) => ctx.stderr.write(`${NAME}: ${message.replace(/\s*\n\s*/g, " ")}\n`);
+  const output = { stdout: context.stdout ?? process.stdout, stderr: context.stderr ?? process.stderr };
+  // The AWS SDK (in the process's context and every command) takes longer to load than `--help` may take to
+  // print, so the context and each command's module are loaded when a command runs.
+  const load = async (): Promise<CliContext> => {
+    const { processContext } = await import("./process-context");
+    return { ...processContext(), ...context };
+  };
+  const fail = (message: string) => output.stderr.write(`${NAME}: ${message.replace(/\s*\n\s*/g, " ")}\n`);
   let exitCode = 0;
-  const program = buildProgram(ctx, (code) => {
+  const program = buildProgram(output, load, (code) => {
     exitCode = code;
   });
   try {
@@ -53,14 +57,19 @@ export async function main(argv: readonly string[], context: Partial<CliContext>
   }
 }
 
-function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
+function buildProgram(
+  output: { stdout: Output; stderr: Output },
+  load: () => Promise<CliContext>,
+  exit: (code: number) => void,
+): Command {
   const program = new Command(NAME)
     .description("Operate the Citrix Analytics → S3 collector (AWS Step Functions)")
+    .version(packageJson.version, "-V, --version", "print the collector's version")
     .showSuggestionAfterError()
     .exitOverride()
     .configureOutput({
-      writeOut: (text) => ctx.stdout.write(text),
-      writeErr: (text) => ctx.stderr.write(text),
+      writeOut: (text) => output.stdout.write(text),
+      writeErr: (text) => output.stderr.write(text),
       outputError: (text, write) =>
         write(
           `${NAME}: ${text
@@ -76,6 +85,7 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     options: { data?: string; stateMachineArn?: string },
     command: (on: CliContext) => Promise<number>,
   ): Promise<number> => {
+    const ctx = await load();
     if (options.data === undefined) return command(ctx);
     if (options.stateMachineArn !== undefined) {
       throw new UsageError("--data acts on the local state machine: leave out --state-machine-arn");
@@ -99,6 +109,7 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     .option("--data <dir>", localData)
     .action(async (options: { stateMachineArn?: string; json?: true; limit: number; data?: string }) => {
       const flags = { ...options, json: options.json === true };
+      const { status } = await import("./status");
       exit(await operate(options, (on) => status(on, flags)));
     });
 
@@ -116,6 +127,7 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
     .action(
       async (options: { stateMachineArn?: string; from: string; to: string; wait?: true; data?: string }) => {
         const flags = { ...options, wait: options.wait === true };
+        const { backfill } = await import("./backfill");
         exit(await operate(options, (on) => backfill(on, flags)));
       },
     );
@@ -137,9 +149,29 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         options: { stateMachineArn?: string; allFailed?: true; wait?: true; data?: string },
       ) => {
         const flags = { ...options, allFailed: options.allFailed === true, wait: options.wait === true };
+        const { redrive } = await import("./redrive");
         exit(await operate(options, (on) => redrive(on, execution, flags)));
       },
     );
+
+  program
+    .command("feed")
+    .summary("the local feed by entity and hour, its control objects, or one hour's records")
+    .description(
+      "read the local bucket that `run --data DIR` keeps: the feed by entity and hour and the control objects (watermark, first hour, manifests, markers, leases, page window, staging) in plain words; with --entity and --hour, that entity-hour's records, decompressed, one JSON object a line",
+    )
+    .requiredOption("--data <dir>", "the directory `run --data DIR` keeps the local bucket in")
+    .option("--entity <name>", "with --hour: print this entity's records")
+    .option("--hour <hour>", 'with --entity: the UTC hour, like "2026-11-20T05:00:00Z"')
+    .action(async (options: { data: string; entity?: string; hour?: string }) => {
+      const ctx = await load();
+      const [{ readLocalBucket }, { feed }] = await Promise.all([import("./local-stand"), import("./feed")]);
+      exit(
+        await readLocalBucket(ctx, options.data, (s3, location) =>
+          feed({ s3, location, stdout: ctx.stdout }, options),
+        ),
+      );
+    });
 
   program
     .command("check-config")
@@ -148,7 +180,8 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
       "check the settings serverless package and deploy would use (this shell's variables over .env.STAGE or .env here: S3_BUCKET, CITRIX_* or CITRIX_SECRET_ARN, TOP_N, TRACING, ...) by the deploy's own check: one line per problem and exit code 2, or ok",
     )
     .option("--stage <stage>", "the stage whose .env.STAGE file serverless would load", DEFAULT_STAGE)
-    .action((options: { stage: string }) => {
+    .action(async (options: { stage: string }) => {
+      const ctx = await load();
       const problems = checkConfig(ctx, options.stage);
       for (const problem of problems) ctx.stderr.write(`${NAME}: ${problem}\n`);
       exit(problems.length > 0 ? EXIT_USAGE : 0);
@@ -209,9 +242,8 @@ function buildProgram(ctx: CliContext, exit: (code: number) => void): Command {
         name?: string;
         fault?: SimulatedFault;
       }) => {
-        // Loaded on demand: the local stand-ins are heavy, and the AWS commands never need them.
         const { runLocally } = await import("./run");
-        exit(await runLocally({ ...options, verbose: options.verbose === true }, ctx));
+        exit(await runLocally({ ...options, verbose: options.verbose === true }, await load()));
       },
     );
 

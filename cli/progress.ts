@@ -24,6 +24,8 @@ export class CollectionProgress {
   private readonly live: boolean;
   /** Lines of the live area currently on screen, erased before anything else is written. */
   private drawn = 0;
+  /** Whether Plan read a stored watermark; before it planned, unknown. */
+  private watermarkStored: boolean | undefined;
 
   constructor(private readonly out: Output) {
     this.live = out.isTTY === true;
@@ -45,9 +47,14 @@ export class CollectionProgress {
       plan.hours.length === 0
         ? "nothing due"
         : `${plan.hours.length} hour(s) × ${plan.items.length / plan.hours.length} entities (${plan.hours.length === 1 ? plan.hours[0] : `${plan.hours[0]} … ${plan.hours.at(-1)}`})`;
-    this.print(
-      `Planned ${plan.mode} run: ${what}, watermark ${plan.watermark.hourUtc ?? "none"}, lag ${plan.lagHours} hour(s)`,
-    );
+    // Without a stored watermark (etag null) Plan counts from the hour before its first one: no watermark and
+    // no lag an operator could look up.
+    this.watermarkStored = plan.watermark.etag !== null;
+    const from =
+      plan.watermark.etag === null
+        ? "no watermark stored yet"
+        : `watermark ${plan.watermark.hourUtc}, lag ${plan.lagHours} hour(s)`;
+    this.print(`Planned ${plan.mode} run: ${what}, ${from}`);
   }
 
   invoking(entity: string, hourUtc: string): void {
@@ -78,9 +85,14 @@ export class CollectionProgress {
 
   committed(commit: CommitOutput): void {
     const published = commit.hours.filter((hour) => hour.outcome !== "already-published").length;
-    this.print(
-      `Published ${published} of ${commit.hours.length} hour(s), watermark ${commit.watermark.before ?? "none"} → ${commit.watermark.after ?? "none"}`,
-    );
+    const { before, after } = commit.watermark;
+    const watermark =
+      this.watermarkStored !== false
+        ? `watermark ${before ?? "none"} → ${after ?? "none"}`
+        : after !== null && after !== before
+          ? `watermark stored for the first time: ${after}`
+          : "no watermark stored yet";
+    this.print(`Published ${published} of ${commit.hours.length} hour(s), ${watermark}`);
   }
 
   /** Leaves the terminal with no live area, before a summary is printed below. */

@@ -1,8 +1,9 @@
 import { S3Store } from "../functions/lib/aws/s3-store";
 import { loadPlanningRules, loadWatermarkLocation } from "../functions/lib/config/config";
 import { formatHour } from "../functions/lib/config/hours";
+import { firstHourKey, publishedMarkerOfKey, publishedPrefix } from "../functions/lib/feed/keys";
 import { lagHours, newestEligibleHour } from "../functions/lib/feed/planner";
-import { readWatermark } from "../functions/lib/feed/watermark";
+import { parseFirstHour, readWatermark } from "../functions/lib/feed/watermark";
 import { describeFailure, formatFailedState } from "../local/failure";
 import { BACKFILL_NAME_PREFIX } from "./backfill";
 import { type CliContext, formatDate, stateMachineFrom } from "./context";
@@ -56,11 +57,15 @@ export async function status(ctx: CliContext, options: StatusOptions): Promise<n
 
   const out = (line = "") => ctx.stdout.write(`${line}\n`);
   out(`State machine    ${machine.arn}`);
-  out(
-    `Watermark        ${watermark.hourUtc ?? "none yet (no hour published)"}   s3://${location.bucket}/${location.stateKey}`,
-  );
+  out(`Watermark        ${watermark.hourUtc ?? "none yet"}   s3://${location.bucket}/${location.stateKey}`);
+  if (watermark.hourUtc === null) {
+    for (const line of await beforeTheWatermark(store, location.controlPrefix))
+      out(`${" ".repeat(17)}${line}`);
+  }
   out(`Newest eligible  ${newest}   (LOOKBACK_MINUTES ${rules.lookbackMinutes})`);
-  out(`Lag              ${lag === null ? "–" : `${lag} hour${lag === 1 ? "" : "s"}`}`);
+  out(
+    `Lag              ${lag === null ? "– (no watermark to measure from)" : `${lag} hour${lag === 1 ? "" : "s"}`}`,
+  );
   out();
   // The commands it suggests act where this one did.
   const local = ctx.localData === undefined ? "" : ` --data ${ctx.localData}`;
@@ -91,6 +96,33 @@ export async function status(ctx: CliContext, options: StatusOptions): Promise<n
     );
   }
   return 0;
+}
+
+/**
+ * What the bucket holds while there is no watermark: hours that backfills published (they never move it),
+ * and the hour the first scheduled run starts at once one has planned.
+ */
+async function beforeTheWatermark(store: S3Store, controlPrefix: string): Promise<string[]> {
+  const [markers, firstHour] = await Promise.all([
+    store.listKeys(publishedPrefix(controlPrefix)),
+    store.getText(firstHourKey(controlPrefix)),
+  ]);
+  const hours = [
+    ...new Set(markers.flatMap((key) => publishedMarkerOfKey(controlPrefix, key)?.hourUtc ?? [])),
+  ].sort();
+  const lines = [
+    hours.length === 0
+      ? "no hour published yet"
+      : `no scheduled run has moved it; ${hours.length} hour(s) published by backfills (${
+          hours.length === 1 ? hours[0] : `${hours[0]} … ${hours.at(-1)}`
+        }), which never move it`,
+  ];
+  if (firstHour !== undefined) {
+    lines.push(
+      `the first scheduled run starts at ${parseFirstHour(firstHour.body, store.bucket, firstHourKey(controlPrefix))}`,
+    );
+  }
+  return lines;
 }
 
 function executionLine(execution: ExecutionSummary): string {

@@ -116,7 +116,6 @@ export interface CitrixSimulator {
 type DataRecord = Record<string, unknown>;
 
 const DEFAULT_VOLUME: Readonly<Record<string, number>> = { sessions: 2500, machines: 40, users: 300 };
-const OTHER_ENTITY_VOLUME = 50;
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
 const HOUR_UTC_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):00:00Z$/;
@@ -545,8 +544,16 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
     let n: number;
     if (typeof volume === "function") n = volume(entity, hourUtc);
     else if (Object.hasOwn(volume, entity)) n = volume[entity] ?? 0;
-    else n = Object.hasOwn(DEFAULT_VOLUME, entity) ? (DEFAULT_VOLUME[entity] ?? 0) : OTHER_ENTITY_VOLUME;
+    else n = DEFAULT_VOLUME[entity] ?? 0;
     return Number.isFinite(n) && n > 0 ? Math.floor(n) : 0;
+  }
+
+  /**
+   * The entity sets this tenant has, as the API knows its own: the three with realistic records, those the
+   * volume names, and every one when a function gives the volume. Any other name is answered 404.
+   */
+  function hasEntitySet(entity: string): boolean {
+    return typeof volume === "function" || GENERATORS.has(entity) || Object.hasOwn(volume, entity);
   }
 
   function generate(ctx: HourContext, index: number): DataRecord {
@@ -860,7 +867,7 @@ export async function startCitrixSimulator(options: SimulatorOptions = {}): Prom
       }
       if (dataMatch?.[1] !== undefined && ENTITY_RE.test(dataMatch[1])) {
         entry.entity = dataMatch[1];
-        return handleData(req, res, url, dataMatch[1], entry);
+        if (hasEntitySet(dataMatch[1])) return handleData(req, res, url, dataMatch[1], entry);
       }
       entry.status = 404;
       requests.push(entry);

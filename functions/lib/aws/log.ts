@@ -6,12 +6,15 @@ import type { Env } from "../config/config";
  * for AWS Lambda's Logger wrote, with the same names, written here in a few lines instead of a library
  * loaded by every cold start. Callers never pass secrets or tokens; the Citrix client logs URLs, which carry
  * neither. The level follows POWERTOOLS_LOG_LEVEL (Powertools' name, kept so existing settings still work;
- * default INFO).
+ * default INFO): DEBUG (and TRACE) add the debug lines, one per Citrix API answer; WARN and above drop the
+ * INFO lines.
  */
 export type LogFields = Record<string, string | number | boolean | null | undefined>;
 
 /** What the collector logs through: call sites bind fields with `child`; tests hand in a sink of their own. */
 export interface Logger {
+  /** Detail for finding a problem (each Citrix API answer), written at POWERTOOLS_LOG_LEVEL DEBUG or TRACE. */
+  debug(message: string, fields?: LogFields): void;
   info(message: string, fields?: LogFields): void;
   warn(message: string, fields?: LogFields): void;
   error(message: string, fields?: LogFields): void;
@@ -79,7 +82,7 @@ export function createLogger(
 ): Logger {
   const threshold = levelOf(env);
   const bound = (persistent: LogFields): Logger => {
-    const write = (level: "INFO" | "WARN" | "ERROR") => (message: string, fields?: LogFields) => {
+    const write = (level: "DEBUG" | "INFO" | "WARN" | "ERROR") => (message: string, fields?: LogFields) => {
       if (LEVELS[level] < threshold) return;
       const line = {
         level,
@@ -93,6 +96,7 @@ export function createLogger(
       sink(`${JSON.stringify(line)}\n`);
     };
     return {
+      debug: write("DEBUG"),
       info: write("INFO"),
       warn: write("WARN"),
       error: write("ERROR"),

@@ -192,6 +192,7 @@ export class CitrixClient {
         const token = await this.accessToken(deadlineMs, log, observer);
         await pacing?.ready(signal);
         signal?.throwIfAborted();
+        const sentMs = this.now();
         const response = await this.request(url, "API_BASE", {
           signal,
           method: "GET",
@@ -217,6 +218,13 @@ export class CitrixClient {
         }
         unauthorizedInARow = 0;
         const bytes = await readBody(response);
+        log.debug("Citrix API answered", {
+          url,
+          status: response.status,
+          bytes: bytes.byteLength,
+          ms: this.now() - sentMs,
+          attempt,
+        });
         if (response.ok) return parsePage(bytes, url, (text) => this.snippet(text));
         throw this.pageRefused(response.status, url, bytes.toString("utf8"));
       } catch (error) {

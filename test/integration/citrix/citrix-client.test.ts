@@ -226,6 +226,38 @@ describe("tokens", () => {
   });
 });
 
+describe("debug lines", () => {
+  it("at POWERTOOLS_LOG_LEVEL=DEBUG logs each answer of the API (URL, status, size, time); at INFO none", async () => {
+    const lines = (level: string) => {
+      const written: string[] = [];
+      const logger = createLogger({}, (line) => written.push(line), "collector-test", {
+        POWERTOOLS_LOG_LEVEL: level,
+      });
+      return {
+        logger,
+        debug: () => written.map((line) => JSON.parse(line)).filter((line) => line.level === "DEBUG"),
+      };
+    };
+    const debug = lines("DEBUG");
+    const c = client();
+    const url = c.pageUrl("sessions", HOUR, 10, 0);
+    await c.getPage(url, Date.now() + 60_000, debug.logger);
+    expect(debug.debug()).toEqual([
+      expect.objectContaining({
+        message: "Citrix API answered",
+        url,
+        status: 200,
+        attempt: 1,
+        ms: expect.any(Number),
+      }),
+    ]);
+    expect(debug.debug()[0].bytes).toBeGreaterThan(100);
+    const info = lines("INFO");
+    await c.getPage(url, Date.now() + 60_000, info.logger);
+    expect(info.debug()).toEqual([]);
+  });
+});
+
 describe("wrong URLs name the setting to fix", () => {
   it("a TOKEN_URL that answers 404 is a ConfigurationError naming TOKEN_URL", async () => {
     const error = await failure(page(client({ tokenUrl: `${simulator.url}/oauth/wrong/path` })));

@@ -134,6 +134,8 @@ describe("citrix-collector against the deployed state machine (local Step Functi
     const text = await cli(["status"]);
     expect(text.code).toBe(0);
     expect(text.stdout).toContain("Watermark        none yet");
+    expect(text.stdout).toContain("no hour published yet");
+    expect(text.stdout).toContain("Lag              – (no watermark to measure from)");
     expect(text.stdout).toContain(`Newest eligible  ${HOURS[2]}`);
     expect(text.stdout).toContain("No executions yet.");
     expect(text.stdout).not.toContain("holds no watermark");
@@ -295,7 +297,12 @@ describe("citrix-collector against the deployed state machine (local Step Functi
       "--wait",
     ]);
     expect(backfilled.code).toBe(0);
-    expect((await cli(["status"])).stdout).not.toContain("holds no watermark");
+    const afterBackfill = (await cli(["status"])).stdout;
+    expect(afterBackfill).not.toContain("holds no watermark");
+    expect(afterBackfill).not.toContain("no hour published");
+    expect(afterBackfill).toContain(
+      "no scheduled run has moved it; 1 hour(s) published by backfills (2026-11-24T05:00:00Z), which never move it",
+    );
 
     await scheduledExecution("scheduled-1");
     expect((await cli(["status"])).stdout).not.toContain("holds no watermark");
@@ -436,6 +443,19 @@ describe("citrix-collector as a process", () => {
     AWS_SECRET_ACCESS_KEY: LOCAL_S3_CREDENTIALS.secretAccessKey,
     AWS_ENDPOINT_URL_SFN: api.endpoint,
     AWS_ENDPOINT_URL_S3: stand.s3.endpoint,
+  });
+
+  it("--version prints package.json's version, --help lists every command, from the bundle", async () => {
+    const version = await spawnCli(["--version"], {});
+    const { version: packageVersion } = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8"));
+    expect(version).toEqual({ code: 0, stdout: `${packageVersion}\n`, stderr: "" });
+    const help = await spawnCli(["--help"], {});
+    expect(help.code).toBe(0);
+    for (const command of ["status", "backfill", "redrive", "feed", "check-config", "run"]) {
+      expect(help.stdout).toMatch(new RegExp(`^  ${command} `, "m"));
+    }
+    // The bin ran the bundle bin/build-cli.js keeps, not the TypeScript sources.
+    expect(existsSync(path.join(ROOT, ".cli-build", "main.js"))).toBe(true);
   });
 
   it("reaches the Step Functions API and S3 through the SDK's own endpoint variables", async () => {
@@ -640,6 +660,70 @@ describe("citrix-collector run --data (a local bucket kept between runs)", () =>
     // Without --data a run starts from an empty bucket again.
     const fresh = await run([]);
     expect(entityHours(fresh.stdout)).toHaveLength(6);
+  });
+
+  it("feed --data shows the feed by entity-hour and the control objects, and prints one hour's records", async () => {
+    const first = await run(["--data", "bucket"]);
+    expect(first.code).toBe(0);
+    // A first run stores the first watermark: none was there to lag behind.
+    expect(first.stdout).toMatch(
+      /^Planned scheduled run: 3 hour\(s\) × 2 entities .*, no watermark stored yet$/m,
+    );
+    expect(first.stdout).toContain(`watermark stored for the first time: ${HOURS[2]}`);
+
+    const feed = async (args: string[]) => {
+      let stdout = "";
+      let stderr = "";
+      const code = await main(["feed", ...args], {
+        env: {},
+        cwd,
+        stdout: { write: (text: string) => (stdout += text) },
+        stderr: { write: (text: string) => (stderr += text) },
+      });
+      return { code, stdout, stderr };
+    };
+    const overview = await feed(["--data", "bucket"]);
+    expect(overview).toMatchObject({ code: 0, stderr: "" });
+    const rows = overview.stdout.split("\n").filter((line) => /^\S+Z {2}(sessions|users) /.test(line));
+    expect(rows.map((line) => line.split(/ +/).slice(0, 4).join(" "))).toEqual(
+      HOURS.flatMap((hourUtc) => [`${hourUtc} sessions 1 2,500`, `${hourUtc} users 1 300`]),
+    );
+    for (const row of rows) expect(row).toMatch(/generation 1 by local-\S+, published by local-\S+ at /);
+    expect(overview.stdout).toContain(
+      `Watermark    ${HOURS[2]}: every hour up to it is published for every entity`,
+    );
+    expect(overview.stdout).toContain(`First hour   ${HOURS[0]}: the first run started there`);
+    expect(overview.stdout).toContain("Leases       none: no scheduled execution is collecting");
+    expect(overview.stdout).toMatch(/Page window {2}the Citrix API allowed \d+ page request\(s\) in flight/);
+    expect(overview.stdout).toContain("Staging      none: every claimed entity-hour is published");
+
+    const records = await feed(["--data", "bucket", "--entity", "users", "--hour", HOURS[1] as string]);
+    expect(records).toMatchObject({ code: 0, stderr: "" });
+    const lines = records.stdout
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(lines).toHaveLength(300);
+    expect(lines[0]).toMatchObject({
+      citrix_entity: "users",
+      citrix_hour_utc: HOURS[1],
+      raw: expect.any(Object),
+    });
+
+    expect(await feed(["--data", "bucket", "--entity", "user", "--hour", HOURS[1] as string])).toMatchObject({
+      code: 2,
+      stderr: expect.stringMatching(
+        /^citrix-collector: no feed objects for user at .*: the feed has sessions at /,
+      ),
+    });
+    expect(await feed(["--data", "bucket", "--entity", "users"])).toMatchObject({
+      code: 2,
+      stderr: "citrix-collector: feed prints one entity-hour's records with both --entity and --hour\n",
+    });
+    expect(await feed(["--data", "elsewhere"])).toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining("elsewhere holds no local bucket"),
+    });
   });
 
   it("keeps the newest five run folders under .local-data, and never the bucket of --data", async () => {

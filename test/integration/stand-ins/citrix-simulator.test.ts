@@ -181,9 +181,10 @@ describe("OData paging", () => {
     expect(page.value).toEqual(sim.records("machines", HOUR).slice(30, 40));
   });
 
-  it("gives every known and unknown entity unique keys and JSON-hostile text", async () => {
+  it("gives every entity, the three it knows and one its volume names, unique keys and JSON-hostile text", async () => {
+    const named = await startCitrixSimulator({ volume: { desktops: 50 } });
     for (const entity of ["sessions", "machines", "users", "desktops"]) {
-      const all = sim.records(entity, HOUR);
+      const all = named.records(entity, HOUR);
       const key = KEY[entity] ?? "Id";
       expect(new Set(all.map((r) => r[key])).size).toBe(all.length);
       const text = JSON.stringify(all);
@@ -192,10 +193,27 @@ describe("OData paging", () => {
       expect(text).toContain("\\n");
       expect(text).toContain("\\\\");
     }
-    expect(sim.recordCount("desktops", HOUR)).toBe(50);
-    const fullNames = sim.records("users", HOUR).map((u) => u.FullName);
+    expect(named.recordCount("desktops", HOUR)).toBe(50);
+    const fullNames = named.records("users", HOUR).map((u) => u.FullName);
     expect(fullNames).toContain("Zoë Ångström");
     expect(fullNames).toContain("山田 太郎");
+    await named.close();
+  });
+
+  it("answers 404 for an entity set the tenant does not have, as the API does, unless a volume function serves all", async () => {
+    const res = await getData(sim, token, "sesions", `${Q}&$top=100`);
+    expect(res.status).toBe(404);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe("NotFound");
+    expect(sim.requests.at(-1)).toMatchObject({ entity: "sesions", status: 404, records: 0 });
+    expect(sim.recordCount("sesions", HOUR)).toBe(0);
+    expect((await getData(sim, token, "users", `${Q}&$top=1`)).status).toBe(200);
+    const everyName = await startCitrixSimulator({ volume: () => 3 });
+    try {
+      const page = await getPage(everyName, await getToken(everyName), "sesions", `${Q}&$top=100`);
+      expect(page.value).toHaveLength(3);
+    } finally {
+      await everyName.close();
+    }
   });
 
   it("follows @odata.nextLink to the end in nextLink mode", async () => {

@@ -58,8 +58,8 @@ describe("createLogger", () => {
 
   it.each([
     [undefined, ["INFO", "WARN", "ERROR"]],
-    ["TRACE", ["INFO", "WARN", "ERROR"]],
-    ["DEBUG", ["INFO", "WARN", "ERROR"]],
+    ["TRACE", ["DEBUG", "INFO", "WARN", "ERROR"]],
+    ["DEBUG", ["DEBUG", "INFO", "WARN", "ERROR"]],
     ["INFO", ["INFO", "WARN", "ERROR"]],
     ["WARN", ["WARN", "ERROR"]],
     ["ERROR", ["ERROR"]],
@@ -69,6 +69,7 @@ describe("createLogger", () => {
     const { log, lines } = capture(level === undefined ? {} : { POWERTOOLS_LOG_LEVEL: level });
     const child = log.child({ entity: "users" });
     for (const logger of [log, child]) {
+      logger.debug("d");
       logger.info("i");
       logger.warn("w");
       logger.error("e");

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CollectionProgress } from "../../../cli/progress";
-import type { CollectOutput, PlanOutput } from "../../../functions/lib/config/contracts";
+import type { CollectOutput, CommitOutput, PlanOutput } from "../../../functions/lib/config/contracts";
 
 const HOURS = ["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z"];
 const PLAN: PlanOutput = {
@@ -123,5 +123,45 @@ describe("the local run's progress display", () => {
       watermark: { hourUtc: HOURS[1] as string, etag: "e" },
     });
     expect(text).toBe(`Planned scheduled run: nothing due, watermark ${HOURS[1]}, lag 0 hour(s)\n`);
+  });
+
+  it("on a first run names no watermark and no lag: none is stored until its Commit stores the first", () => {
+    let text = "";
+    const progress = new CollectionProgress({ write: (chunk: string) => (text += chunk) });
+    // Plan counts a first run from the hour before its first hour; that watermark is stored nowhere.
+    progress.planned({ ...PLAN, watermark: { hourUtc: "2026-11-24T07:00:00Z", etag: null }, lagHours: 2 });
+    const commit: Omit<CommitOutput, "watermark"> = {
+      runId: "local-1",
+      mode: "scheduled",
+      status: "committed",
+      hours: [],
+    };
+    progress.committed({
+      ...commit,
+      watermark: { before: "2026-11-24T07:00:00Z", after: HOURS[1] as string },
+    });
+    progress.committed({ ...commit, watermark: { before: null, after: null } });
+    expect(text.split("\n")).toEqual([
+      `Planned scheduled run: 2 hour(s) × 2 entities (${HOURS[0]} … ${HOURS[1]}), no watermark stored yet`,
+      `Published 0 of 0 hour(s), watermark stored for the first time: ${HOURS[1]}`,
+      "Published 0 of 0 hour(s), no watermark stored yet",
+      "",
+    ]);
+    expect(text).not.toMatch(/lag|07:00/);
+  });
+
+  it("once a watermark is stored, says where it moved", () => {
+    let text = "";
+    const progress = new CollectionProgress({ write: (chunk: string) => (text += chunk) });
+    progress.planned({ ...PLAN, watermark: { hourUtc: "2026-11-24T07:00:00Z", etag: "e" }, lagHours: 2 });
+    progress.committed({
+      runId: "local-1",
+      mode: "scheduled",
+      status: "committed",
+      hours: [],
+      watermark: { before: "2026-11-24T07:00:00Z", after: HOURS[1] as string },
+    });
+    expect(text).toContain("watermark 2026-11-24T07:00:00Z, lag 2 hour(s)");
+    expect(text).toContain(`watermark 2026-11-24T07:00:00Z → ${HOURS[1]}`);
   });
 });
