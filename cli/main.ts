@@ -20,7 +20,8 @@ const NAME = "citrix-collector";
 
 /**
  * The operator CLI: `status`, `backfill`, `redrive` against the deployed state machine and its bucket,
- * `check-config` for the settings in this shell, and `run` for a local collection. Every error is one line on stderr; the exit code says whose it is.
+ * `check-config` for the settings in this shell, `run` for a local collection and `feed` to look at its bucket.
+ * Every error is one line on stderr; the exit code says whose it is.
  */
 export async function main(argv: readonly string[], context: Partial<CliContext> = {}): Promise<number> {
   const output = { stdout: context.stdout ?? process.stdout, stderr: context.stderr ?? process.stderr };
