@@ -1,9 +1,9 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ConfigurationError } from "../functions/lib/config/errors";
 import packageJson from "../package.json";
-import { checkConfig, DEFAULT_STAGE } from "./check-config";
 import {
   type CliContext,
+  DEFAULT_STAGE,
   FIRST_RUN_HOURS,
   missingCredentials,
   noCredentialsProblem,
@@ -183,6 +183,7 @@ function buildProgram(
     .option("--stage <stage>", "the stage whose .env.STAGE file serverless would load", DEFAULT_STAGE)
     .action(async (options: { stage: string }) => {
       const ctx = await load();
+      const { checkConfig } = await import("./check-config");
       const problems = checkConfig(ctx, options.stage);
       for (const problem of problems) ctx.stderr.write(`${NAME}: ${problem}\n`);
       exit(problems.length > 0 ? EXIT_USAGE : 0);
