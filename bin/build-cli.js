@@ -82,7 +82,7 @@ async function cliBundle() {
   return BUNDLE;
 }
 
-module.exports = { cliBundle, bundleIsStale, BUNDLE };
+module.exports = { cliBundle };
 
 if (require.main === module) {
   cliBundle().catch((error) => {

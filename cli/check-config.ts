@@ -4,9 +4,6 @@ import { parseEnv } from "node:util";
 import { deploySettingsProblems, type Env } from "../functions/lib/config/config";
 import type { CliContext } from "./context";
 
-/** The stage serverless.yml deploys when `--stage` is not given (provider.stage). */
-export const DEFAULT_STAGE = "prod";
-
 /**
  * `check-config`: the check `serverless package` and `serverless deploy` run first (loadDeploySettings, through
  * serverless/config-check.js), on the same settings: this shell's environment over the `.env.STAGE` file, or

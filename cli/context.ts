@@ -29,6 +29,9 @@ export interface CliContext {
   localData?: string;
 }
 
+/** The stage serverless.yml deploys when `--stage` is not given (provider.stage). */
+export const DEFAULT_STAGE = "prod";
+
 /** How many of the newest eligible hours a local first run collects (`run --hours`). */
 export const FIRST_RUN_HOURS = 3;
 

@@ -1,9 +1,9 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ConfigurationError } from "../functions/lib/config/errors";
 import packageJson from "../package.json";
-import { checkConfig, DEFAULT_STAGE } from "./check-config";
 import {
   type CliContext,
+  DEFAULT_STAGE,
   FIRST_RUN_HOURS,
   missingCredentials,
   noCredentialsProblem,
@@ -20,7 +20,8 @@ const NAME = "citrix-collector";
 
 /**
  * The operator CLI: `status`, `backfill`, `redrive` against the deployed state machine and its bucket,
- * `check-config` for the settings in this shell, and `run` for a local collection. Every error is one line on stderr; the exit code says whose it is.
+ * `check-config` for the settings in this shell, `run` for a local collection and `feed` to look at its bucket.
+ * Every error is one line on stderr; the exit code says whose it is.
  */
 export async function main(argv: readonly string[], context: Partial<CliContext> = {}): Promise<number> {
   const output = { stdout: context.stdout ?? process.stdout, stderr: context.stderr ?? process.stderr };
@@ -182,6 +183,7 @@ function buildProgram(
     .option("--stage <stage>", "the stage whose .env.STAGE file serverless would load", DEFAULT_STAGE)
     .action(async (options: { stage: string }) => {
       const ctx = await load();
+      const { checkConfig } = await import("./check-config");
       const problems = checkConfig(ctx, options.stage);
       for (const problem of problems) ctx.stderr.write(`${NAME}: ${problem}\n`);
       exit(problems.length > 0 ? EXIT_USAGE : 0);
