@@ -47,6 +47,11 @@ const LOOKBACK_MINUTES = 75;
 const MAX_CLOCK_SKEW_MS = 120_000;
 /** Generous: an execution here takes well under a second; one that takes this long is stuck. */
 const EXECUTION_TIMEOUT_MS = 60_000;
+/**
+ * Whether this process ran an execution already, which checked the definition file: AWS checks it once, when it
+ * is deployed, and checking it again per execution would take a tenth of a schedule's time.
+ */
+let definitionChecked = false;
 /** The error a killed local run leaves: no Retry names it, so the execution fails where it was. */
 const PROCESS_KILLED = "LocalRunKilled";
 
@@ -755,11 +760,13 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
         adaptRuntime: (runtime) => ({ ...runtime, store: store.over(runtime.store) }),
         ...(input ? { input } : {}),
         ...(leaseStatus ? { executionStatus: leaseStatus } : {}),
+        definitionChecked,
       }),
       timedOut,
     ]);
     clearTimeout(timer);
     running.delete(name);
+    definitionChecked = true;
     if (result === "timeout") {
       stuck = true;
       violations.push(`${name} did not end within ${EXECUTION_TIMEOUT_MS} ms`);
