@@ -174,6 +174,8 @@ export interface ScheduleReport {
   lostResponses: number;
   /** Fixes an error named (StagingLostError's `aws s3 rm …`) that the schedule performed to catch up. */
   operatorFixes: number;
+  /** Executions whose staging the schedule expired (only one that died in Commit can be picked). */
+  stagingExpired: number;
 }
 
 const S3_ERRORS: readonly [number, string][] = [
@@ -1067,6 +1069,7 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
       abandoned,
       lostResponses,
       operatorFixes,
+      stagingExpired: expired.size,
     };
   }
 }
