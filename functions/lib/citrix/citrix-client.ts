@@ -193,15 +193,7 @@ export class CitrixClient {
         await pacing?.ready(signal);
         signal?.throwIfAborted();
         const sentMs = this.now();
-        const response = await this.request(url, "API_BASE", {
-          signal,
-          method: "GET",
-          headers: {
-            Authorization: `CwsAuth bearer=${token.value}`,
-            "Citrix-CustomerId": token.customerId,
-            Accept: "application/json",
-          },
-        });
+        const response = await this.pageRequest(url, token, signal);
         if (response.status === 401) {
           await discard(response);
           unauthorizedInARow++;
@@ -235,6 +227,19 @@ export class CitrixClient {
         await this.backoff(error, attempt, deadlineMs, url, log, observer, signal, pacedByWindow);
       }
     }
+  }
+
+  /** One GET of a page with the token, as the API asks for it: CwsAuth bearer and the customer id. */
+  private pageRequest(url: string, token: CachedToken, signal: AbortSignal | undefined): Promise<Response> {
+    return this.request(url, "API_BASE", {
+      signal,
+      method: "GET",
+      headers: {
+        Authorization: `CwsAuth bearer=${token.value}`,
+        "Citrix-CustomerId": token.customerId,
+        Accept: "application/json",
+      },
+    });
   }
 
   /** The error for a page the API answered with a status no retry changes. */
