@@ -197,7 +197,8 @@ describe("serverless package refuses what would deploy something wrong, as check
         packaged: variables.length === 0,
       })),
     );
-  }, 180_000);
+    // 14 runs of serverless, two at a time: about 30 s on an idle 2-core machine, minutes on a busy one.
+  }, 420_000);
 
   it("reads the settings from the stage's .env file, as check-config does, so a fresh shell deploys them", async () => {
     const dotenv = path.join(service, ".env.prod");
