@@ -753,8 +753,8 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
       timer = setTimeout(() => resolve("timeout"), EXECUTION_TIMEOUT_MS);
     });
     const input: JsonValue | undefined = spec?.backfill ? { backfill: spec.backfill } : undefined;
-    const result = await Promise.race([
-      stand.run(name, {
+    const started = stand
+      .run(name, {
         env: envOf(entities),
         now: () => run.nowMs + (spec?.clockSkewMs ?? 0),
         redrive,
@@ -763,15 +763,22 @@ export async function runSchedule(schedule: Schedule): Promise<ScheduleReport> {
         ...(input ? { input } : {}),
         ...(leaseStatus ? { executionStatus: leaseStatus } : {}),
         definitionChecked,
-      }),
-      timedOut,
-    ]);
+      })
+      .catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))));
+    const result = await Promise.race([started, timedOut]);
     clearTimeout(timer);
     running.delete(name);
     definitionChecked = true;
     if (result === "timeout") {
       stuck = true;
       violations.push(`${name} did not end within ${EXECUTION_TIMEOUT_MS} ms`);
+      return undefined;
+    }
+    if (result instanceof Error) {
+      // The local run sets the bucket's default encryption first, as the deployment does: an S3 fault armed
+      // for every request can meet that request, which no execution makes in AWS. The execution never started.
+      if (!result.message.startsWith("injected ")) violations.push(`${name} could not start: ${result}`);
+      trace.push(`${name}: not started, ${result.message}`);
       return undefined;
     }
     if (result.plan) plans.set(name, result.plan);

@@ -74,7 +74,11 @@ export class S3Store {
         new ListObjectsV2Command({ Bucket: this.bucket, Prefix: key, MaxKeys: 1 }),
       );
       return listed.Contents?.[0]?.Key !== key;
-    } catch {
+    } catch (listError) {
+      // A listing that failed for a passing reason (5xx, throttling, a conflict) has not told missing from
+      // denied yet: retryable, not the permanent AccessDenied of the read.
+      const classified = storageError(listError, `ListObjectsV2 ${key}`);
+      if (classified instanceof StorageUnavailableError) throw classified;
       // Not allowed to list it either: the first denial is the one to report.
       return false;
     }
