@@ -33,6 +33,7 @@ import {
   legacyEntityManifest,
   notAManifest,
   parseEntityManifest,
+  parseJson,
   readLegacyManifest,
 } from "./manifest";
 import { advanceWatermark, type PublishedMarker } from "./watermark";
@@ -450,12 +451,4 @@ function parseStored<T>(
   throw new InvalidInputError(
     `s3://${deps.store.bucket}/${key} is not a collected result; inspect it before redriving`,
   );
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }

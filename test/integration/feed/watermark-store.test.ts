@@ -1,6 +1,7 @@
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
-import { InvalidInputError } from "../../../functions/lib/config/errors";
+import { InvalidInputError, StorageUnavailableError } from "../../../functions/lib/config/errors";
 import {
   firstHourKey,
   legacyManifestKey,
@@ -73,6 +74,8 @@ async function publishLegacy(
 }
 const stored = async () =>
   JSON.parse((await store.getText(STATE))?.body ?? "null") as Record<string, unknown>;
+const contentType = async (key: string) =>
+  (await store.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).ContentType;
 
 describe("readWatermark", () => {
   it("reads the state file with its ETag, in the seed's formats too", async () => {
@@ -176,6 +179,20 @@ describe("recoverWatermark", () => {
     expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBe(H(9));
   });
 
+  it("passes over a marker deleted between its listing and its read", async () => {
+    await publish(8, H(7));
+    /** Lists a newer marker that is gone by the time it is read (deleted by hand, say). */
+    class VanishingMarkerStore extends S3Store {
+      override async listKeys(prefix: string, startAfter?: string): Promise<string[]> {
+        const keys = await super.listKeys(prefix, startAfter);
+        return startAfter === undefined ? [...keys, publishedMarkerKey(CONTROL, H(12), "sessions")] : keys;
+      }
+    }
+    expect(await recoverWatermark(new VanishingMarkerStore(store.client, BUCKET), CONTROL, SESSIONS)).toBe(
+      H(8),
+    );
+  });
+
   it("counts an hour only when every configured entity is published, and reads legacy markers", async () => {
     await publishLegacy(8, ["sessions", "users"], H(7));
     await publish(9, H(8));
@@ -206,6 +223,20 @@ describe("firstRunHour", () => {
     expect(await firstRunHour(racing, CONTROL, H(7), "first-a", 0)).toBe(H(9));
   });
 
+  it("fails retryably when the record another first run won is gone before it is read", async () => {
+    const racing = new S3Store(store.client, BUCKET);
+    const put = racing.put.bind(racing);
+    racing.put = async (key, body, type, condition) => {
+      await put(key, JSON.stringify({ hourUtc: H(9), by: "other", at: "t" }), type);
+      const lost = await put(key, body, type, condition);
+      await racing.deleteKeys([key]);
+      return lost;
+    };
+    const error = await firstRunHour(racing, CONTROL, H(7), "first-a", 0).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect((error as Error).message).toBe(`s3://${BUCKET}/${firstHourKey(CONTROL)} vanished as it was read`);
+  });
+
   it.each(["not json", '{"hourUtc":"tomorrow"}', "null"])("refuses a record %s by name", async (body) => {
     await store.put(firstHourKey(CONTROL), body, "application/json");
     const error = await firstRunHour(store, CONTROL, H(7), "first-a", 0).catch((caught: unknown) => caught);
@@ -222,6 +253,8 @@ describe("advanceWatermark", () => {
     for (const hour of [8, 9, 11]) await publish(hour);
     expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "run-1", SESSIONS)).toBe(H(9));
     expect(await stored()).toMatchObject({ last_hour_utc: H(9), execution: "run-1" });
+    // An operator opening it in the console sees JSON.
+    expect(await contentType(STATE)).toBe("application/json");
   });
 
   it("leaves a stored watermark alone when nothing after it is published", async () => {
