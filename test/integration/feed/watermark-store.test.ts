@@ -1,13 +1,16 @@
 import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
 import { InvalidInputError, StorageUnavailableError } from "../../../functions/lib/config/errors";
 import {
   firstHourKey,
+  leaseKey,
   legacyManifestKey,
   legacyPublishedMarkerKey,
   publishedMarkerKey,
 } from "../../../functions/lib/feed/keys";
+import { type ExecutionStatus, type PlanDeps, planRun } from "../../../functions/lib/feed/plan-run";
 import {
   advanceWatermark,
   firstRunHour,
@@ -298,5 +301,146 @@ describe("advanceWatermark", () => {
     const moved = await readWatermark(store, STATE);
     // users removed from ENTITIES: 09:00 no longer waits for it.
     expect(await advanceWatermark(store, LAYOUT, moved, "run-2", SESSIONS)).toBe(H(9));
+  });
+});
+
+describe("planRun", () => {
+  // 11:20 with a 60-minute lookback: 10:00 is the newest eligible hour.
+  const NOW = Date.parse("2026-11-24T11:20:00Z");
+  let logs: Record<string, unknown>[] = [];
+  const plan = (
+    request: unknown = {},
+    statuses: Record<string, ExecutionStatus> = {},
+    config: Partial<PlanDeps["config"]> = {},
+  ) => {
+    logs = [];
+    const deps: PlanDeps = {
+      store,
+      config: {
+        stateKey: STATE,
+        seedStateKey: undefined,
+        controlPrefix: CONTROL,
+        entities: SESSIONS,
+        lookbackMinutes: 60,
+        maxHoursPerRun: 24,
+        firstHourUtc: undefined,
+        mapMaxConcurrency: 4,
+        ...config,
+      },
+      log: createLogger({}, (line) => {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      }),
+      now: () => NOW,
+      executionStatus: async (name) => statuses[name] ?? "ended",
+    };
+    return planRun(deps, { executionName: "run-1", request });
+  };
+  const lease = (runId: string, hours: number[]) =>
+    store.put(
+      leaseKey(CONTROL, runId),
+      JSON.stringify({ runId, hours: hours.map(H), plannedAt: "t" }),
+      "application/json",
+    );
+  const logged = (message: string) => logs.filter((line) => line.message === message);
+
+  it("leaves a running execution its hours, takes over an ended one's, and removes only the ended lease", async () => {
+    await state('{"last_hour_utc":"2026-11-24T06:00:00Z"}');
+    await lease("running-1", [7]);
+    await lease("ended-1", [8]);
+    await lease("unknown-1", [9]);
+    await store.put(leaseKey(CONTROL, "broken-1"), "not json", "application/json");
+    await lease("run-1", [7, 8, 9, 10]); // its own, from an earlier attempt: never a holder
+
+    const output = await plan({}, { "running-1": "running", "unknown-1": "unknown" });
+
+    expect(output).toMatchObject({
+      mode: "scheduled",
+      hours: [H(8), H(9), H(10)],
+      deferred: { "running-1": [H(7)] },
+    });
+    expect(output.items).toEqual([H(8), H(9), H(10)].map((hourUtc) => ({ entity: "sessions", hourUtc })));
+    expect(JSON.parse((await store.getText(leaseKey(CONTROL, "run-1")))?.body ?? "")).toEqual({
+      runId: "run-1",
+      hours: [H(8), H(9), H(10)],
+      plannedAt: new Date(NOW).toISOString(),
+    });
+    expect((await store.listKeys(`${CONTROL}/leases/`)).sort()).toEqual(
+      ["broken-1", "run-1", "running-1", "unknown-1"].map((runId) => leaseKey(CONTROL, runId)),
+    );
+    expect(logged("could not tell whether another execution still runs; collecting its hours too")).toEqual([
+      expect.objectContaining({ level: "WARN", holder: "unknown-1" }),
+    ]);
+    expect(logged("planned collection")).toEqual([
+      expect.objectContaining({
+        mode: "scheduled",
+        watermark: H(6),
+        firstHour: H(8),
+        lastHour: H(10),
+        items: 3,
+        deferredHours: 1,
+        lagHours: 4,
+      }),
+    ]);
+  });
+
+  it("writes no lease when nothing is left to collect, and leaves out hours already published", async () => {
+    await state('{"last_hour_utc":"2026-11-24T08:00:00Z"}');
+    await publish(10);
+    await lease("running-1", [9]);
+    const output = await plan({}, { "running-1": "running" });
+    expect(output).toMatchObject({ hours: [], items: [], deferred: { "running-1": [H(9)] } });
+    expect(await store.getText(leaseKey(CONTROL, "run-1"))).toBeUndefined();
+    expect(logged("planned collection")).toEqual([
+      expect.objectContaining({ firstHour: null, lastHour: null, items: 0, deferredHours: 1 }),
+    ]);
+  });
+
+  it("moves the stored watermark over hours published since, and hands Commit its new ETag", async () => {
+    await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}');
+    await publish(8);
+    const output = await plan();
+    const stored = await store.getText(STATE);
+    expect(output.watermark).toEqual({ hourUtc: H(8), etag: stored?.etag });
+    expect(output.hours).toEqual([H(9), H(10)]);
+  });
+
+  it("plans a backfill from the watermark as read: no lease read or written, nothing moved", async () => {
+    const { etag } = (await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}')) as { etag: string };
+    await publish(8);
+    await lease("running-1", [8]);
+    const output = await plan({ backfill: { from: H(8), to: H(9) } }, { "running-1": "running" });
+    expect(output).toMatchObject({
+      mode: "backfill",
+      hours: [H(8), H(9)],
+      deferred: {},
+      watermark: { hourUtc: H(7), etag },
+    });
+    expect(await store.listKeys(`${CONTROL}/leases/`)).toEqual([leaseKey(CONTROL, "running-1")]);
+    expect((await stored()).last_hour_utc).toBe(H(7));
+  });
+
+  it("starts a first run at FIRST_HOUR_UTC, or at the newest eligible hour, and records where", async () => {
+    const first = await plan({}, {}, { firstHourUtc: H(8) });
+    expect(first.hours).toEqual([H(8), H(9), H(10)]);
+    expect(first.watermark).toEqual({ hourUtc: H(7), etag: null });
+    expect(await store.getText(STATE)).toBeUndefined();
+    await store.deleteKeys(await store.listKeys(""));
+    const unset = await plan();
+    expect(unset.hours).toEqual([H(10)]);
+    expect(JSON.parse((await store.getText(firstHourKey(CONTROL)))?.body ?? "")).toMatchObject({
+      hourUtc: H(10),
+      by: "run-1",
+    });
+  });
+
+  it("recovers a lost state file from the markers, says so, and stores it again", async () => {
+    await publish(8, H(7));
+    await publish(9, H(8));
+    const output = await plan();
+    expect(output.watermark).toEqual({ hourUtc: H(9), etag: (await store.getText(STATE))?.etag });
+    expect(output.hours).toEqual([H(10)]);
+    expect(logged("no state file, but hours were published: continuing after the published hours")).toEqual([
+      expect.objectContaining({ level: "WARN", stateKey: STATE, recovered: H(9) }),
+    ]);
   });
 });
