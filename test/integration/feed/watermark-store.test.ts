@@ -8,6 +8,7 @@ import {
   leaseKey,
   legacyManifestKey,
   legacyPublishedMarkerKey,
+  pageWindowHintKey,
   publishedMarkerKey,
 } from "../../../functions/lib/feed/keys";
 import { type ExecutionStatus, type PlanDeps, planRun } from "../../../functions/lib/feed/plan-run";
@@ -312,10 +313,11 @@ describe("planRun", () => {
     request: unknown = {},
     statuses: Record<string, ExecutionStatus> = {},
     config: Partial<PlanDeps["config"]> = {},
+    planStore: S3Store = store,
   ) => {
     logs = [];
     const deps: PlanDeps = {
-      store,
+      store: planStore,
       config: {
         stateKey: STATE,
         seedStateKey: undefined,
@@ -354,9 +356,13 @@ describe("planRun", () => {
     const output = await plan({}, { "running-1": "running", "unknown-1": "unknown" });
 
     expect(output).toMatchObject({
+      runId: "run-1",
       mode: "scheduled",
       hours: [H(8), H(9), H(10)],
+      entities: SESSIONS,
       deferred: { "running-1": [H(7)] },
+      maxConcurrency: 1,
+      lagHours: 4,
     });
     expect(output.items).toEqual([H(8), H(9), H(10)].map((hourUtc) => ({ entity: "sessions", hourUtc })));
     expect(JSON.parse((await store.getText(leaseKey(CONTROL, "run-1")))?.body ?? "")).toEqual({
@@ -370,6 +376,7 @@ describe("planRun", () => {
     expect(logged("could not tell whether another execution still runs; collecting its hours too")).toEqual([
       expect.objectContaining({ level: "WARN", holder: "unknown-1" }),
     ]);
+    expect(logged("the Citrix API's limit is not known yet; one iteration at a time")).toHaveLength(1);
     expect(logged("planned collection")).toEqual([
       expect.objectContaining({
         mode: "scheduled",
@@ -427,6 +434,8 @@ describe("planRun", () => {
     await store.deleteKeys(await store.listKeys(""));
     const unset = await plan();
     expect(unset.hours).toEqual([H(10)]);
+    // One iteration is one at a time whatever the API allows: nothing to say about its limit.
+    expect(logged("the Citrix API's limit is not known yet; one iteration at a time")).toEqual([]);
     expect(JSON.parse((await store.getText(firstHourKey(CONTROL)))?.body ?? "")).toMatchObject({
       hourUtc: H(10),
       by: "run-1",
@@ -442,5 +451,36 @@ describe("planRun", () => {
     expect(logged("no state file, but hours were published: continuing after the published hours")).toEqual([
       expect.objectContaining({ level: "WARN", stateKey: STATE, recovered: H(9) }),
     ]);
+  });
+
+  it("takes an unreadable page window hint for none, and says why", async () => {
+    await state('{"last_hour_utc":"2026-11-24T08:00:00Z"}');
+    /** S3 fails the hint's read (not its absence): the plan goes on without it. */
+    class HintFailingStore extends S3Store {
+      override async getText(key: string) {
+        if (key === pageWindowHintKey(CONTROL)) throw new StorageUnavailableError("GetObject: SlowDown");
+        return super.getText(key);
+      }
+    }
+    const output = await plan({}, {}, {}, new HintFailingStore(store.client, BUCKET));
+    expect(output.maxConcurrency).toBe(1);
+    expect(logged("could not read the shared page window")).toEqual([
+      expect.objectContaining({ level: "WARN", reason: expect.stringContaining("GetObject: SlowDown") }),
+    ]);
+  });
+
+  it("plans from the watermark it caught up to when the state file it stored is deleted at once", async () => {
+    await publish(8, H(7));
+    /** Someone deletes the state file right after Plan stores it. */
+    class StateDeletingStore extends S3Store {
+      override async put(...args: Parameters<S3Store["put"]>): ReturnType<S3Store["put"]> {
+        const result = await super.put(...args);
+        if (args[0] === STATE) await this.deleteKeys([STATE]);
+        return result;
+      }
+    }
+    const output = await plan({}, {}, {}, new StateDeletingStore(store.client, BUCKET));
+    expect(output.watermark).toEqual({ hourUtc: H(8), etag: null });
+    expect(output.hours).toEqual([H(9), H(10)]);
   });
 });
