@@ -151,7 +151,7 @@ async function planScheduled(
     await store.put(key, JSON.stringify(lease), "application/json");
   }
   const ended = leases.filter(({ status }) => status === "ended").map(({ key }) => key);
-  if (ended.length > 0) await store.deleteKeys(ended);
+  await store.deleteKeys(ended);
   return { watermark, hours, deferred };
 }
 

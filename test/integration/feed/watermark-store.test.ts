@@ -20,6 +20,7 @@ import {
   recoverWatermark,
 } from "../../../functions/lib/feed/watermark";
 import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
+import { pageWindowHint } from "../../support/stand";
 
 const BUCKET = "watermark-test";
 const CONTROL = "_control";
@@ -482,5 +483,18 @@ describe("planRun", () => {
     const output = await plan({}, {}, {}, new StateDeletingStore(store.client, BUCKET));
     expect(output.watermark).toEqual({ hourUtc: H(8), etag: null });
     expect(output.hours).toEqual([H(9), H(10)]);
+  });
+
+  it("runs as many iterations as the items when the API's limit allows more, and says nothing of it", async () => {
+    await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}');
+    await store.put(pageWindowHintKey(CONTROL), pageWindowHint(NOW, { limit: 9 }), "application/json");
+    const output = await plan();
+    expect([output.items.length, output.maxConcurrency]).toEqual([3, 3]);
+    expect(logged("fewer iterations at once: the Citrix API allows no more")).toEqual([]);
+    await store.put(pageWindowHintKey(CONTROL), pageWindowHint(NOW, { limit: 2 }), "application/json");
+    expect((await plan()).maxConcurrency).toBe(2);
+    expect(logged("fewer iterations at once: the Citrix API allows no more")).toEqual([
+      expect.objectContaining({ limit: 2, iterations: 2 }),
+    ]);
   });
 });
