@@ -104,10 +104,13 @@ function validSegments(segments: unknown): segments is StagingSegment[] {
   );
 }
 
-function parseJson(text: string): unknown {
+/** The value of a JSON text, or undefined when it is not JSON (a control object someone edited by hand). */
+export function parseJson(text: string): unknown {
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    value = JSON.parse(text);
   } catch {
-    return undefined;
+    // Not JSON: no value.
   }
+  return value;
 }

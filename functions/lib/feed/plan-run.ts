@@ -11,6 +11,7 @@ import {
 } from "../config/contracts";
 import { formatHour, HOUR_MS, parseHour } from "../config/hours";
 import { leaseKey, leasePrefix } from "./keys";
+import { parseJson } from "./manifest";
 import { readPageWindowHint } from "./page-window-hint";
 import { lagHours, newestEligibleHour, planBackfillHours, planHours, planWorkItems } from "./planner";
 import {
@@ -68,61 +69,20 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
   const backfill = isBackfill(input.request)
     ? parseStateInput(backfillRequestSchema, input.request, "PlanHours (backfill request)").backfill
     : undefined;
-  let watermark = await readWatermark(store, config.stateKey, config.seedStateKey);
-  const leases = backfill ? [] : await otherLeases(deps, input);
-  if (!backfill) watermark = await catchUpWatermark(deps, watermark, input.executionName, nowMs);
-  const deferred: Record<string, string[]> = {};
-  let hours: string[];
-  if (backfill) {
-    hours = planBackfillHours(
-      backfill.from,
-      backfill.to,
-      nowMs,
-      config.lookbackMinutes,
-      config.maxHoursPerRun,
-    );
-  } else {
-    const due = planHours({
-      nowMs,
-      lookbackMinutes: config.lookbackMinutes,
-      maxHoursPerRun: config.maxHoursPerRun,
-      watermarkHourUtc: watermark.hourUtc ?? undefined,
-      firstHourUtc: config.firstHourUtc,
-    });
-    const published = new Set(
-      hoursPublishedForEvery(
-        await publishedEntitiesAfter(store, config.controlPrefix, watermark.hourUtc),
-        config.entities,
-      ),
-    );
-    const held = new Map(
-      leases.flatMap(({ lease, status }) =>
-        status === "running" ? lease.hours.map((hourUtc) => [hourUtc, lease.runId] as const) : [],
-      ),
-    );
-    hours = [];
-    for (const hourUtc of due) {
-      const holder = held.get(hourUtc);
-      if (published.has(hourUtc)) continue;
-      if (holder === undefined) hours.push(hourUtc);
-      else deferred[holder] = [...(deferred[holder] ?? []), hourUtc];
-    }
-    if (hours.length > 0) {
-      const lease: CollectionLease = {
-        runId: input.executionName,
-        hours,
-        plannedAt: new Date(nowMs).toISOString(),
-      };
-      await store.put(
-        leaseKey(config.controlPrefix, input.executionName),
-        JSON.stringify(lease),
-        "application/json",
-      );
-    }
-    // Only now that this execution's own lease holds whatever it took over from them.
-    const ended = leases.filter(({ status }) => status === "ended").map(({ key }) => key);
-    if (ended.length > 0) await store.deleteKeys(ended);
-  }
+  const read = await readWatermark(store, config.stateKey, config.seedStateKey);
+  const { watermark, hours, deferred } = backfill
+    ? {
+        watermark: read,
+        hours: planBackfillHours(
+          backfill.from,
+          backfill.to,
+          nowMs,
+          config.lookbackMinutes,
+          config.maxHoursPerRun,
+        ),
+        deferred: {},
+      }
+    : await planScheduled(deps, input, read, nowMs);
   const items = planWorkItems(hours, config.entities);
   const output: PlanOutput = {
     runId: input.executionName,
@@ -145,6 +105,81 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     lagHours: output.lagHours,
   });
   return output;
+}
+
+/** What a scheduled run plans: the watermark it caught up to, the hours it collects, those it leaves to others. */
+interface ScheduledPlan {
+  watermark: Watermark;
+  hours: string[];
+  /** The hours left to each running execution that leases them, by its name. */
+  deferred: Record<string, string[]>;
+}
+
+/**
+ * A scheduled run's hours: those due after the caught-up watermark, less the hours published for every entity
+ * and those another running execution leases. Its own lease is stored before the leases of ended executions
+ * are removed, so the hours it took over from them are held throughout.
+ */
+async function planScheduled(
+  deps: PlanDeps,
+  input: PlanInput,
+  read: Watermark,
+  nowMs: number,
+): Promise<ScheduledPlan> {
+  const { config, store } = deps;
+  const leases = await otherLeases(deps, input);
+  const watermark = await catchUpWatermark(deps, read, input.executionName, nowMs);
+  const due = planHours({
+    nowMs,
+    lookbackMinutes: config.lookbackMinutes,
+    maxHoursPerRun: config.maxHoursPerRun,
+    watermarkHourUtc: watermark.hourUtc ?? undefined,
+    firstHourUtc: config.firstHourUtc,
+  });
+  const published = hoursPublishedForEvery(
+    await publishedEntitiesAfter(store, config.controlPrefix, watermark.hourUtc),
+    config.entities,
+  );
+  const { hours, deferred } = hoursToCollect(due, published, leases);
+  if (hours.length > 0) {
+    const lease: CollectionLease = {
+      runId: input.executionName,
+      hours,
+      plannedAt: new Date(nowMs).toISOString(),
+    };
+    const key = leaseKey(config.controlPrefix, input.executionName);
+    await store.put(key, JSON.stringify(lease), "application/json");
+  }
+  const ended = leases.filter(({ status }) => status === "ended").map(({ key }) => key);
+  await store.deleteKeys(ended);
+  return { watermark, hours, deferred };
+}
+
+/**
+ * Which due hours this execution collects and which it leaves to the running execution that leases them.
+ * Published hours are neither; hours of an ended or unknown holder are collected (twice costs requests,
+ * never a duplicate: the entity-hour's manifest decides once).
+ */
+export function hoursToCollect(
+  due: readonly string[],
+  published: readonly string[],
+  leases: readonly Pick<LeaseOfAnother, "lease" | "status">[],
+): Omit<ScheduledPlan, "watermark"> {
+  const done = new Set(published);
+  const held = new Map(
+    leases.flatMap(({ lease, status }) =>
+      status === "running" ? lease.hours.map((hourUtc) => [hourUtc, lease.runId] as const) : [],
+    ),
+  );
+  const hours: string[] = [];
+  const deferred: Record<string, string[]> = {};
+  for (const hourUtc of due) {
+    if (done.has(hourUtc)) continue;
+    const holder = held.get(hourUtc);
+    if (holder === undefined) hours.push(hourUtc);
+    else deferred[holder] = [...(deferred[holder] ?? []), hourUtc];
+  }
+  return { hours, deferred };
 }
 
 /**
@@ -205,7 +240,7 @@ async function catchUpWatermark(
 }
 
 /** Another execution's lease, and whether that execution still runs. */
-interface LeaseOfAnother {
+export interface LeaseOfAnother {
   key: string;
   lease: CollectionLease;
   status: ExecutionStatus;
@@ -231,19 +266,15 @@ async function otherLeases(deps: PlanDeps, input: PlanInput): Promise<LeaseOfAno
   return found;
 }
 
-function parseLease(body: string | undefined): CollectionLease | undefined {
-  if (body === undefined) return undefined;
-  try {
-    const lease = JSON.parse(body) as Partial<CollectionLease>;
-    return typeof lease.runId === "string" && Array.isArray(lease.hours)
-      ? (lease as CollectionLease)
-      : undefined;
-  } catch {
-    return undefined;
-  }
+/** A lease's fields, or undefined when the object is gone or is not a lease (it is then passed over). */
+export function parseLease(body: string | undefined): CollectionLease | undefined {
+  const lease = parseJson(body ?? "") as Partial<CollectionLease> | null | undefined;
+  return typeof lease?.runId === "string" && Array.isArray(lease.hours)
+    ? (lease as CollectionLease)
+    : undefined;
 }
 
 /** Scheduled runs pass {} (the console's default input has a "Comment"); only a "backfill" key asks for one. */
-function isBackfill(request: unknown): boolean {
+export function isBackfill(request: unknown): boolean {
   return typeof request === "object" && request !== null && "backfill" in request;
 }

@@ -33,6 +33,7 @@ import {
   legacyEntityManifest,
   notAManifest,
   parseEntityManifest,
+  parseJson,
   readLegacyManifest,
 } from "./manifest";
 import { advanceWatermark, type PublishedMarker } from "./watermark";
@@ -221,7 +222,7 @@ async function publishEntityHour(
     const verdict = stagingVerdict(await checkStaging(deps, manifest));
     if (verdict.kind === "finishable") break;
     if (verdict.kind === "lost" || step > MAX_SUPERSEDED_GENERATIONS)
-      throw stagingLost(deps, manifest, verdict);
+      throw stagingLostError(deps.store.bucket, deps.config.controlPrefix, manifest, verdict);
     deps.log.warn("superseding a manifest whose staging is gone and none of whose parts reached the feed", {
       hour: manifest.hourUtc,
       entity: manifest.entity,
@@ -370,10 +371,14 @@ export function stagingVerdict(parts: readonly PartPresence[]): StagingVerdict {
  * objects to delete, after which no part of the manifest can reach the feed and the next run re-collects the
  * entity-hour under a new generation.
  */
-function stagingLost(deps: PublishDeps, manifest: EntityManifest, verdict: StagingVerdict): StagingLostError {
-  const bucket = deps.store.bucket;
+export function stagingLostError(
+  bucket: string,
+  controlPrefix: string,
+  manifest: EntityManifest,
+  verdict: StagingVerdict,
+): StagingLostError {
   const url = (key: string) => `s3://${bucket}/${key}`;
-  const key = manifestKey(deps.config.controlPrefix, manifest.hourUtc, manifest.entity, manifest.generation);
+  const key = manifestKey(controlPrefix, manifest.hourUtc, manifest.entity, manifest.generation);
   const where = `${manifest.entity} ${manifest.hourUtc} (manifest ${url(key)} of execution ${manifest.runId})`;
   if (verdict.kind === "supersede") {
     // Only this execution's own staging, deleted while it committed, gets here: another one is superseded.
@@ -385,7 +390,7 @@ function stagingLost(deps: PublishDeps, manifest: EntityManifest, verdict: Stagi
   if (verdict.kind === "finishable") {
     return new StagingLostError(
       `${where}: staging parts vanished while this execution copied them, more than once; ` +
-        `find what deletes s3://${bucket}/${deps.config.controlPrefix}/staging/ objects, then redrive`,
+        `find what deletes s3://${bucket}/${controlPrefix}/staging/ objects, then redrive`,
     );
   }
   const lost = verdict;
@@ -415,7 +420,8 @@ async function copyEntityHour(deps: PublishDeps, manifest: EntityManifest): Prom
     if ((await store.copyIfAbsent(source, destination)) !== "no-source") return;
     // S3 may answer NoSuchKey for the source before it looks at the destination's precondition.
     if (await store.exists(destination)) return;
-    throw stagingLost(deps, manifest, stagingVerdict(await checkStaging(deps, manifest)));
+    const verdict = stagingVerdict(await checkStaging(deps, manifest));
+    throw stagingLostError(deps.store.bucket, deps.config.controlPrefix, manifest, verdict);
   });
 }
 
@@ -450,12 +456,4 @@ function parseStored<T>(
   throw new InvalidInputError(
     `s3://${deps.store.bucket}/${key} is not a collected result; inspect it before redriving`,
   );
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
 }

@@ -10,7 +10,7 @@ import {
   publishedMarkerOfKey,
   publishedPrefix,
 } from "./keys";
-import { readLegacyManifest } from "./manifest";
+import { parseJson, readLegacyManifest } from "./manifest";
 
 /**
  * The watermark: the last hour up to which every hour is published for every configured entity. Stored as JSON keeping the seed's
@@ -163,14 +163,10 @@ export async function recoverWatermark(
 
 /** A marker's recorded watermark, or undefined when it records none (a backfill before the first run). */
 export function parseMarker(body: string | undefined): { watermark: string } | undefined {
-  try {
-    const marker = JSON.parse(body ?? "") as Partial<PublishedMarker> | null;
-    return typeof marker?.watermark === "string" && parseHour(marker.watermark) !== undefined
-      ? { watermark: marker.watermark }
-      : undefined;
-  } catch {
-    return undefined;
-  }
+  const marker = parseJson(body ?? "") as Partial<PublishedMarker> | null | undefined;
+  return typeof marker?.watermark === "string" && parseHour(marker.watermark) !== undefined
+    ? { watermark: marker.watermark }
+    : undefined;
 }
 
 /** What firstHourKey holds. */
@@ -194,24 +190,24 @@ export async function firstRunHour(
   nowMs: number,
 ): Promise<string> {
   const key = firstHourKey(controlPrefix);
-  const recorded = await store.getText(key);
-  if (recorded !== undefined) return parseFirstHour(recorded.body, store.bucket, key);
-  const record: FirstHourRecord = { hourUtc: proposedHourUtc, by: runId, at: new Date(nowMs).toISOString() };
-  const created = await store.put(key, JSON.stringify(record), "application/json", { ifNoneMatch: "*" });
-  if (created.written) return proposedHourUtc;
-  const winner = await store.getText(key);
-  if (winner === undefined)
-    throw new StorageUnavailableError(`s3://${store.bucket}/${key} vanished as it was read`);
-  return parseFirstHour(winner.body, store.bucket, key);
+  let recorded = await store.getText(key);
+  if (recorded === undefined) {
+    const record: FirstHourRecord = {
+      hourUtc: proposedHourUtc,
+      by: runId,
+      at: new Date(nowMs).toISOString(),
+    };
+    await store.put(key, JSON.stringify(record), "application/json", { ifNoneMatch: "*" });
+    // Read back whether this run's record or another first run's won: the recorded hour is the one to use.
+    recorded = await store.getText(key);
+    if (recorded === undefined)
+      throw new StorageUnavailableError(`s3://${store.bucket}/${key} vanished as it was read`);
+  }
+  return parseFirstHour(recorded.body, store.bucket, key);
 }
 
 export function parseFirstHour(body: string, bucket: string, key: string): string {
-  let hourUtc: unknown;
-  try {
-    hourUtc = (JSON.parse(body) as Partial<FirstHourRecord> | null)?.hourUtc;
-  } catch {
-    hourUtc = undefined;
-  }
+  const hourUtc = (parseJson(body) as Partial<FirstHourRecord> | null | undefined)?.hourUtc;
   const ms = typeof hourUtc === "string" ? parseHour(hourUtc) : undefined;
   if (ms === undefined) {
     throw new InvalidInputError(

@@ -9,7 +9,10 @@ import {
   leaseKey,
   legacyManifestKey,
   legacyPublishedMarkerKey,
+  manifestHourPrefix,
   manifestKey,
+  manifestOfKey,
+  publishedHourPrefix,
   publishedMarkerKey,
   stagingPartKey,
 } from "../../../functions/lib/feed/keys";
@@ -103,6 +106,25 @@ function legacyManifest(runId: string, hourUtc: string, entities: string[]): str
       entities.map((entity) => [entity, { records: 10, parts: 2, segments: [SEGMENT] }]),
     ),
   });
+}
+
+/**
+ * Before each of this execution's claims, another execution claims the same generation first (its staging
+ * gone), and, with `thenDelete`, the winner's manifest is deleted again before this execution reads it.
+ */
+function outclaimedStore(thenDelete = false): S3Store {
+  const racing = new S3Store(store.client, BUCKET);
+  const put = racing.put.bind(racing);
+  racing.put = async (key, body, type, condition) => {
+    const claimed = manifestOfKey(manifestHourPrefix(CONTROL, H8), key);
+    if (claimed === undefined) return put(key, body, type, condition);
+    const { entity, generation } = claimed;
+    await put(key, entityManifest(`racer-${generation}`, H8, entity, generation), type);
+    const lost = await put(key, body, type, condition);
+    if (thenDelete) await racing.deleteKeys([key]);
+    return lost;
+  };
+  return racing;
 }
 
 const text = async (key: string) => (await store.getText(key))?.body;
@@ -423,6 +445,8 @@ describe("publishRun", () => {
 
   it("finishes a legacy hour manifest claimed before the upgrade from the parts it names", async () => {
     await collected("old-1", "sessions", H8);
+    // An object beside the hour's markers that is not one (a note someone left) stands for no entity.
+    await store.put(`${publishedHourPrefix(CONTROL, H8)}/notes.txt`, "n", "text/plain");
     await store.put(
       legacyManifestKey(CONTROL, H8),
       legacyManifest("old-1", H8, ["sessions"]),
@@ -463,6 +487,21 @@ describe("publishRun", () => {
     });
     expect(await store.listKeys(`${FEED}/`)).toHaveLength(3);
     expect(await text(feedPartKey(FEED, "sessions", H8, 0))).toBe('{"run":"next-1","part":0}\n');
+    expect(
+      logs.filter(
+        (line) =>
+          line.message ===
+          "superseding a manifest whose staging is gone and none of whose parts reached the feed",
+      ),
+    ).toEqual([
+      expect.objectContaining({
+        level: "WARN",
+        hour: H8,
+        entity: "sessions",
+        publisher: "dead-1",
+        generation: 1,
+      }),
+    ]);
     // A later run reads generation 2 as current: published, nothing written.
     await collected("later-1", "sessions", H8);
     const later = await publishRun(deps(), input("later-1", [H8]));
@@ -524,5 +563,36 @@ describe("publishRun", () => {
     const healed = await publishRun(deps(), input("next-1", [H8]));
     expect(healed.hours[0]).toMatchObject({ outcome: "published", publisher: "next-1" });
     expect(await store.listKeys(`${FEED}/`)).toHaveLength(3);
+  });
+
+  it("supersedes at most three generations in one Commit, then names the last one", async () => {
+    await store.put(manifestKey(CONTROL, H8, "sessions"), entityManifest("dead-1", H8), "application/json");
+    await collected("next-1", "sessions", H8);
+
+    const error = await publishRun({ ...deps(), store: outclaimedStore() }, input("next-1", [H8])).catch(
+      (caught: unknown) => caught,
+    );
+
+    expect(error).toBeInstanceOf(StagingLostError);
+    expect((error as Error).message).toContain(
+      `sessions ${H8} (manifest s3://${BUCKET}/${manifestKey(CONTROL, H8, "sessions", 4)} of execution racer-4): every staging part is gone`,
+    );
+    expect((await store.listKeys(`${CONTROL}/manifests/`)).sort()).toEqual(
+      [1, 2, 3, 4].map((generation) => manifestKey(CONTROL, H8, "sessions", generation)).sort(),
+    );
+    expect(await store.listKeys(`${CONTROL}/published/`)).toEqual([]);
+    expect(await store.listKeys(`${FEED}/`)).toEqual([]);
+  });
+
+  it("refuses by name a claim it lost whose winning manifest is gone before it is read", async () => {
+    await collected("next-1", "sessions", H8);
+    const error = await publishRun({ ...deps(), store: outclaimedStore(true) }, input("next-1", [H8])).catch(
+      (caught: unknown) => caught,
+    );
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as Error).message).toBe(
+      `manifest s3://${BUCKET}/${manifestKey(CONTROL, H8, "sessions")} vanished while this execution read it`,
+    );
+    expect(await store.listKeys(`${FEED}/`)).toEqual([]);
   });
 });

@@ -1,12 +1,17 @@
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
-import { InvalidInputError } from "../../../functions/lib/config/errors";
+import { InvalidInputError, StorageUnavailableError } from "../../../functions/lib/config/errors";
 import {
   firstHourKey,
+  leaseKey,
   legacyManifestKey,
   legacyPublishedMarkerKey,
+  pageWindowHintKey,
   publishedMarkerKey,
 } from "../../../functions/lib/feed/keys";
+import { type ExecutionStatus, type PlanDeps, planRun } from "../../../functions/lib/feed/plan-run";
 import {
   advanceWatermark,
   firstRunHour,
@@ -15,6 +20,7 @@ import {
   recoverWatermark,
 } from "../../../functions/lib/feed/watermark";
 import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
+import { pageWindowHint } from "../../support/stand";
 
 const BUCKET = "watermark-test";
 const CONTROL = "_control";
@@ -73,6 +79,8 @@ async function publishLegacy(
 }
 const stored = async () =>
   JSON.parse((await store.getText(STATE))?.body ?? "null") as Record<string, unknown>;
+const contentType = async (key: string) =>
+  (await store.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).ContentType;
 
 describe("readWatermark", () => {
   it("reads the state file with its ETag, in the seed's formats too", async () => {
@@ -176,6 +184,20 @@ describe("recoverWatermark", () => {
     expect(await recoverWatermark(store, CONTROL, SESSIONS)).toBe(H(9));
   });
 
+  it("passes over a marker deleted between its listing and its read", async () => {
+    await publish(8, H(7));
+    /** Lists a newer marker that is gone by the time it is read (deleted by hand, say). */
+    class VanishingMarkerStore extends S3Store {
+      override async listKeys(prefix: string, startAfter?: string): Promise<string[]> {
+        const keys = await super.listKeys(prefix, startAfter);
+        return startAfter === undefined ? [...keys, publishedMarkerKey(CONTROL, H(12), "sessions")] : keys;
+      }
+    }
+    expect(await recoverWatermark(new VanishingMarkerStore(store.client, BUCKET), CONTROL, SESSIONS)).toBe(
+      H(8),
+    );
+  });
+
   it("counts an hour only when every configured entity is published, and reads legacy markers", async () => {
     await publishLegacy(8, ["sessions", "users"], H(7));
     await publish(9, H(8));
@@ -206,6 +228,20 @@ describe("firstRunHour", () => {
     expect(await firstRunHour(racing, CONTROL, H(7), "first-a", 0)).toBe(H(9));
   });
 
+  it("fails retryably when the record another first run won is gone before it is read", async () => {
+    const racing = new S3Store(store.client, BUCKET);
+    const put = racing.put.bind(racing);
+    racing.put = async (key, body, type, condition) => {
+      await put(key, JSON.stringify({ hourUtc: H(9), by: "other", at: "t" }), type);
+      const lost = await put(key, body, type, condition);
+      await racing.deleteKeys([key]);
+      return lost;
+    };
+    const error = await firstRunHour(racing, CONTROL, H(7), "first-a", 0).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(StorageUnavailableError);
+    expect((error as Error).message).toBe(`s3://${BUCKET}/${firstHourKey(CONTROL)} vanished as it was read`);
+  });
+
   it.each(["not json", '{"hourUtc":"tomorrow"}', "null"])("refuses a record %s by name", async (body) => {
     await store.put(firstHourKey(CONTROL), body, "application/json");
     const error = await firstRunHour(store, CONTROL, H(7), "first-a", 0).catch((caught: unknown) => caught);
@@ -222,6 +258,8 @@ describe("advanceWatermark", () => {
     for (const hour of [8, 9, 11]) await publish(hour);
     expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "run-1", SESSIONS)).toBe(H(9));
     expect(await stored()).toMatchObject({ last_hour_utc: H(9), execution: "run-1" });
+    // An operator opening it in the console sees JSON.
+    expect(await contentType(STATE)).toBe("application/json");
   });
 
   it("leaves a stored watermark alone when nothing after it is published", async () => {
@@ -265,5 +303,198 @@ describe("advanceWatermark", () => {
     const moved = await readWatermark(store, STATE);
     // users removed from ENTITIES: 09:00 no longer waits for it.
     expect(await advanceWatermark(store, LAYOUT, moved, "run-2", SESSIONS)).toBe(H(9));
+  });
+});
+
+describe("planRun", () => {
+  // 11:20 with a 60-minute lookback: 10:00 is the newest eligible hour.
+  const NOW = Date.parse("2026-11-24T11:20:00Z");
+  let logs: Record<string, unknown>[] = [];
+  const plan = (
+    request: unknown = {},
+    statuses: Record<string, ExecutionStatus> = {},
+    config: Partial<PlanDeps["config"]> = {},
+    planStore: S3Store = store,
+  ) => {
+    logs = [];
+    const deps: PlanDeps = {
+      store: planStore,
+      config: {
+        stateKey: STATE,
+        seedStateKey: undefined,
+        controlPrefix: CONTROL,
+        entities: SESSIONS,
+        lookbackMinutes: 60,
+        maxHoursPerRun: 24,
+        firstHourUtc: undefined,
+        mapMaxConcurrency: 4,
+        ...config,
+      },
+      log: createLogger({}, (line) => {
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      }),
+      now: () => NOW,
+      executionStatus: async (name) => statuses[name] ?? "ended",
+    };
+    return planRun(deps, { executionName: "run-1", request });
+  };
+  const lease = (runId: string, hours: number[]) =>
+    store.put(
+      leaseKey(CONTROL, runId),
+      JSON.stringify({ runId, hours: hours.map(H), plannedAt: "t" }),
+      "application/json",
+    );
+  const logged = (message: string) => logs.filter((line) => line.message === message);
+
+  it("leaves a running execution its hours, takes over an ended one's, and removes only the ended lease", async () => {
+    await state('{"last_hour_utc":"2026-11-24T06:00:00Z"}');
+    await lease("running-1", [7]);
+    await lease("ended-1", [8]);
+    await lease("unknown-1", [9]);
+    await store.put(leaseKey(CONTROL, "broken-1"), "not json", "application/json");
+    await lease("run-1", [7, 8, 9, 10]); // its own, from an earlier attempt: never a holder
+
+    const output = await plan({}, { "running-1": "running", "unknown-1": "unknown" });
+
+    expect(output).toMatchObject({
+      runId: "run-1",
+      mode: "scheduled",
+      hours: [H(8), H(9), H(10)],
+      entities: SESSIONS,
+      deferred: { "running-1": [H(7)] },
+      maxConcurrency: 1,
+      lagHours: 4,
+    });
+    expect(output.items).toEqual([H(8), H(9), H(10)].map((hourUtc) => ({ entity: "sessions", hourUtc })));
+    expect(JSON.parse((await store.getText(leaseKey(CONTROL, "run-1")))?.body ?? "")).toEqual({
+      runId: "run-1",
+      hours: [H(8), H(9), H(10)],
+      plannedAt: new Date(NOW).toISOString(),
+    });
+    expect((await store.listKeys(`${CONTROL}/leases/`)).sort()).toEqual(
+      ["broken-1", "run-1", "running-1", "unknown-1"].map((runId) => leaseKey(CONTROL, runId)),
+    );
+    expect(logged("could not tell whether another execution still runs; collecting its hours too")).toEqual([
+      expect.objectContaining({ level: "WARN", holder: "unknown-1" }),
+    ]);
+    expect(logged("the Citrix API's limit is not known yet; one iteration at a time")).toHaveLength(1);
+    expect(logged("planned collection")).toEqual([
+      expect.objectContaining({
+        mode: "scheduled",
+        watermark: H(6),
+        firstHour: H(8),
+        lastHour: H(10),
+        items: 3,
+        deferredHours: 1,
+        lagHours: 4,
+      }),
+    ]);
+  });
+
+  it("writes no lease when nothing is left to collect, and leaves out hours already published", async () => {
+    await state('{"last_hour_utc":"2026-11-24T08:00:00Z"}');
+    await publish(10);
+    await lease("running-1", [9]);
+    const output = await plan({}, { "running-1": "running" });
+    expect(output).toMatchObject({ hours: [], items: [], deferred: { "running-1": [H(9)] } });
+    expect(await store.getText(leaseKey(CONTROL, "run-1"))).toBeUndefined();
+    expect(logged("planned collection")).toEqual([
+      expect.objectContaining({ firstHour: null, lastHour: null, items: 0, deferredHours: 1 }),
+    ]);
+  });
+
+  it("moves the stored watermark over hours published since, and hands Commit its new ETag", async () => {
+    await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}');
+    await publish(8);
+    const output = await plan();
+    const stored = await store.getText(STATE);
+    expect(output.watermark).toEqual({ hourUtc: H(8), etag: stored?.etag });
+    expect(output.hours).toEqual([H(9), H(10)]);
+  });
+
+  it("plans a backfill from the watermark as read: no lease read or written, nothing moved", async () => {
+    const { etag } = (await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}')) as { etag: string };
+    await publish(8);
+    await lease("running-1", [8]);
+    const output = await plan({ backfill: { from: H(8), to: H(9) } }, { "running-1": "running" });
+    expect(output).toMatchObject({
+      mode: "backfill",
+      hours: [H(8), H(9)],
+      deferred: {},
+      watermark: { hourUtc: H(7), etag },
+    });
+    expect(await store.listKeys(`${CONTROL}/leases/`)).toEqual([leaseKey(CONTROL, "running-1")]);
+    expect((await stored()).last_hour_utc).toBe(H(7));
+  });
+
+  it("starts a first run at FIRST_HOUR_UTC, or at the newest eligible hour, and records where", async () => {
+    const first = await plan({}, {}, { firstHourUtc: H(8) });
+    expect(first.hours).toEqual([H(8), H(9), H(10)]);
+    expect(first.watermark).toEqual({ hourUtc: H(7), etag: null });
+    expect(await store.getText(STATE)).toBeUndefined();
+    await store.deleteKeys(await store.listKeys(""));
+    const unset = await plan();
+    expect(unset.hours).toEqual([H(10)]);
+    // One iteration is one at a time whatever the API allows: nothing to say about its limit.
+    expect(logged("the Citrix API's limit is not known yet; one iteration at a time")).toEqual([]);
+    expect(JSON.parse((await store.getText(firstHourKey(CONTROL)))?.body ?? "")).toMatchObject({
+      hourUtc: H(10),
+      by: "run-1",
+    });
+  });
+
+  it("recovers a lost state file from the markers, says so, and stores it again", async () => {
+    await publish(8, H(7));
+    await publish(9, H(8));
+    const output = await plan();
+    expect(output.watermark).toEqual({ hourUtc: H(9), etag: (await store.getText(STATE))?.etag });
+    expect(output.hours).toEqual([H(10)]);
+    expect(logged("no state file, but hours were published: continuing after the published hours")).toEqual([
+      expect.objectContaining({ level: "WARN", stateKey: STATE, recovered: H(9) }),
+    ]);
+  });
+
+  it("takes an unreadable page window hint for none, and says why", async () => {
+    await state('{"last_hour_utc":"2026-11-24T08:00:00Z"}');
+    /** S3 fails the hint's read (not its absence): the plan goes on without it. */
+    class HintFailingStore extends S3Store {
+      override async getText(key: string) {
+        if (key === pageWindowHintKey(CONTROL)) throw new StorageUnavailableError("GetObject: SlowDown");
+        return super.getText(key);
+      }
+    }
+    const output = await plan({}, {}, {}, new HintFailingStore(store.client, BUCKET));
+    expect(output.maxConcurrency).toBe(1);
+    expect(logged("could not read the shared page window")).toEqual([
+      expect.objectContaining({ level: "WARN", reason: expect.stringContaining("GetObject: SlowDown") }),
+    ]);
+  });
+
+  it("plans from the watermark it caught up to when the state file it stored is deleted at once", async () => {
+    await publish(8, H(7));
+    /** Someone deletes the state file right after Plan stores it. */
+    class StateDeletingStore extends S3Store {
+      override async put(...args: Parameters<S3Store["put"]>): ReturnType<S3Store["put"]> {
+        const result = await super.put(...args);
+        if (args[0] === STATE) await this.deleteKeys([STATE]);
+        return result;
+      }
+    }
+    const output = await plan({}, {}, {}, new StateDeletingStore(store.client, BUCKET));
+    expect(output.watermark).toEqual({ hourUtc: H(8), etag: null });
+    expect(output.hours).toEqual([H(9), H(10)]);
+  });
+
+  it("runs as many iterations as the items when the API's limit allows more, and says nothing of it", async () => {
+    await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}');
+    await store.put(pageWindowHintKey(CONTROL), pageWindowHint(NOW, { limit: 9 }), "application/json");
+    const output = await plan();
+    expect([output.items.length, output.maxConcurrency]).toEqual([3, 3]);
+    expect(logged("fewer iterations at once: the Citrix API allows no more")).toEqual([]);
+    await store.put(pageWindowHintKey(CONTROL), pageWindowHint(NOW, { limit: 2 }), "application/json");
+    expect((await plan()).maxConcurrency).toBe(2);
+    expect(logged("fewer iterations at once: the Citrix API allows no more")).toEqual([
+      expect.objectContaining({ limit: 2, iterations: 2 }),
+    ]);
   });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   legacyEntityManifest,
   parseEntityManifest,
+  parseJson,
   parseLegacyManifest,
 } from "../../../functions/lib/feed/manifest";
 
@@ -67,5 +68,13 @@ describe("parseLegacyManifest and legacyEntityManifest", () => {
       { ...LEGACY, entities: { sessions: null } },
     ])
       expect(parseLegacyManifest(JSON.stringify(broken)), JSON.stringify(broken)).toBeUndefined();
+  });
+});
+
+describe("parseJson", () => {
+  it("is the value of a JSON text, null included, and undefined for text that is not JSON", () => {
+    expect(parseJson('{"a":[1]}')).toEqual({ a: [1] });
+    expect(parseJson("null")).toBeNull();
+    for (const text of ["", "not json", "{"]) expect(parseJson(text), text).toBeUndefined();
   });
 });

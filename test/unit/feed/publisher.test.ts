@@ -1,9 +1,12 @@
 import { describe, expect, it } from "vitest";
 import type { EntityHourReport } from "../../../functions/lib/config/contracts";
+import { StagingLostError } from "../../../functions/lib/config/errors";
+import { manifestKey } from "../../../functions/lib/feed/keys";
 import {
   currentGenerations,
   hourReport,
   publishedEntitiesOfHour,
+  stagingLostError,
   stagingVerdict,
 } from "../../../functions/lib/feed/publisher";
 
@@ -114,12 +117,79 @@ describe("hourReport", () => {
     expect([report.outcome, report.publisher]).toEqual(["published", "run-1"]);
   });
 
+  it("with no entity-hours at all, is already published, by this execution", () => {
+    expect(hourReport(HOUR, "run-1", [])).toEqual({
+      hourUtc: HOUR,
+      outcome: "already-published",
+      publisher: "run-1",
+      records: {},
+    });
+  });
+
   it("otherwise completes another's claim, naming it", () => {
     const report = hourReport(HOUR, "run-1", [
       ["machines", entity("already-published", "old-1")],
       ["sessions", entity("completed-for-another", "dead-1")],
     ]);
     expect([report.outcome, report.publisher]).toEqual(["completed-for-another", "dead-1"]);
+  });
+});
+
+describe("stagingLostError", () => {
+  const manifest = {
+    runId: "dead-1",
+    hourUtc: HOUR,
+    entity: "sessions",
+    generation: 2,
+    claimedAt: "t",
+    records: 1,
+    parts: 1,
+    segments: [],
+  };
+  const where = `sessions ${HOUR} (manifest s3://b/${manifestKey("_c", HOUR, "sessions", 2)} of execution dead-1)`;
+  const message = (verdict: Parameters<typeof stagingLostError>[3]) => {
+    const error = stagingLostError("b", "_c", manifest, verdict);
+    expect(error).toBeInstanceOf(StagingLostError);
+    return error.message;
+  };
+  const lost = (feedObjects: number, remainingSources: number) => ({
+    kind: "lost" as const,
+    missing: ["staging/gone-0", "staging/gone-1"],
+    feedObjects: Array.from({ length: feedObjects }, (_, i) => `feed/${i}`),
+    remainingSources: Array.from({ length: remainingSources }, (_, i) => `staging/${i}`),
+  });
+
+  it("names what is gone, what remains and every object to delete, and what happens after", () => {
+    expect(message(lost(1, 1))).toBe(
+      `${where} cannot be finished: 2 staging part(s) are gone, e.g. s3://b/staging/gone-0, ` +
+        "while 1 of its part(s) are already in the feed and 1 staging part(s) remain. " +
+        "Delete them (SecOps may have ingested the feed objects already; the re-collected entity-hour replaces them): " +
+        "aws s3 rm s3://b/feed/0 ; aws s3 rm s3://b/staging/0. " +
+        "Then redrive or wait for the next run: it re-collects the entity-hour under a new manifest generation.",
+    );
+  });
+
+  it("lists twenty objects to delete, and counts the rest", () => {
+    const twenty = message(lost(12, 8));
+    expect(twenty.match(/aws s3 rm/g)).toHaveLength(20);
+    expect(twenty).toContain("aws s3 rm s3://b/staging/7. Then");
+    const more = message(lost(12, 11));
+    expect(more.match(/aws s3 rm/g)).toHaveLength(20);
+    expect(more).toContain("aws s3 rm s3://b/staging/7; and 3 more like them. Then");
+  });
+
+  it("says the next scheduled run re-collects an entity-hour none of whose parts is left anywhere", () => {
+    expect(message({ kind: "supersede" })).toBe(
+      `${where}: every staging part is gone and none reached the feed; the next scheduled run re-collects it ` +
+        "under a new manifest generation (a redrive of this execution cannot: its collection is gone)",
+    );
+  });
+
+  it("sends the operator after whatever deletes staging when parts vanished and came back", () => {
+    expect(message({ kind: "finishable" })).toBe(
+      `${where}: staging parts vanished while this execution copied them, more than once; ` +
+        "find what deletes s3://b/_c/staging/ objects, then redrive",
+    );
   });
 });
 
