@@ -115,20 +115,10 @@ export function twinPackageDirectory(): string {
   try {
     if (existsSync(path.join(directory, TEMPLATE_FILE))) return directory;
     const building = `${directory}.building`;
-    // In a copy of the service: every `serverless package` deletes the service's own .serverless/ (which the
-    // deployment tests read), and reads a deployer's .env there, which must not reach the twin.
+    // In a copy of the service (see copyService): a deployer's .env must not reach the twin either.
     const service = `${directory}.service`;
     for (const stale of [building, service]) rmSync(stale, { recursive: true, force: true });
-    for (const entry of [
-      "serverless.yml",
-      "package.json",
-      "tsconfig.json",
-      "functions",
-      "serverless",
-      "statemachine",
-    ])
-      cpSync(path.join(ROOT, entry), path.join(service, entry), { recursive: true });
-    symlinkSync(path.join(ROOT, "node_modules"), path.join(service, "node_modules"));
+    copyService(service);
     const packaged = spawnSync(
       process.execPath,
       [require.resolve("serverless/bin/serverless.js"), "package", "--package", building],
@@ -161,6 +151,23 @@ export function twinPackageDirectory(): string {
   } finally {
     rmSync(lock, { recursive: true, force: true });
   }
+}
+
+/**
+ * A copy of the service in `target`, to run `serverless package` in: every run deletes the service's own
+ * .serverless/ (which the deployment tests read) and reads a deployer's .env where it runs.
+ */
+export function copyService(target: string): void {
+  for (const entry of [
+    "serverless.yml",
+    "package.json",
+    "tsconfig.json",
+    "functions",
+    "serverless",
+    "statemachine",
+  ])
+    cpSync(path.join(ROOT, entry), path.join(target, entry), { recursive: true });
+  symlinkSync(path.join(ROOT, "node_modules"), path.join(target, "node_modules"));
 }
 
 const TEMPLATE_FILE = "cloudformation-template-update-stack.json";

@@ -1,10 +1,11 @@
 import { spawn } from "node:child_process";
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { main } from "../../../cli/main";
 import type { Env } from "../../../functions/lib/config/config";
+import { copyService } from "../../../local/deployed-roles";
 import { NON_DEFAULT_SETTINGS, settingsReadBy } from "../../support/settings";
 
 // `serverless package` with the configuration check (serverless/config-check.js): a bad setting stops it
@@ -22,19 +23,7 @@ const scratch = mkdtempSync(path.join(os.tmpdir(), "deploy-check-"));
 // Serverless packages in a copy of the service: every `serverless package` deletes the service's .serverless/,
 // which the other deployment tests read.
 const service = path.join(scratch, "service");
-beforeAll(() => {
-  for (const entry of [
-    "serverless.yml",
-    "package.json",
-    "tsconfig.json",
-    "functions",
-    "serverless",
-    "statemachine",
-  ]) {
-    cpSync(path.join(ROOT, entry), path.join(service, entry), { recursive: true });
-  }
-  symlinkSync(path.join(ROOT, "node_modules"), path.join(service, "node_modules"));
-});
+beforeAll(() => copyService(service));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 interface PackageRun {
