@@ -102,6 +102,7 @@ const COMMIT_READS: Record<keyof PublishDeps["config"] | "bucket", true> = {
   feedPrefix: true,
   controlPrefix: true,
   stateKey: true,
+  entities: true,
 };
 
 /** Read by the logger and the metrics in every function: the log level and the metrics switches. */

@@ -47,7 +47,7 @@ const COPIES_IN_PARALLEL = 8;
 
 export interface PublishDeps {
   store: S3Store;
-  config: Pick<CollectorConfig, "feedPrefix" | "controlPrefix" | "stateKey">;
+  config: Pick<CollectorConfig, "feedPrefix" | "controlPrefix" | "stateKey" | "entities">;
   log: Logger;
 }
 
@@ -56,7 +56,7 @@ export interface PublishDeps {
  * the entity-hour with a create-only manifest built from what this execution collected, or adopt the manifest
  * another execution created; copy every part the manifest names to its feed key create-only; write the
  * entity-hour's marker. Then the watermark moves over every hour published contiguously for every planned
- * entity, this execution's lease is released and its staging cleared.
+ * and every configured entity, this execution's lease is released and its staging cleared.
  *
  * Why this is exactly-once and always finishes (docs/design.md has the whole argument): a feed key is only
  * ever written by a create-only copy of a part that its entity-hour's single current manifest names, so it is
@@ -70,7 +70,10 @@ export async function publishRun(deps: PublishDeps, input: CommitInput): Promise
     publishHour(deps, input, hourUtc),
   );
   const before = input.watermark.hourUtc;
-  const after = await advanceWatermark(deps.store, deps.config, input.watermark, input.runId, input.entities);
+  // Configured as well as planned: an execution planned before an entity was added (and redriven after) must
+  // not carry the watermark over hours that entity still lacks.
+  const entities = [...new Set([...input.entities, ...deps.config.entities])];
+  const after = await advanceWatermark(deps.store, deps.config, input.watermark, input.runId, entities);
   deps.log.info("watermark checked", { from: before, to: after });
   // Every entity-hour this execution claimed has its marker now, so nobody needs this staging any more.
   const staging = await deps.store.listKeys(stagingRunPrefix(deps.config.controlPrefix, input.runId));

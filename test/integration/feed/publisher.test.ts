@@ -25,7 +25,13 @@ import { InstrumentedStore } from "../../support/instrumented-store";
 const BUCKET = "publisher-test";
 const FEED = "feed";
 const CONTROL = "_control";
-const CONFIG = { feedPrefix: FEED, controlPrefix: CONTROL, stateKey: `${CONTROL}/state.json` };
+// No configured entity beyond those each test plans, unless the test says so.
+const CONFIG = {
+  feedPrefix: FEED,
+  controlPrefix: CONTROL,
+  stateKey: `${CONTROL}/state.json`,
+  entities: [] as string[],
+};
 const H8 = "2026-11-24T08:00:00Z";
 const H9 = "2026-11-24T09:00:00Z";
 const SEGMENT = { attempt: "0000000a", firstPart: 0, parts: 2, compressed: false };
@@ -408,6 +414,20 @@ describe("publishRun", () => {
       [H9, "published"],
     ]);
     expect(output.watermark.after).toBe(H9);
+  });
+
+  it("moves the watermark only over hours published for every configured entity, planned or not", async () => {
+    // Planned before `users` was configured, committed (a redrive) after: H8 lacks users, so it is not passed.
+    for (const hourUtc of [H8, H9]) await collected("run-1", "sessions", hourUtc);
+    const added = { ...deps(), config: { ...CONFIG, entities: ["sessions", "users"] } };
+    const output = await publishRun(added, input("run-1", [H8, H9]));
+    expect(output.hours.map((hour) => hour.outcome)).toEqual(["published", "published"]);
+    expect(output.watermark).toEqual({ before: "2026-11-24T07:00:00Z", after: "2026-11-24T07:00:00Z" });
+
+    // The next execution collects users for both hours; now the watermark passes them.
+    for (const hourUtc of [H8, H9]) await collected("run-2", "users", hourUtc);
+    const next = await publishRun(added, input("run-2", [H8, H9], ["users"]));
+    expect(next.watermark.after).toBe(H9);
   });
 
   it("counts a legacy hour marker for the entities its manifest lists, and publishes an entity added since", async () => {
