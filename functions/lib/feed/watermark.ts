@@ -76,7 +76,9 @@ export function hoursPublishedForEvery(
   byHour: ReadonlyMap<string, ReadonlySet<string>>,
   entities: readonly string[],
 ): string[] {
-  return [...byHour.keys()].filter((hourUtc) => entities.every((entity) => byHour.get(hourUtc)?.has(entity)));
+  return [...byHour]
+    .filter(([, published]) => entities.every((entity) => published.has(entity)))
+    .map(([hourUtc]) => hourUtc);
 }
 
 /**

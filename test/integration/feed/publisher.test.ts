@@ -1,3 +1,4 @@
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
@@ -133,6 +134,8 @@ function outclaimedStore(thenDelete = false): S3Store {
   return racing;
 }
 
+const contentType = async (key: string) =>
+  (await store.client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }))).ContentType;
 const text = async (key: string) => (await store.getText(key))?.body;
 const json = async (key: string) => JSON.parse((await text(key)) ?? "null") as Record<string, unknown>;
 
@@ -201,6 +204,11 @@ describe("publishRun", () => {
     expect(published).toEqual([
       expect.objectContaining({ hour: H8, outcome: "published", publisher: "run-1", execution: "test" }),
     ]);
+    expect(
+      logs.filter((line) => line.message === "finishing an entity-hour another execution claimed"),
+    ).toEqual([]);
+    for (const key of [manifestKey(CONTROL, H8, "users"), publishedMarkerKey(CONTROL, H8, "users")])
+      expect(await contentType(key), key).toBe("application/json");
     expect(logs.find((line) => line.message === "watermark checked")).toMatchObject({
       from: "2026-11-24T07:00:00Z",
       to: H8,
@@ -614,5 +622,22 @@ describe("publishRun", () => {
       `manifest s3://${BUCKET}/${manifestKey(CONTROL, H8, "sessions")} vanished while this execution read it`,
     );
     expect(await store.listKeys(`${FEED}/`)).toEqual([]);
+  });
+
+  it("leaves the marker another execution wrote first as it is", async () => {
+    await collected("first-1", "sessions", H8);
+    await publishRun(deps(), input("first-1", [H8]));
+    const marker = await text(publishedMarkerKey(CONTROL, H8, "sessions"));
+    await collected("late-1", "sessions", H8);
+    // late-1 listed the hour's markers before first-1's landed: it finishes first-1's manifest too.
+    const late = new S3Store(store.client, BUCKET);
+    const list = late.listKeys.bind(late);
+    late.listKeys = async (prefix, startAfter) =>
+      prefix === publishedHourPrefix(CONTROL, H8) ? [] : list(prefix, startAfter);
+
+    const output = await publishRun({ ...deps(), store: late }, input("late-1", [H8]));
+
+    expect(output.hours[0]).toMatchObject({ outcome: "completed-for-another", publisher: "first-1" });
+    expect(await text(publishedMarkerKey(CONTROL, H8, "sessions"))).toBe(marker);
   });
 });

@@ -140,6 +140,9 @@ describe("publishedEntitiesAfter", () => {
     expect([...(await publishedEntitiesAfter(store, CONTROL, H(8))).keys()]).toEqual([H(9), H(10), H(12)]);
     expect([...(await publishedEntitiesAfter(store, CONTROL, H(9))).keys()]).toEqual([H(10), H(12)]);
     expect([...(await publishedEntitiesAfter(store, CONTROL, H(12))).keys()]).toEqual([]);
+    // A legacy marker whose manifest is gone stands for no entity.
+    await store.deleteKeys([legacyManifestKey(CONTROL, H(9))]);
+    expect((await publishedEntitiesAfter(store, CONTROL, H(8))).get(H(9))).toEqual(new Set());
   });
 });
 
@@ -216,6 +219,7 @@ describe("firstRunHour", () => {
       by: "first-a",
       at: "1970-01-01T00:00:00.000Z",
     });
+    expect(await contentType(firstHourKey(CONTROL))).toBe("application/json");
   });
 
   it("reads the winner when another first run recorded it between its look and its write", async () => {
@@ -371,6 +375,7 @@ describe("planRun", () => {
       hours: [H(8), H(9), H(10)],
       plannedAt: new Date(NOW).toISOString(),
     });
+    expect(await contentType(leaseKey(CONTROL, "run-1"))).toBe("application/json");
     expect((await store.listKeys(`${CONTROL}/leases/`)).sort()).toEqual(
       ["broken-1", "run-1", "running-1", "unknown-1"].map((runId) => leaseKey(CONTROL, runId)),
     );
@@ -496,5 +501,26 @@ describe("planRun", () => {
     expect(logged("fewer iterations at once: the Citrix API allows no more")).toEqual([
       expect.objectContaining({ limit: 2, iterations: 2 }),
     ]);
+  });
+
+  it("passes over a lease deleted between its listing and its read (its execution finished)", async () => {
+    await state('{"last_hour_utc":"2026-11-24T08:00:00Z"}');
+    /** Lists the lease of an execution that deletes it before Plan reads it. */
+    class VanishingLeaseStore extends S3Store {
+      override async listKeys(prefix: string, startAfter?: string): Promise<string[]> {
+        const keys = await super.listKeys(prefix, startAfter);
+        return prefix === `${CONTROL}/leases/` ? [...keys, leaseKey(CONTROL, "finished-1")] : keys;
+      }
+    }
+    const output = await plan({}, {}, {}, new VanishingLeaseStore(store.client, BUCKET));
+    expect(output.hours).toEqual([H(9), H(10)]);
+  });
+
+  it("refuses a backfill request that is not one, naming the state and the field", async () => {
+    const error = await plan({ backfill: { from: H(8) } }).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as Error).message).toMatch(
+      /^PlanHours \(backfill request\) received invalid input: backfill\.to /,
+    );
   });
 });

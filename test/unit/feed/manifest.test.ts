@@ -66,8 +66,11 @@ describe("parseLegacyManifest and legacyEntityManifest", () => {
       { ...LEGACY, entities: null },
       { ...LEGACY, entities: { sessions: { records: 1, parts: 1 } } },
       { ...LEGACY, entities: { sessions: null } },
+      { ...LEGACY, entities: 5 },
+      { ...LEGACY, entities: { ...LEGACY.entities, users: { records: 1, parts: 1, segments: [{}] } } },
     ])
       expect(parseLegacyManifest(JSON.stringify(broken)), JSON.stringify(broken)).toBeUndefined();
+    expect(parseLegacyManifest("null")).toBeUndefined();
   });
 });
 
