@@ -43,10 +43,12 @@ export class CollectionProgress {
         invocations: 0,
       });
     }
+    const range = plan.hours.length === 1 ? plan.hours[0] : `${plan.hours[0]} … ${plan.hours.at(-1)}`;
+    const published = plan.hours.length * plan.entities.length - plan.items.length;
     const what =
       plan.hours.length === 0
         ? "nothing due"
-        : `${plan.hours.length} hour(s) × ${plan.items.length / plan.hours.length} entities (${plan.hours.length === 1 ? plan.hours[0] : `${plan.hours[0]} … ${plan.hours.at(-1)}`})`;
+        : `${plan.hours.length} hour(s) × ${plan.entities.length} entities (${range})${published > 0 ? `, ${published} entity-hour(s) of them published already` : ""}`;
     // Without a stored watermark (etag null) Plan counts from the hour before its first one: no watermark and
     // no lag an operator could look up.
     this.watermarkStored = plan.watermark.etag !== null;

@@ -19,6 +19,7 @@ import {
   firstRunHour,
   hoursPublishedForEvery,
   publishedEntitiesAfter,
+  publishedEntitiesOfHours,
   readWatermark,
   recoverWatermark,
   type Watermark,
@@ -70,20 +71,10 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     ? parseStateInput(backfillRequestSchema, input.request, "PlanHours (backfill request)").backfill
     : undefined;
   const read = await readWatermark(store, config.stateKey, config.seedStateKey);
-  const { watermark, hours, deferred } = backfill
-    ? {
-        watermark: read,
-        hours: planBackfillHours(
-          backfill.from,
-          backfill.to,
-          nowMs,
-          config.lookbackMinutes,
-          config.maxHoursPerRun,
-        ),
-        deferred: {},
-      }
+  const { watermark, hours, deferred, published } = backfill
+    ? await planBackfill(deps, backfill, read, nowMs)
     : await planScheduled(deps, input, read, nowMs);
-  const items = planWorkItems(hours, config.entities);
+  const items = planWorkItems(hours, config.entities, published);
   const output: PlanOutput = {
     runId: input.executionName,
     mode: backfill ? "backfill" : "scheduled",
@@ -101,18 +92,33 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     firstHour: hours[0] ?? null,
     lastHour: hours[hours.length - 1] ?? null,
     items: output.items.length,
+    alreadyPublished: hours.length * config.entities.length - output.items.length,
     deferredHours: Object.values(deferred).flat().length,
     lagHours: output.lagHours,
   });
   return output;
 }
 
-/** What a scheduled run plans: the watermark it caught up to, the hours it collects, those it leaves to others. */
-interface ScheduledPlan {
+/** What a run plans: the watermark (a scheduled run's caught up), the hours it collects, those it leaves to others. */
+interface HoursPlan {
   watermark: Watermark;
   hours: string[];
   /** The hours left to each running execution that leases them, by its name. */
   deferred: Record<string, string[]>;
+  /** The entities already published of the hours that have any: their entity-hours are not collected again. */
+  published: ReadonlyMap<string, ReadonlySet<string>>;
+}
+
+/** A backfill's hours, as asked (see planBackfillHours), and which of their entity-hours are published. */
+async function planBackfill(
+  { store, config }: PlanDeps,
+  range: { from: string; to: string },
+  watermark: Watermark,
+  nowMs: number,
+): Promise<HoursPlan> {
+  const hours = planBackfillHours(range.from, range.to, nowMs, config.lookbackMinutes, config.maxHoursPerRun);
+  const published = await publishedEntitiesOfHours(store, config.controlPrefix, hours);
+  return { watermark, hours, deferred: {}, published };
 }
 
 /**
@@ -125,7 +131,7 @@ async function planScheduled(
   input: PlanInput,
   read: Watermark,
   nowMs: number,
-): Promise<ScheduledPlan> {
+): Promise<HoursPlan> {
   const { config, store } = deps;
   const leases = await otherLeases(deps, input);
   const watermark = await catchUpWatermark(deps, read, input.executionName, nowMs);
@@ -136,11 +142,8 @@ async function planScheduled(
     watermarkHourUtc: watermark.hourUtc ?? undefined,
     firstHourUtc: config.firstHourUtc,
   });
-  const published = hoursPublishedForEvery(
-    await publishedEntitiesAfter(store, config.controlPrefix, watermark.hourUtc),
-    config.entities,
-  );
-  const { hours, deferred } = hoursToCollect(due, published, leases);
+  const published = await publishedEntitiesAfter(store, config.controlPrefix, watermark.hourUtc);
+  const { hours, deferred } = hoursToCollect(due, hoursPublishedForEvery(published, config.entities), leases);
   if (hours.length > 0) {
     const lease: CollectionLease = {
       runId: input.executionName,
@@ -152,7 +155,7 @@ async function planScheduled(
   }
   const ended = leases.filter(({ status }) => status === "ended").map(({ key }) => key);
   await store.deleteKeys(ended);
-  return { watermark, hours, deferred };
+  return { watermark, hours, deferred, published };
 }
 
 /**
@@ -164,7 +167,7 @@ export function hoursToCollect(
   due: readonly string[],
   published: readonly string[],
   leases: readonly Pick<LeaseOfAnother, "lease" | "status">[],
-): Omit<ScheduledPlan, "watermark"> {
+): Pick<HoursPlan, "hours" | "deferred"> {
   const done = new Set(published);
   const held = new Map(
     leases.flatMap(({ lease, status }) =>

@@ -45,9 +45,18 @@ export interface WorkItem {
   hourUtc: string;
 }
 
-/** One Map iteration per (hour, entity), hours in order so the console reads chronologically. */
-export function planWorkItems(hours: readonly string[], entities: readonly string[]): WorkItem[] {
-  return hours.flatMap((hourUtc) => entities.map((entity) => ({ entity, hourUtc })));
+/**
+ * One Map iteration per (hour, entity) not yet published, hours in order so the console reads chronologically.
+ * A published entity-hour is never written again, so collecting it would only spend the API's requests.
+ */
+export function planWorkItems(
+  hours: readonly string[],
+  entities: readonly string[],
+  published: ReadonlyMap<string, ReadonlySet<string>>,
+): WorkItem[] {
+  return hours.flatMap((hourUtc) =>
+    entities.filter((entity) => !published.get(hourUtc)?.has(entity)).map((entity) => ({ entity, hourUtc })),
+  );
 }
 
 /** How many hours the watermark lags behind the newest eligible hour (for logs and the run summary). */

@@ -7,6 +7,7 @@ import {
   firstHourKey,
   type PublishedMarkerRef,
   publishedAfterKey,
+  publishedHourPrefix,
   publishedMarkerOfKey,
   publishedPrefix,
 } from "./keys";
@@ -113,6 +114,31 @@ export async function publishedEntitiesAfter(
     publishedPrefix(controlPrefix),
     afterHourUtc === null ? undefined : publishedAfterKey(controlPrefix, afterHourUtc),
   );
+  return publishedEntitiesOfMarkers(store, controlPrefix, keys);
+}
+
+/**
+ * The entities published for each of `hours` that has any: one listing per hour, a few at a time, so a
+ * backfill of last year's hours does not list every marker since.
+ */
+export async function publishedEntitiesOfHours(
+  store: S3Store,
+  controlPrefix: string,
+  hours: readonly string[],
+): Promise<Map<string, Set<string>>> {
+  const keys = await mapConcurrently(hours, HOUR_LISTINGS_IN_PARALLEL, (hourUtc) =>
+    store.listKeys(publishedHourPrefix(controlPrefix, hourUtc)),
+  );
+  return publishedEntitiesOfMarkers(store, controlPrefix, keys.flat());
+}
+
+const HOUR_LISTINGS_IN_PARALLEL = 8;
+
+async function publishedEntitiesOfMarkers(
+  store: S3Store,
+  controlPrefix: string,
+  keys: readonly string[],
+): Promise<Map<string, Set<string>>> {
   const markers = keys.flatMap((key) => publishedMarkerOfKey(controlPrefix, key) ?? []);
   const legacyHours = markers.flatMap(({ hourUtc, entity }) => (entity === undefined ? [hourUtc] : []));
   const legacy = await mapConcurrently(legacyHours, LEGACY_READS_IN_PARALLEL, async (hourUtc) => {

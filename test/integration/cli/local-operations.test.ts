@@ -2,6 +2,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { HeadObjectCommand } from "@aws-sdk/client-s3";
 import {
   DescribeExecutionCommand,
   ExecutionAlreadyExists,
@@ -39,12 +40,12 @@ beforeEach(() => {
 afterEach(() => rmSync(cwd, { recursive: true, force: true }));
 
 /** One invocation in this process, in `cwd`, with a clock that starts at NOW and moves on. */
-async function cli(args: string[]): Promise<CliResult> {
+async function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   const started = Date.now();
   let stdout = "";
   let stderr = "";
   const code = await main(args, {
-    env: { ENTITIES: "sessions,users" },
+    env: { ENTITIES: "sessions,users", ...env },
     cwd,
     stdout: { write: (text: string) => (stdout += text) },
     stderr: { write: (text: string) => (stderr += text) },
@@ -102,6 +103,22 @@ async function feedEntityHours(data: string): Promise<string[]> {
   }
 }
 
+/** ETag and LastModified of every feed object in the bucket kept in DIR: an object written again changes both. */
+async function feedVersions(data: string): Promise<Map<string, string>> {
+  const s3 = await startLocalS3({ directory: path.join(cwd, data), buckets: [LOCAL_BUCKET] });
+  try {
+    const client = s3.client();
+    const versions = new Map<string, string>();
+    for (const key of await new S3Store(client, LOCAL_BUCKET).listKeys("citrix_analytics/")) {
+      const head = await client.send(new HeadObjectCommand({ Bucket: LOCAL_BUCKET, Key: key }));
+      versions.set(key, `${head.ETag} ${head.LastModified?.toISOString()}`);
+    }
+    return versions;
+  } finally {
+    await s3.close();
+  }
+}
+
 describe("the operator's workflow against --data DIR", () => {
   it("run --from --to backfills those hours; status in a later invocation lists the execution", async () => {
     const backfilled = await cli([
@@ -130,6 +147,45 @@ describe("the operator's workflow against --data DIR", () => {
     expect(status.executions).toEqual([
       expect.objectContaining({ name, status: "SUCCEEDED", redriveCount: 0, redrivable: false }),
     ]);
+  });
+
+  it("an entity added after three hours were published: run --from --to fills its hours and rewrites nothing", async () => {
+    const first = await cli(["run", "--data", "d"], {
+      ENTITIES: "sessions",
+      FIRST_HOUR_UTC: "2026-11-24T08:00:00Z",
+    });
+    expect(first).toMatchObject({ code: 0, stderr: "" });
+    const sessions = ["08", "09", "10"].map((hour) => `sessions 2026-11-24T${hour}`);
+    expect(await feedEntityHours("d")).toEqual(sessions);
+    const before = await feedVersions("d");
+
+    const filled = await cli([
+      "run",
+      "--data",
+      "d",
+      "--from",
+      "2026-11-24T08:00:00Z",
+      "--to",
+      "2026-11-24T10:00:00Z",
+    ]);
+    expect(filled.stderr).toBe("");
+    expect(filled.code).toBe(0);
+    expect(filled.stdout).toContain(
+      "Planned backfill run: 3 hour(s) × 2 entities (2026-11-24T08:00:00Z … 2026-11-24T10:00:00Z), 3 entity-hour(s) of them published already",
+    );
+    // Only the new entity's hours are collected: the published ones would cost requests and write nothing.
+    expect(
+      filled.stdout
+        .split("\n")
+        .filter((line) => / collected /.test(line))
+        .map((line) => line.split(/ +/)[0]),
+    ).toEqual(["users", "users", "users"]);
+    expect(await feedEntityHours("d")).toEqual([
+      ...sessions,
+      ...["08", "09", "10"].map((hour) => `users 2026-11-24T${hour}`),
+    ]);
+    const after = await feedVersions("d");
+    for (const [key, version] of before) expect(after.get(key), key).toBe(version);
   });
 
   it.each([

@@ -63,7 +63,7 @@ describe("an hour another execution published with fewer entities", () => {
     const s = await open({ ENTITIES: "sessions" });
     expect((await s.run("fewer-1")).status).toBe("SUCCEEDED");
 
-    // ENTITIES gains users; a backfill of 08:00 collects both, finds the hour published without users.
+    // ENTITIES gains users; a backfill of 08:00 collects users only: sessions are published there already.
     const backfill = await s.run("more-1", {
       env: { ...s.env, ENTITIES: "sessions,users" },
       input: { backfill: { from: HOURS[0] as string, to: HOURS[0] as string } },
@@ -72,8 +72,9 @@ describe("an hour another execution published with fewer entities", () => {
     const [hour] = backfill.commit?.hours ?? [];
     expect(hour?.outcome).toBe("published");
     expect(hour?.publisher).toBe("more-1");
+    expect(backfill.plan?.items).toEqual([{ entity: "users", hourUtc: HOURS[0] }]);
     expect(hour?.records).toEqual({
-      sessions: { collected: 2500, published: 2500, outcome: "already-published", publisher: "fewer-1" },
+      sessions: { collected: 0, published: 2500, outcome: "already-published", publisher: "fewer-1" },
       users: { collected: 300, published: 300, outcome: "published", publisher: "more-1" },
     });
     await expectFeedMatchesSimulator(s, "users", HOURS[0] as string);

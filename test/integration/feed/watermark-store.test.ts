@@ -432,6 +432,28 @@ describe("planRun", () => {
     expect((await stored()).last_hour_utc).toBe(H(7));
   });
 
+  it("collects only entity-hours not yet published: a backfill's (legacy markers too) and a scheduled run's", async () => {
+    const both = { entities: ["sessions", "users"] };
+    await state('{"last_hour_utc":"2026-11-24T08:00:00Z"}');
+    await publish(5, null, "users");
+    await publishLegacy(6, ["sessions"]);
+    await publish(7, null, "sessions");
+    await publish(7, null, "users");
+    await publish(10, null, "users");
+    const item = (entity: string, hour: number) => ({ entity, hourUtc: H(hour) });
+
+    const backfill = await plan({ backfill: { from: H(5), to: H(7) } }, {}, both);
+    expect(backfill.hours).toEqual([H(5), H(6), H(7)]);
+    expect(backfill.items).toEqual([item("sessions", 5), item("users", 6)]);
+    expect(logged("planned collection")).toEqual([
+      expect.objectContaining({ items: 2, alreadyPublished: 4 }),
+    ]);
+
+    const scheduled = await plan({}, {}, both);
+    expect(scheduled.hours).toEqual([H(9), H(10)]);
+    expect(scheduled.items).toEqual([item("sessions", 9), item("users", 9), item("sessions", 10)]);
+  });
+
   it("starts a first run at FIRST_HOUR_UTC, or at the newest eligible hour, and records where", async () => {
     const first = await plan({}, {}, { firstHourUtc: H(8) });
     expect(first.hours).toEqual([H(8), H(9), H(10)]);

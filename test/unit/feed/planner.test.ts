@@ -199,7 +199,11 @@ describe("planHours", () => {
 describe("planWorkItems", () => {
   it("is hour-major: every entity of an hour before the next hour", () => {
     expect(
-      planWorkItems(["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z"], ["sessions", "machines", "users"]),
+      planWorkItems(
+        ["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z"],
+        ["sessions", "machines", "users"],
+        new Map(),
+      ),
     ).toEqual([
       { entity: "sessions", hourUtc: "2026-11-24T08:00:00Z" },
       { entity: "machines", hourUtc: "2026-11-24T08:00:00Z" },
@@ -210,8 +214,22 @@ describe("planWorkItems", () => {
     ]);
   });
 
+  it("leaves out the entity-hours already published, and only those", () => {
+    const published = new Map([
+      ["2026-11-24T08:00:00Z", new Set(["sessions", "machines"])],
+      ["2026-11-24T07:00:00Z", new Set(["users"])],
+    ]);
+    expect(
+      planWorkItems(["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z"], ["sessions", "users"], published),
+    ).toEqual([
+      { entity: "users", hourUtc: "2026-11-24T08:00:00Z" },
+      { entity: "sessions", hourUtc: "2026-11-24T09:00:00Z" },
+      { entity: "users", hourUtc: "2026-11-24T09:00:00Z" },
+    ]);
+  });
+
   it("is empty when there are no hours", () => {
-    expect(planWorkItems([], ["sessions"])).toEqual([]);
+    expect(planWorkItems([], ["sessions"], new Map())).toEqual([]);
   });
 });
 
