@@ -135,15 +135,17 @@ async function planScheduled(
   const { config, store } = deps;
   const leases = await otherLeases(deps, input);
   const watermark = await catchUpWatermark(deps, read, input.executionName, nowMs);
+  const published = await publishedEntitiesAfter(store, config.controlPrefix, watermark.hourUtc);
+  const publishedForEvery = hoursPublishedForEvery(published, config.entities);
   const due = planHours({
     nowMs,
     lookbackMinutes: config.lookbackMinutes,
     maxHoursPerRun: config.maxHoursPerRun,
     watermarkHourUtc: watermark.hourUtc ?? undefined,
     firstHourUtc: config.firstHourUtc,
+    published: new Set(publishedForEvery),
   });
-  const published = await publishedEntitiesAfter(store, config.controlPrefix, watermark.hourUtc);
-  const { hours, deferred } = hoursToCollect(due, hoursPublishedForEvery(published, config.entities), leases);
+  const { hours, deferred } = hoursToCollect(due, publishedForEvery, leases);
   if (hours.length > 0) {
     const lease: CollectionLease = {
       runId: input.executionName,

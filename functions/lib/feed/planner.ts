@@ -10,6 +10,8 @@ export interface PlanWindow {
   watermarkHourUtc: string | undefined;
   /** Where a first run starts when there is no watermark; defaults to the newest eligible hour. */
   firstHourUtc: string | undefined;
+  /** Hours after the watermark already published for every entity: they do not count towards maxHoursPerRun. */
+  published: ReadonlySet<string>;
 }
 
 /** The newest hour that is complete and settled: H ≤ floor_hour(now − LOOKBACK_MINUTES). */
@@ -28,16 +30,27 @@ export function scheduleMinute(lookbackMinutes: number): number {
 }
 
 /**
- * The hours this execution collects, oldest first: the hour after the watermark (or the first-run start)
- * up to the newest eligible hour, at most maxHoursPerRun of them. Empty when nothing is due yet.
+ * The hours due for this execution, oldest first: from the hour after the watermark (or the first-run start)
+ * up to the newest eligible hour, until maxHoursPerRun of them are not published yet. Empty when nothing is
+ * due yet. Published hours do not count: hours other executions published past a gap (an hour that failed)
+ * would otherwise fill the window, and the catch-up would take a run more per such hour.
  */
 export function planHours(window: PlanWindow): string[] {
   const bound = newestEligibleHour(window.nowMs, window.lookbackMinutes);
   const watermark = window.watermarkHourUtc === undefined ? undefined : parseHour(window.watermarkHourUtc);
   const firstRun = window.firstHourUtc === undefined ? bound : (parseHour(window.firstHourUtc) ?? bound);
-  const start = watermark === undefined ? firstRun : watermark + HOUR_MS;
-  const end = Math.min(bound, start + (window.maxHoursPerRun - 1) * HOUR_MS);
-  return start > end ? [] : hourRange(start, end);
+  const hours: string[] = [];
+  let unpublished = 0;
+  for (
+    let ms = watermark === undefined ? firstRun : watermark + HOUR_MS;
+    ms <= bound && unpublished < window.maxHoursPerRun;
+    ms += HOUR_MS
+  ) {
+    const hourUtc = formatHour(ms);
+    hours.push(hourUtc);
+    if (!window.published.has(hourUtc)) unpublished++;
+  }
+  return hours;
 }
 
 export interface WorkItem {

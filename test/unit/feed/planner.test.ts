@@ -21,6 +21,7 @@ const window = (overrides: Partial<Parameters<typeof planHours>[0]>) => ({
   maxHoursPerRun: 24,
   watermarkHourUtc: undefined,
   firstHourUtc: undefined,
+  published: new Set<string>(),
   ...overrides,
 });
 
@@ -111,6 +112,31 @@ describe("planHours", () => {
     it("plan nothing when the watermark is beyond the bound (clock skew)", () => {
       expect(planHours(window({ watermarkHourUtc: "2026-11-24T10:00:00Z" }))).toEqual([]);
       expect(planHours(window({ watermarkHourUtc: "2026-11-25T03:00:00Z" }))).toEqual([]);
+    });
+
+    it("count only unpublished hours towards maxHoursPerRun, and stop at the one that fills it", () => {
+      const published = new Set(["2026-11-20T02:00:00Z", "2026-11-20T03:00:00Z", "2026-11-20T06:00:00Z"]);
+      const hours = planHours(
+        window({ watermarkHourUtc: "2026-11-20T00:00:00Z", maxHoursPerRun: 3, published }),
+      );
+      expect(hours).toEqual([
+        "2026-11-20T01:00:00Z",
+        "2026-11-20T02:00:00Z",
+        "2026-11-20T03:00:00Z",
+        "2026-11-20T04:00:00Z",
+        "2026-11-20T05:00:00Z",
+      ]);
+      const upToTheBound = new Set(["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z"]);
+      expect(
+        planHours(
+          window({ watermarkHourUtc: "2026-11-24T06:00:00Z", maxHoursPerRun: 1, published: upToTheBound }),
+        ),
+      ).toEqual(["2026-11-24T07:00:00Z"]);
+      expect(
+        planHours(
+          window({ watermarkHourUtc: "2026-11-24T07:00:00Z", maxHoursPerRun: 1, published: upToTheBound }),
+        ),
+      ).toEqual(["2026-11-24T08:00:00Z", "2026-11-24T09:00:00Z"]);
     });
 
     it("never return more than maxHoursPerRun hours", () => {
