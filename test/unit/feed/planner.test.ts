@@ -1,7 +1,9 @@
 import { describe, expect, it } from "vitest";
+import { InvalidInputError } from "../../../functions/lib/config/errors";
 import {
   lagHours,
   newestEligibleHour,
+  planBackfillHours,
   planHours,
   planWorkItems,
   scheduleMinute,
@@ -275,5 +277,48 @@ describe("lagHours", () => {
 
   it("uses the same lookback bound as planHours", () => {
     expect(lagHours(at("2026-11-24T10:14:59.999Z"), 75, "2026-11-24T05:00:00Z")).toBe(3);
+  });
+});
+
+describe("planBackfillHours", () => {
+  const nowMs = at("2026-11-24T10:15:00Z"); // newest eligible hour: 09:00
+  const plan = (from: string, to: string, maxHoursPerRun = 24) =>
+    planBackfillHours(from, to, nowMs, 75, maxHoursPerRun);
+
+  it("is every hour from..to, both included, up to the newest eligible hour", () => {
+    expect(plan("2026-11-24T07:00:00Z", "2026-11-24T09:00:00Z")).toEqual([
+      "2026-11-24T07:00:00Z",
+      "2026-11-24T08:00:00Z",
+      "2026-11-24T09:00:00Z",
+    ]);
+    expect(plan("2026-11-24T09:00:00Z", "2026-11-24T09:00:00Z")).toEqual(["2026-11-24T09:00:00Z"]);
+  });
+
+  it("refuses by name a bound that is not a UTC hour, or from after to", () => {
+    for (const [from, to] of [
+      ["2026-11-24T07", "2026-11-24T08:00:00Z"],
+      ["2026-11-24T07:00:00Z", "08:00"],
+      ["2026-11-24T08:00:00Z", "2026-11-24T07:00:00Z"],
+    ] as const)
+      expect(() => plan(from, to), `${from}..${to}`).toThrow(
+        new InvalidInputError(`backfill.from (${from}) must be a UTC hour not after backfill.to (${to})`),
+      );
+  });
+
+  it("refuses an hour not settled yet, naming the newest that is", () => {
+    expect(() => plan("2026-11-24T09:00:00Z", "2026-11-24T10:00:00Z")).toThrow(
+      new InvalidInputError(
+        "backfill.to (2026-11-24T10:00:00Z) is not settled yet: the newest hour that can be collected now is 2026-11-24T09:00:00Z",
+      ),
+    );
+  });
+
+  it("refuses more than MAX_HOURS_PER_RUN hours, and takes exactly that many", () => {
+    expect(plan("2026-11-24T07:00:00Z", "2026-11-24T09:00:00Z", 3)).toHaveLength(3);
+    expect(() => plan("2026-11-24T06:00:00Z", "2026-11-24T09:00:00Z", 3)).toThrow(
+      new InvalidInputError(
+        "a backfill covers at most MAX_HOURS_PER_RUN (3) hours; 2026-11-24T06:00:00Z..2026-11-24T09:00:00Z has 4: split it into several executions",
+      ),
+    );
   });
 });
