@@ -13,6 +13,8 @@ export default {
   mutate: [
     "functions/lib/feed/publisher.ts",
     "functions/lib/feed/watermark.ts",
+    "functions/lib/feed/plan-run.ts",
+    "functions/lib/feed/planner.ts",
     "functions/lib/feed/collector.ts",
     "functions/lib/feed/page-source.ts",
     "functions/lib/feed/page-pacer.ts",
