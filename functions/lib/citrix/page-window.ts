@@ -223,6 +223,24 @@ export function mergedHint(
 }
 
 /**
+ * The page window's hint once an entity-hour adds what it `learned` of the limit (see mergedHint) and the
+ * `servedTop` it saw the API serve in full, either optional; undefined when storing it would tell nothing new.
+ * The served page size is kept whatever the limit's merge decides, and a newer one replaces it (TOP_N changed).
+ */
+export function learnedHint(
+  current: PageWindowHint | undefined,
+  learned: PageWindowHint | undefined,
+  servedTop: number | undefined,
+): PageWindowHint | undefined {
+  const merged = learned === undefined ? undefined : mergedHint(current, learned);
+  const base = merged ?? current;
+  const top = servedTop ?? current?.servedTop;
+  if (base === undefined || top === undefined) return merged;
+  if (merged === undefined && top === current?.servedTop) return undefined;
+  return { ...base, servedTop: top };
+}
+
+/**
  * How many Map iterations run at once (the Map's MaxConcurrency), from the page window's hint. The
  * customer's limit is shared by all of them, so:
  * - with no hint (a first execution, or nothing learned in the past day), one at a time: the first finds the

@@ -41,7 +41,9 @@ const RAISE_TOP_N =
 /**
  * OData paging rules. With `@odata.nextLink` the server drives and the last page has none. Without it we
  * page by $skip and stop on an empty page, or on a short page once a longer one was seen: a service may
- * cap $top below TOP_N, so a first short page is not proof of the end (that costs one extra request).
+ * cap $top below TOP_N, so a first short page is not proof of the end (that costs one extra request), unless
+ * the API is known to serve TOP_N records a page (`servedTop`, learned from an earlier entity-hour's full
+ * page and shared in the page window's hint): then any short page is the end.
  *
  * Every step must make progress, or paging ends with a CitrixPagingError instead of looping: a page that
  * repeats the one before it (a server that ignores $skip, or a link that leads back), a link to the page
@@ -67,6 +69,8 @@ export class PageWalker {
     private readonly pageSize: number,
     private readonly maxPages: number,
     state: PagingState = { cursor: { skip: 0 }, largestPage: 0, pages: 0 },
+    /** The $top the API is known to serve in full (see the class comment); other figures are ignored. */
+    private readonly servedTop?: number,
   ) {
     this.cursor = state.cursor;
     this.largestPage = state.largestPage;
@@ -149,7 +153,7 @@ export class PageWalker {
     if (page.nextLink) this.follow(page.url, page.nextLink);
     else if (following) this.done = true;
     else {
-      this.done = page.count === 0 || (page.count < this.pageSize && page.count < this.largestPage);
+      this.done = page.count === 0 || (page.count < this.pageSize && page.count < this.knownPageSize);
       this.cursor = { skip: skip + page.count };
     }
     this.largestPage = Math.max(this.largestPage, page.count);
@@ -172,6 +176,11 @@ export class PageWalker {
         ? `the API ignores $skip: ${asked}, so the hour holds more records than one page and the API offers no way to page them; ${RAISE_TOP_N}`
         : `the API ignored $skip only once: ${asked}, not the first page again; a later run or a redrive collects the hour again from its start; if this persists, report it to Citrix support`,
     );
+  }
+
+  /** The most records a page of this API is known to hold: a shorter page is the end. */
+  private get knownPageSize(): number {
+    return this.servedTop === this.pageSize ? this.pageSize : this.largestPage;
   }
 
   private checkBound(url: string): void {

@@ -126,6 +126,8 @@ export const pageWindowHintSchema = z.object({
   /** Full windows an iteration waits at its share of the limit before probing above it. */
   probeRounds: positive,
   at: z.iso.datetime(),
+  /** The $top the API was seen to serve in full: a shorter page is then the end of an entity-hour (PageWalker). */
+  servedTop: z.optional(positive),
 });
 export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
 

@@ -57,13 +57,13 @@ export async function collectEntityHour(
   const segment = new SegmentWriter(partDeps, input);
   const limit = await SharedLimit.open(partDeps, input);
   const pacer = new PagePacer(partDeps, limit, deadlineMs);
-  const source = new PageSource(partDeps, input, pacer, deadlineMs);
+  const source = new PageSource(partDeps, input, pacer, deadlineMs, limit.servedTop);
   // The Retry-After the previous invocation was given is waited out before the first request.
   const handedOver = input.progress?.notBefore;
   if (handedOver !== undefined) await deps.citrix.waitUntil(Date.parse(handedOver), deadlineMs, log);
   const records = await pageIntoParts(source, limit, segment, input.progress?.records ?? 0, log);
   const written = await segment.finish();
-  await limit.settle(source.done, pacer.peakServed);
+  await limit.settle(source.done, pacer.peakServed, source.servedTop);
   const progress = progressAfter(input.progress, written, records, source, limit);
   if (source.done) await storeResult(deps, input, progress);
   log.info(source.done ? "entity-hour collected" : "time budget spent, continuing in the next invocation", {

@@ -50,8 +50,11 @@ export class PageSource {
     private readonly pacer: PagePacer,
     /** No request starts after this (but the first of the invocation). */
     private readonly deadlineMs: number,
+    /** The $top the API is known to serve in full (see PageWalker). */
+    servedTop: number | undefined,
   ) {
-    this.walker = new PageWalker(deps.config.pageSize, deps.config.maxPagesPerEntityHour, input.progress);
+    const { pageSize, maxPagesPerEntityHour } = deps.config;
+    this.walker = new PageWalker(pageSize, maxPagesPerEntityHour, input.progress, servedTop);
   }
 
   /** Whether the entity-hour's last page was read. */
@@ -62,6 +65,12 @@ export class PageSource {
   /** Pages read in the entity-hour so far. */
   get pages(): number {
     return this.walker.pages;
+  }
+
+  /** TOP_N, if the API served a page of that many records in this entity-hour; else undefined. */
+  get servedTop(): number | undefined {
+    const { pageSize } = this.deps.config;
+    return this.walker.largestPage === pageSize ? pageSize : undefined;
   }
 
   /** Where paging stands, for the next invocation. */

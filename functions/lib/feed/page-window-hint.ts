@@ -1,5 +1,5 @@
 import type { S3Store } from "../aws/s3-store";
-import { mergedHint } from "../citrix/page-window";
+import { learnedHint } from "../citrix/page-window";
 import { type PageWindowHint, pageWindowHintSchema } from "../config/contracts";
 import { pageWindowHintKey } from "./keys";
 
@@ -30,15 +30,17 @@ export async function readPageWindowHint(
 }
 
 /**
- * Adds `learned` to the stored hint (see mergedHint), reading it again just before: the iterations beside
- * this one write it too.
+ * Adds what an entity-hour learned to the stored hint (see learnedHint), reading it again just before: the
+ * iterations beside this one write it too.
  */
 export async function sharePageWindow(
   store: S3Store,
   controlPrefix: string,
-  learned: PageWindowHint,
+  nowMs: number,
+  learned: PageWindowHint | undefined,
+  servedTop: number | undefined,
 ): Promise<void> {
-  const current = await readPageWindowHint(store, controlPrefix, Date.parse(learned.at));
-  const merged = mergedHint(current, learned);
+  const current = await readPageWindowHint(store, controlPrefix, nowMs);
+  const merged = learnedHint(current, learned, servedTop);
   if (merged) await store.put(pageWindowHintKey(controlPrefix), JSON.stringify(merged), "application/json");
 }

@@ -3,7 +3,7 @@ import type { S3Store } from "../aws/s3-store";
 import {
   customerLimit,
   FIRST_PROBE_ROUNDS,
-  mergedHint,
+  learnedHint,
   PageWindow,
   runningIterations,
   shareOf,
@@ -38,6 +38,7 @@ type LearnedLimit = Pick<PageWindowHint, "limit" | "throttled" | "probeRounds">;
  */
 export class SharedLimit {
   private hintWrite: Promise<unknown> = Promise.resolve();
+  private readonly startHint: PageWindowHint | undefined;
   private recountAtMs: number;
   private recount: Promise<void> | undefined;
 
@@ -50,6 +51,7 @@ export class SharedLimit {
     private readonly inAll: number,
     private sharedHint: PageWindowHint | undefined,
   ) {
+    this.startHint = sharedHint;
     this.recountAtMs = deps.now() + RECOUNT_MS;
   }
 
@@ -83,6 +85,11 @@ export class SharedLimit {
     return new SharedLimit(deps, input.runId, window, iterations, inAll, hint);
   }
 
+  /** The $top the API is known to serve in full, from the hint this invocation started with (see PageWalker). */
+  get servedTop(): number | undefined {
+    return this.startHint?.servedTop;
+  }
+
   /** The window was throttled: the customer's limit, as this iteration's own limit shows it, is shared. */
   throttled(crowded: boolean): void {
     const { limit = 1, probeRounds = FIRST_PROBE_ROUNDS } = this.window.state;
@@ -109,12 +116,16 @@ export class SharedLimit {
   /**
    * Waits for the recount and the writes of the hint under way. `peakServed` is the most requests the API
    * served at once for this invocation: if it never refused one in an entity-hour that is `done`, that is a
-   * floor of the limit, from which later executions start.
+   * floor of the limit, from which later executions start. `servedTop` is the $top the API served a full page
+   * of, if it did.
    */
-  async settle(done: boolean, peakServed: number): Promise<void> {
+  async settle(done: boolean, peakServed: number, servedTop: number | undefined): Promise<void> {
     await this.recount;
-    if (done && this.window.state.limit === undefined && peakServed > 0)
-      this.share({ limit: peakServed, throttled: false, probeRounds: FIRST_PROBE_ROUNDS });
+    const served = done && this.window.state.limit === undefined && peakServed > 0;
+    this.share(
+      served ? { limit: peakServed, throttled: false, probeRounds: FIRST_PROBE_ROUNDS } : undefined,
+      servedTop,
+    );
     await this.hintWrite;
   }
 
@@ -129,14 +140,15 @@ export class SharedLimit {
     });
   }
 
-  private share(learnedLimit: LearnedLimit): void {
+  private share(learnedLimit: LearnedLimit | undefined, servedTop?: number): void {
     const { store, config, now, log } = this.deps;
-    const learned = { ...learnedLimit, at: new Date(now()).toISOString() };
-    const merged = mergedHint(this.sharedHint, learned);
+    const nowMs = now();
+    const learned = learnedLimit && { ...learnedLimit, at: new Date(nowMs).toISOString() };
+    const merged = learnedHint(this.sharedHint, learned, servedTop);
     if (!merged) return;
     this.sharedHint = merged;
     this.hintWrite = this.hintWrite
-      .then(() => sharePageWindow(store, config.controlPrefix, learned))
+      .then(() => sharePageWindow(store, config.controlPrefix, nowMs, learned, servedTop))
       .catch((error: unknown) => log.warn("could not share the page window", { reason: String(error) }));
   }
 }

@@ -178,6 +178,34 @@ describe("the adaptive page window", () => {
     ).toBe(true);
   });
 
+  it("learns that the API serves TOP_N a page, so a later entity-hour ends at its short first page", async () => {
+    simulator.setOptions({ volume: { sessions: 4000, machines: 30 } });
+    try {
+      await collect("run-1", HOUR);
+      expect(await hint()).toMatchObject({ servedTop: TOP });
+      simulator.requests.length = 0;
+      const output = await collect("run-2", HOUR, { entity: "machines" });
+      expect(await staged(output, "run-2")).toEqual(simulator.records("machines", HOUR));
+      // 30 records: without the hint, $skip=30 would be asked too (the API might cap $top at 30).
+      expect(dataRequests().map((entry) => entry.skip)).toEqual([0]);
+    } finally {
+      simulator.setOptions({ volume: { sessions: 4000, machines: 300 } });
+    }
+  });
+
+  it("asks past a short first page while nothing says the API serves TOP_N a page", async () => {
+    simulator.setOptions({ volume: { sessions: 4000, machines: 30 } });
+    try {
+      await storeHint(4, true);
+      const output = await collect("run-1", HOUR, { entity: "machines" });
+      expect(await staged(output, "run-1")).toEqual(simulator.records("machines", HOUR));
+      expect(dataRequests().map((entry) => entry.skip)).toEqual([0, 30]);
+      expect(await hint()).not.toHaveProperty("servedTop");
+    } finally {
+      simulator.setOptions({ volume: { sessions: 4000, machines: 300 } });
+    }
+  });
+
   it("shares a known limit of 4 among three entity-hours side by side: every record once, few 429s", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 4 } });
     await storeHint(4, true);

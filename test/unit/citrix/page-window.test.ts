@@ -5,6 +5,7 @@ import {
   FIRST_WINDOW,
   HINT_REFRESH_MS,
   LATENCY_SLACK_MS,
+  learnedHint,
   MAX_PROBE_ROUNDS,
   MIN_PROBE_WINDOW,
   mergedHint,
@@ -273,6 +274,56 @@ describe("mergedHint", () => {
     const notYet = new Date(Date.parse(justDue) - 1).toISOString();
     expect(mergedHint(served, { ...served, limit: 3, at: notYet })).toBeUndefined();
     expect(mergedHint(served, { ...served, limit: 3, at: justDue })).toEqual({ ...served, at: justDue });
+  });
+});
+
+describe("learnedHint", () => {
+  const at = "2026-11-24T09:00:00.000Z";
+  const earlier = "2026-11-24T08:00:00.000Z";
+  const limited: PageWindowHint = { limit: 4, throttled: true, probeRounds: 32, at: earlier };
+  const served: PageWindowHint = { limit: 8, throttled: false, probeRounds: FIRST_PROBE_ROUNDS, at };
+
+  it("is mergedHint's answer when no page size is known or learned", () => {
+    expect(learnedHint(undefined, served, undefined)).toEqual(served);
+    expect(learnedHint(limited, { ...limited, limit: 3, at }, undefined)).toEqual({
+      ...limited,
+      limit: 3,
+      at,
+    });
+    expect(learnedHint(limited, served, undefined)).toBeUndefined();
+    expect(learnedHint(undefined, undefined, undefined)).toBeUndefined();
+  });
+
+  it("adds a served page size to the limit learned with it", () => {
+    expect(learnedHint(undefined, served, 1000)).toEqual({ ...served, servedTop: 1000 });
+  });
+
+  it("stores a newly learned page size in the current hint, keeping its limit and date", () => {
+    expect(learnedHint(limited, undefined, 1000)).toEqual({ ...limited, servedTop: 1000 });
+    expect(learnedHint({ ...limited, servedTop: 500 }, undefined, 1000)).toEqual({
+      ...limited,
+      servedTop: 1000,
+    });
+    expect(learnedHint(limited, served, 1000)).toEqual({ ...limited, servedTop: 1000 });
+  });
+
+  it("writes nothing when the page size is the one already stored and the limit tells nothing new", () => {
+    expect(learnedHint({ ...limited, servedTop: 1000 }, undefined, 1000)).toBeUndefined();
+    expect(learnedHint({ ...limited, servedTop: 1000 }, served, 1000)).toBeUndefined();
+    expect(learnedHint({ ...limited, servedTop: 1000 }, undefined, undefined)).toBeUndefined();
+  });
+
+  it("keeps the stored page size when the limit's merge makes a new hint", () => {
+    expect(learnedHint({ ...limited, servedTop: 1000 }, { ...limited, limit: 2, at }, undefined)).toEqual({
+      ...limited,
+      limit: 2,
+      at,
+      servedTop: 1000,
+    });
+  });
+
+  it("has nothing to add a page size to without a current hint or a limit learned", () => {
+    expect(learnedHint(undefined, undefined, 1000)).toBeUndefined();
   });
 });
 

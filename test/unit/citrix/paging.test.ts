@@ -45,11 +45,13 @@ function walk(
   pages: FakePage[],
   start: PageCursor | PagingState = { skip: 0 },
   maxPages = 100_000,
+  servedTop?: number,
 ) {
   const walker = new PageWalker(
     pageSize,
     maxPages,
     "cursor" in start ? start : { cursor: start, largestPage: 0, pages: 0 },
+    servedTop,
   );
   const requested: string[] = [];
   const kept: boolean[] = [];
@@ -164,6 +166,33 @@ describe("PageWalker with $skip paging (pageSize 100)", () => {
     const { requested, cursors } = walk(100, [{ count: 50 }, { count: 50 }, { count: 0 }]);
     expect(requested).toEqual([url(0), url(50), url(100)]);
     expect(cursors.at(-1)).toEqual({ skip: 100 });
+  });
+
+  it("ends at a short first page when the API is known to serve TOP_N a page (servedTop): one request, not two", () => {
+    const { requested, doneAfter, cursors, walker } = walk(100, [{ count: 40 }], { skip: 0 }, 100_000, 100);
+    expect(requested).toEqual([url(0)]);
+    expect(doneAfter).toEqual([true]);
+    expect(cursors).toEqual([{ skip: 40 }]);
+    expect(walker.state.largestPage).toBe(40);
+  });
+
+  it("ends at a short page after full ones with servedTop, and still needs the empty page after a full last one", () => {
+    expect(walk(100, [{ count: 100 }, { count: 99 }], { skip: 0 }, 100_000, 100).requested).toHaveLength(2);
+    expect(walk(100, [{ count: 100 }, { count: 0 }], { skip: 0 }, 100_000, 100).requested).toHaveLength(2);
+  });
+
+  it("ignores a servedTop learned at another TOP_N: a short first page is no proof then", () => {
+    for (const servedTop of [50, 99, 101, 1000]) {
+      const { requested } = walk(100, [{ count: 40 }, { count: 0 }], { skip: 0 }, 100_000, servedTop);
+      expect(requested).toEqual([url(0), url(40)]);
+    }
+  });
+
+  it("takes servedTop for the end rule only: no page is guessed ahead before this hour served a full page", () => {
+    const walker = new PageWalker(100, 100_000, { cursor: { skip: 0 }, largestPage: 0, pages: 0 }, 100);
+    expect(walker.guessesAhead()).toBe(false);
+    walker.advance({ url: url(0), count: 100, nextLink: undefined, digest: "a" });
+    expect(walker.guessesAhead()).toBe(true);
   });
 
   it("resumed from a saved cursor, still reads to the end without repeating", () => {
