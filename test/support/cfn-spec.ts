@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { loadAwsServiceSpecSync } from "@aws-cdk/aws-service-spec";
 import type { Property, PropertyType } from "@aws-cdk/service-spec-types";
@@ -31,9 +31,23 @@ export function loadCloudFormationSpec(): CloudFormationSpec {
   return loadAwsServiceSpecSync();
 }
 
-/** The template `serverless package` wrote into `directory` (relative to the project). */
+/** What packages each directory the deployment tests read: `npm test` runs both before vitest. */
+const PACKAGE_SCRIPTS: Record<string, string> = {
+  ".serverless": "npm run package",
+  ".serverless-variant": "npm run package:variant",
+};
+
+/**
+ * The template `serverless package` wrote into `directory` (relative to the project). Missing, the error says
+ * which script makes it: these tests read what the project's own scripts packaged, not a package of other settings.
+ */
 export function readPackagedTemplate(directory: string): Template {
   const file = path.join(__dirname, "..", "..", directory, "cloudformation-template-update-stack.json");
+  if (!existsSync(file)) {
+    throw new Error(
+      `no packaged template in ${directory}/: run \`${PACKAGE_SCRIPTS[directory] ?? "npm run package"}\` first (npm test packages both before it runs vitest)`,
+    );
+  }
   return JSON.parse(readFileSync(file, "utf8")) as Template;
 }
 

@@ -1,11 +1,10 @@
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { ALARM_METRICS, METRICS_NAMESPACE } from "../../../functions/lib/aws/metrics";
 import { loadConfig } from "../../../functions/lib/config/config";
 import { COLLECTOR_ERRORS } from "../../../functions/lib/config/errors";
 import { deployedFunctions } from "../../../local/collection";
 import { type AslDefinition, type AslState, loadDefinition, taskStates } from "../../../local/state-machine";
+import { readPackagedTemplate } from "../../support/cfn-spec";
 import {
   LOCAL_ONLY,
   readmeConfigurationVariables,
@@ -335,8 +334,7 @@ type PolicyStatement = {
 };
 
 function packagedTemplate(directory: string): Template {
-  const file = path.join(__dirname, "..", "..", "..", directory, "cloudformation-template-update-stack.json");
-  return JSON.parse(readFileSync(file, "utf8")) as Template;
+  return readPackagedTemplate(directory) as unknown as Template;
 }
 
 /** The bucket a template was packaged for (S3_BUCKET in package.json's scripts; there is no default). */
