@@ -37,8 +37,8 @@ function parseOutput(text: string | undefined): Partial<CommitOutput> | undefine
 function hourLine(hour: HourReport): string {
   const records = Object.entries(hour.records)
     .map(([entity, { collected, published }]) =>
-      collected === published
-        ? `${entity} ${formatCount(collected)}`
+      collected === undefined || collected === published
+        ? `${entity} ${formatCount(published)}`
         : `${entity} ${formatCount(collected)} now / ${formatCount(published)} published`,
     )
     .join(", ");

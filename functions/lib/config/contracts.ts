@@ -187,7 +187,8 @@ export type HourOutcome =
 
 /** One entity-hour of a Commit: records collected now and published (by whichever execution), and by whom. */
 export interface EntityHourReport {
-  collected: number;
+  /** Absent when this execution did not collect the entity-hour (it was published before it planned, or redriven after its staging was cleared). */
+  collected?: number;
   published: number;
   outcome: HourOutcome;
   /** The execution whose manifest the entity-hour's feed objects came from. */

@@ -154,7 +154,7 @@ async function publishHour(deps: PublishDeps, input: CommitInput, hourUtc: strin
       state.published.has(entity) || own === undefined
         ? await alreadyPublished(deps, state, entity)
         : await publishEntityHour(deps, input, state, own);
-    return [entity, { collected: own?.records ?? 0, ...report }] as const;
+    return [entity, { ...(own === undefined ? {} : { collected: own.records }), ...report }] as const;
   });
   const report = hourReport(hourUtc, input.runId, entities);
   deps.log.info("hour published", { hour: hourUtc, outcome: report.outcome, publisher: report.publisher });

@@ -247,13 +247,14 @@ describe("citrix-collector against the deployed state machine (local Step Functi
       "--wait",
     ]);
     expect(backfilled.code).toBe(0);
+    // 07:00 was never published, so the backfill asks Citrix for it (a published hour it would not ask for).
     stand.simulator.inject({ kind: "status", status: 403, times: 1, entity: "users" });
     const failing = await cli([
       "backfill",
       "--from",
-      HOURS[0] as string,
+      "2026-11-24T07:00:00Z",
       "--to",
-      HOURS[0] as string,
+      "2026-11-24T07:00:00Z",
       "--wait",
     ]);
     expect(failing.code).toBe(1);
@@ -276,9 +277,8 @@ describe("citrix-collector against the deployed state machine (local Step Functi
     expect(all.code).toBe(0);
     expect(all.stdout.match(/^Redriven /gm)).toHaveLength(1);
     expect(all.stdout).toContain(`Redriven ${backfillName}`);
-    // 08:00 was published by scheduled-1: the backfill compares, it does not republish.
-    expect(all.stdout).toContain(
-      `${HOURS[0]} already-published by scheduled-1: machines 40, sessions 1,200, users 300`,
+    expect(all.stdout).toMatch(
+      /^ {2}2026-11-24T07:00:00Z published: machines 40, sessions 1,200, users 300$/m,
     );
     expect((await statusJson()).executions.filter((execution) => execution.redrivable)).toEqual([]);
     const none = await cli(["redrive", "--all-failed"]);
@@ -633,7 +633,7 @@ describe("citrix-collector run --data (a local bucket kept between runs)", () =>
     expect(first.stdout).toContain("records 2,500");
     expect(first.stdout).not.toMatch(/\b2500\b/);
     expect(first.stdout).toContain(
-      "Collected 6 entity-hour(s): 15 pages, 8,400 records, 6 parts, 6 invocations",
+      "Collected 6 entity-hour(s): 12 pages, 8,400 records, 6 parts, 6 invocations",
     );
 
     const again = await run(["--data", "bucket"]);

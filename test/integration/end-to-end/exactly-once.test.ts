@@ -271,6 +271,7 @@ describe("a backfill of an explicit hour range", () => {
     const scheduled = await s.run("scheduled-1");
     expect(scheduled.plan?.hours).toEqual(HOURS.slice(1));
     const { store, adaptRuntime } = instrument(s.store, FEED_PREFIX);
+    s.simulator.requests.length = 0;
 
     const backfill = await s.run("backfill-1", {
       adaptRuntime,
@@ -284,9 +285,10 @@ describe("a backfill of an explicit hour range", () => {
       ["2026-11-24T08:00:00Z", "published", "backfill-1"],
       ["2026-11-24T09:00:00Z", "already-published", "scheduled-1"],
     ]);
-    // The re-collected hour is compared, not republished.
+    // The hour published already is neither collected again nor republished: Commit reports its publisher.
+    expect(backfill.plan?.items.some((item) => item.hourUtc === HOURS[1])).toBe(false);
+    expect(s.simulator.requests.filter((request) => request.hourUtc === HOURS[1])).toEqual([]);
     expect(backfill.commit?.hours[2]?.records.sessions).toEqual({
-      collected: 2500,
       published: 2500,
       outcome: "already-published",
       publisher: "scheduled-1",

@@ -74,7 +74,7 @@ describe("an hour another execution published with fewer entities", () => {
     expect(hour?.publisher).toBe("more-1");
     expect(backfill.plan?.items).toEqual([{ entity: "users", hourUtc: HOURS[0] }]);
     expect(hour?.records).toEqual({
-      sessions: { collected: 0, published: 2500, outcome: "already-published", publisher: "fewer-1" },
+      sessions: { published: 2500, outcome: "already-published", publisher: "fewer-1" },
       users: { collected: 300, published: 300, outcome: "published", publisher: "more-1" },
     });
     await expectFeedMatchesSimulator(s, "users", HOURS[0] as string);

@@ -246,7 +246,7 @@ describe("publishRun", () => {
     expect(again.hours[0]).toMatchObject({
       outcome: "already-published",
       publisher: "run-1",
-      records: { sessions: { collected: 0, published: 10, outcome: "already-published" } },
+      records: { sessions: { published: 10, outcome: "already-published" } },
     });
   });
 
