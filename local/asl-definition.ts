@@ -1,6 +1,5 @@
-import { readFileSync } from "node:fs";
 import path from "node:path";
-import { parse } from "yaml";
+import { readYamlFile } from "./yaml-file";
 
 /**
  * The state machine's definition as the local engine and the execution history read it. Its own module, so
@@ -25,7 +24,7 @@ export interface AslDefinition {
 }
 
 export function loadDefinition(file = DEFINITION_PATH): AslDefinition {
-  return parse(readFileSync(file, "utf8")) as AslDefinition;
+  return readYamlFile(file) as AslDefinition;
 }
 
 /** Every Task state, including those inside Map iterations, with the function key it invokes. */

@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { PutBucketEncryptionCommand, type S3Client } from "@aws-sdk/client-s3";
 import type { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
-import { parse } from "yaml";
 import { createHandler as createCollectHandler } from "../functions/collect/handler";
 import { createHandler as createCommitHandler } from "../functions/commit/handler";
 import { createLogger, type LogSink, serviceName } from "../functions/lib/aws/log";
@@ -33,6 +31,7 @@ import type { HistoryEvent } from "./execution-history";
 import { failureMessage } from "./failure";
 import { packagedDefinition, startPackagedFunctions } from "./packaged-functions";
 import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
+import { readYamlFile } from "./yaml-file";
 
 export const SERVERLESS_PATH = path.join(__dirname, "..", "serverless.yml");
 
@@ -40,7 +39,7 @@ export const SERVERLESS_PATH = path.join(__dirname, "..", "serverless.yml");
 export function deployedFunctions(
   file = SERVERLESS_PATH,
 ): Record<string, { handler: string; timeoutMs: number }> {
-  const service = parse(readFileSync(file, "utf8")) as {
+  const service = readYamlFile(file) as {
     functions: Record<string, { handler: string; timeout?: number }>;
   };
   return Object.fromEntries(

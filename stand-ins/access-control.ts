@@ -132,7 +132,48 @@ export async function authorize(
   return { allowed: true };
 }
 
+/** What the simulator decided for one principal's request, and which statements allowed it. */
+interface Decision {
+  overallResult: string;
+  allowedBy: string[];
+}
+
+/**
+ * Decisions already made, per principal (whose policies a key id fixes): the simulator's matching of resource
+ * types is most of what a local collection costs in CPU, and requests repeat (the state file, the page window's
+ * hint, listings of one prefix). Bounded: a principal's cache is emptied when it reaches DECISIONS_KEPT.
+ */
+const decisions = new WeakMap<Principal, Map<string, Decision>>();
+const DECISIONS_KEPT = 10_000;
+
 async function evaluate(principal: Principal, check: AccessCheck): Promise<string> {
+  const known = decisions.get(principal) ?? new Map<string, Decision>();
+  decisions.set(principal, known);
+  const key = JSON.stringify([
+    check.action,
+    check.resource,
+    check.context ?? {},
+    check.resourcePolicy ?? null,
+  ]);
+  let decision = known.get(key);
+  if (!decision) {
+    decision = await simulate(principal, check);
+    if (known.size >= DECISIONS_KEPT) known.clear();
+    known.set(key, decision);
+  }
+  const record: AccessRecord = {
+    principal: principal.label,
+    action: check.action,
+    resource: check.resource,
+    allowed: decision.overallResult === "Allowed",
+    allowedBy: decision.allowedBy,
+    disclosure: check.disclosure === true,
+  };
+  for (const listener of listeners) listener(record);
+  return decision.overallResult;
+}
+
+async function simulate(principal: Principal, check: AccessCheck): Promise<Decision> {
   const simulation = {
     identityPolicies: principal.policies.map((policy) => ({ name: policy.name, policy: policy.document })),
     serviceControlPolicies: [],
@@ -153,16 +194,10 @@ async function evaluate(principal: Principal, check: AccessCheck): Promise<strin
     throw new Error(`the IAM simulator could not evaluate ${check.action} on ${check.resource}: ${detail}`);
   }
   const statements = result.result.analysis?.identityAnalysis?.allowStatements ?? [];
-  const record: AccessRecord = {
-    principal: principal.label,
-    action: check.action,
-    resource: check.resource,
-    allowed: result.overallResult === "Allowed",
+  return {
+    overallResult: result.overallResult,
     allowedBy: statements.map((s) => `${s.policyId}#${s.statement.index()}`),
-    disclosure: check.disclosure === true,
   };
-  for (const listener of listeners) listener(record);
-  return result.overallResult;
 }
 
 /** The access key id of a SigV4-signed request (Authorization header or presigned query). */

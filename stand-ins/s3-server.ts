@@ -220,6 +220,12 @@ export async function startLocalS3(options: LocalS3Options): Promise<LocalS3> {
       process.stderr.write(`[local-s3] ${String((error as Error).stack ?? error)}\n`);
   });
 
+  // s3rver logs every request through koa-logger and winston, formatting each line even when `silent` drops
+  // it: a few percent of a test's CPU. The logger is its first middleware.
+  if (app.middleware[0]?.name !== "logger")
+    throw new Error("local-s3: unexpected s3rver middleware layout (request logger not first)");
+  app.middleware.splice(0, 1);
+
   const store = app.store;
   hardenStore(store);
 
