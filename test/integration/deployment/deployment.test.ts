@@ -16,9 +16,6 @@ import {
 
 const FUNCTION_KEYS = ["plan", "collect", "commit"] as const;
 type FunctionKey = (typeof FUNCTION_KEYS)[number];
-/** The example secret `npm run package` packages with (package.json). */
-const PACKAGED_SECRET_ARN =
-  "arn:aws:secretsmanager:eu-west-1:123456789012:secret:citrix-analytics-collector-AbC123";
 
 // Error names Step Functions and the Lambda integration raise themselves.
 const SERVICE_ERRORS = new Set([
@@ -211,7 +208,7 @@ describe("the packaged CloudFormation template (npx serverless package)", () => 
   it("deploys the configuration's own defaults when nothing is set", () => {
     const defaults = loadConfig({
       S3_BUCKET: bucket,
-      CITRIX_SECRET_ARN: PACKAGED_SECRET_ARN,
+      CITRIX_SECRET_ARN: packagedSecretArn(template),
     });
     const { citrix: _collectOnly, ...defaultsWithoutCitrix } = defaults;
     for (const functionKey of FUNCTION_KEYS) {
@@ -335,6 +332,16 @@ type PolicyStatement = {
 
 function packagedTemplate(directory: string): Template {
   return readPackagedTemplate(directory) as unknown as Template;
+}
+
+/** The Citrix secret a template was packaged with (CITRIX_SECRET_ARN in package.json's scripts, or any). */
+function packagedSecretArn(template: Template): string {
+  const environment = template.Resources.CollectLambdaFunction?.Properties.Environment as
+    | { Variables: Record<string, string> }
+    | undefined;
+  const secretArn = environment?.Variables.CITRIX_SECRET_ARN;
+  if (!secretArn) throw new Error("the packaged collect function has no CITRIX_SECRET_ARN");
+  return secretArn;
 }
 
 /** The bucket a template was packaged for (S3_BUCKET in package.json's scripts; there is no default). */
@@ -750,7 +757,7 @@ describe("operations in the packaged template (npx serverless package)", () => {
     const { id: machineId } = stateMachine();
     const { [machineId]: _definition, ...resources } = template.Resources;
     const hardCoded = JSON.stringify({ ...template, Resources: resources })
-      .replaceAll(PACKAGED_SECRET_ARN, "")
+      .replaceAll(packagedSecretArn(template), "")
       .match(/arn:aws:[^"]*/g);
     expect(hardCoded).toEqual(null);
     // Deployed in aws-cn, every S3 ARN of the roles, the bucket policy, the reader policy and its JSON is there.
