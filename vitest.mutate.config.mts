@@ -9,5 +9,9 @@ export default defineConfig({
   test: {
     ...base.test,
     include: process.env.MUTATE_TESTS?.split(",") ?? ["test/**/*.test.ts"],
+    // Stryker runs its own test processes (its `concurrency`), each file isolated as it measured them.
+    isolate: true,
+    maxWorkers: undefined,
+    sequence: {},
   },
 });

@@ -1,11 +1,12 @@
 /**
  * `npm run bench`: runs collections through the deployed definition, each in fresh processes (the Citrix
- * simulator, the S3 server and the collection each in its own), and prints three tables:
+ * simulator, the S3 server and the collection each in its own), and prints four tables:
  * - throughput: one sessions entity-hour per volume and page latency;
  * - latency: one page at a time (MAX_PAGES_IN_FLIGHT=1) against the adaptive window, side by side, and the
  *   window's next hour (which starts from the page window's hint);
  * - throttling: whole executions (several entities and hours, the Map's iterations side by side) against a
- *   simulator that answers 429 above K concurrent requests.
+ *   simulator that answers 429 above K concurrent requests;
+ * - catch-up: 23 hours due at a limit of K requests learnt before, against the fewest requests × latency / K.
  * Every wall time counts from process start (bundle load included), as a cold Lambda does, and every
  * collection's feed is read back: "exactly once" means as many distinct records as the simulator served and
  * no line more.
@@ -42,6 +43,11 @@ interface Scenario extends SimulatorScenario {
   hours?: number;
   /** Hourly executions one after the other, each in a fresh process (default 1). */
   executions?: number;
+  /**
+   * Instead of `hours` and `executions`: how many new hours each execution finds due, one after the other
+   * (0: an execution with nothing due, which measures the fixed part of one).
+   */
+  executionHours?: number[];
   /** Settings for the collection (on top of the command line's). */
   env?: Record<string, string>;
 }
@@ -55,7 +61,7 @@ interface ExecutionFigures extends Figures {
 }
 
 const USAGE = `npm run bench -- [options]
-  --only TABLE        throughput, latency or throttling (default: all three)
+  --only TABLE        throughput, latency, throttling or catch-up (default: all four)
   --scenarios 10000:0,100000:0,1000000:0,100000:200   the throughput table's records:pageLatencyMs
   --top 1000          TOP_N (page size)
   --in-flight N       MAX_PAGES_IN_FLIGHT for the throughput table (default: the configuration's)
@@ -63,6 +69,7 @@ const USAGE = `npm run bench -- [options]
   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
   --profile DIR       write a V8 CPU profile of each process (collection, simulator, S3 server) into DIR
 `;
+const TABLES = ["throughput", "latency", "throttling", "catch-up"];
 const BIN = path.join(__dirname, "..", "node_modules", ".bin");
 /**
  * glibc settings for the stand-ins only: each request they serve allocates a buffer of up to a part
@@ -126,12 +133,16 @@ async function runScenario(
         standIns.map(async ({ nextLine }) => JSON.parse(await nextLine()) as Record<string, string>),
       )),
     );
-    const hours = scenario.hours ?? 1;
     const recordsPerHour = Object.values(scenario.volume).reduce((sum, n) => sum + n, 0);
+    const executionHours =
+      scenario.executionHours ??
+      Array.from({ length: scenario.executions ?? 1 }, (_, n) => (n === 0 ? (scenario.hours ?? 1) : 1));
     const executions: ExecutionFigures[] = [];
     let s3CpuMs = 0;
-    for (let execution = 0; execution < (scenario.executions ?? 1); execution++) {
-      const lastHourMs = FIRST_HOUR_MS + (hours - 1 + execution) * HOUR_MS;
+    let hoursDue = 0;
+    for (const newHours of executionHours) {
+      hoursDue += newHours;
+      const lastHourMs = FIRST_HOUR_MS + (hoursDue - 1) * HOUR_MS;
       const collector = spawn(path.join(BIN, "node"), [...nodeFlags, path.join(BUILD, "collect-once.js")], {
         stdio: ["ignore", "pipe", "inherit"],
         env: {
@@ -151,7 +162,7 @@ async function runScenario(
         ...figures,
         simulator,
         s3CpuMs: s3.cpuMs - s3CpuMs,
-        expectedRecords: (hours + execution) * recordsPerHour,
+        expectedRecords: hoursDue * recordsPerHour,
       });
       s3CpuMs = s3.cpuMs;
     }
@@ -338,6 +349,88 @@ async function throttlingTable(env: NodeJS.ProcessEnv, nodeFlags: string[]): Pro
   );
 }
 
+/** The catch-up table's tenant hour: one entity-hour of several pages and two smaller than a page. */
+const CATCH_UP_HOUR = { sessions: 3_000, machines: 300, users: 300 };
+const CATCH_UP_LATENCY_MS = 200;
+
+/**
+ * The fewest data requests that collect `hours` of `volume` at page size `top`: every page that holds
+ * records, and an empty one after a last page that is full (nothing else proves it the last).
+ */
+function fewestRequests(volume: Record<string, number>, hours: number, top: number): number {
+  return hours * Object.values(volume).reduce((sum, records) => sum + Math.floor(records / top) + 1, 0);
+}
+
+/**
+ * A catch-up against a limit of K requests at a time: after a first execution of one hour (which learns
+ * the limit and the page size the API serves), one finds 23 hours due; then one with nothing due measures
+ * the fixed part of an execution (start-up, Plan, Commit), which is taken from the catch-up's wall time to
+ * give its collecting time. The bound is the fewest requests × the page latency / K. A first execution of
+ * 24 hours, which must learn the limit as it goes, is shown against the same bound.
+ */
+async function catchUpTable(top: number, env: NodeJS.ProcessEnv, nodeFlags: string[]): Promise<void> {
+  const rows: (string | number)[][] = [];
+  const row = (limit: number, label: string, hours: number, figures: ExecutionFigures, fixedMs: number) => {
+    const needed = fewestRequests(CATCH_UP_HOUR, hours, top);
+    const { dataRequests, throttled } = figures.simulator;
+    const collectingMs = figures.wallMs - fixedMs;
+    const boundMs = (needed * CATCH_UP_LATENCY_MS) / limit;
+    rows.push([
+      limit,
+      label,
+      hours * Object.keys(CATCH_UP_HOUR).length,
+      grouped(dataRequests),
+      grouped(needed),
+      throttled,
+      seconds(figures.wallMs),
+      seconds(collectingMs),
+      seconds(boundMs),
+      `${(collectingMs / boundMs).toFixed(2)}×`,
+      exactness(figures),
+    ]);
+  };
+  for (const limit of [1, 2, 4]) {
+    const scenario = {
+      volume: CATCH_UP_HOUR,
+      pageLatencyMs: CATCH_UP_LATENCY_MS,
+      concurrencyLimit: { requests: limit },
+    };
+    const [, catchUp, nothingDue] = await runScenario(
+      { ...scenario, executionHours: [1, 23, 0] },
+      env,
+      nodeFlags,
+    );
+    const [first, firstNothingDue] = await runScenario(
+      { ...scenario, executionHours: [24, 0] },
+      env,
+      nodeFlags,
+    );
+    if (!catchUp || !nothingDue || !first || !firstNothingDue) throw new Error("no execution ran");
+    row(limit, "catch-up, limit known", 23, catchUp, nothingDue.wallMs);
+    row(limit, "first execution", 24, first, firstNothingDue.wallMs);
+  }
+  const hour = Object.entries(CATCH_UP_HOUR)
+    .map(([entity, records]) => `${entity} ${grouped(records)}`)
+    .join(", ");
+  printTable(
+    `Catch-up at a known limit: ${hour} records per hour, ${CATCH_UP_LATENCY_MS} ms pages, HTTP 429 above K concurrent requests; collecting = wall − an execution with nothing due; bound = fewest requests × latency / K`,
+    [
+      "K",
+      "execution",
+      "entity-hours",
+      "data requests",
+      "fewest requests",
+      "429 answers",
+      "wall s",
+      "collecting s",
+      "bound s",
+      "collecting / bound",
+      "feed (cumulative)",
+    ],
+    rows,
+  );
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -355,8 +448,8 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  if (values.only !== undefined && !["throughput", "latency", "throttling"].includes(values.only)) {
-    throw new Error(`--only takes throughput, latency or throttling, not "${values.only}"\n${USAGE}`);
+  if (values.only !== undefined && !TABLES.includes(values.only)) {
+    throw new Error(`--only takes ${TABLES.join(", ")}, not "${values.only}"\n${USAGE}`);
   }
   // AWS checks the definition when it is deployed, not per execution: once here, not in each execution's
   // process (the local engine's check compiles its schemas each time, about 0.3 s of CPU).
@@ -390,6 +483,7 @@ async function main(): Promise<void> {
   }
   if (runs("latency")) await latencyTable(env, nodeFlags);
   if (runs("throttling")) await throttlingTable(env, nodeFlags);
+  if (runs("catch-up")) await catchUpTable(top, env, nodeFlags);
 }
 
 main().catch((error: unknown) => {
