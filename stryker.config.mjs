@@ -22,6 +22,7 @@ export default {
     "functions/lib/feed/segment-writer.ts",
     "functions/lib/feed/part-writer.ts",
     "functions/lib/citrix/odata-page.ts",
+    "functions/lib/citrix/paging.ts",
     "functions/lib/citrix/page-window.ts",
   ],
   // The machine is shared: two test processes at most (override with --concurrency).

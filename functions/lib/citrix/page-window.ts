@@ -233,11 +233,10 @@ export function learnedHint(
   servedTop: number | undefined,
 ): PageWindowHint | undefined {
   const merged = learned === undefined ? undefined : mergedHint(current, learned);
-  const base = merged ?? current;
   const top = servedTop ?? current?.servedTop;
-  if (base === undefined || top === undefined) return merged;
-  if (merged === undefined && top === current?.servedTop) return undefined;
-  return { ...base, servedTop: top };
+  if (merged) return top === undefined ? merged : { ...merged, servedTop: top };
+  if (current === undefined || top === current.servedTop) return undefined;
+  return { ...current, servedTop: top };
 }
 
 /**

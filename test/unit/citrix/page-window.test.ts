@@ -284,8 +284,9 @@ describe("learnedHint", () => {
   const served: PageWindowHint = { limit: 8, throttled: false, probeRounds: FIRST_PROBE_ROUNDS, at };
 
   it("is mergedHint's answer when no page size is known or learned", () => {
-    expect(learnedHint(undefined, served, undefined)).toEqual(served);
-    expect(learnedHint(limited, { ...limited, limit: 3, at }, undefined)).toEqual({
+    // Strictly: no servedTop key at all, not one that is undefined.
+    expect(learnedHint(undefined, served, undefined)).toStrictEqual(served);
+    expect(learnedHint(limited, { ...limited, limit: 3, at }, undefined)).toStrictEqual({
       ...limited,
       limit: 3,
       at,
@@ -324,6 +325,10 @@ describe("learnedHint", () => {
 
   it("has nothing to add a page size to without a current hint or a limit learned", () => {
     expect(learnedHint(undefined, undefined, 1000)).toBeUndefined();
+  });
+
+  it("writes nothing when neither a limit nor a page size was learned, and none is stored", () => {
+    expect(learnedHint(limited, undefined, undefined)).toBeUndefined();
   });
 });
 

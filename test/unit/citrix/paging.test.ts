@@ -168,6 +168,24 @@ describe("PageWalker with $skip paging (pageSize 100)", () => {
     expect(cursors.at(-1)).toEqual({ skip: 100 });
   });
 
+  it("reads on past pages longer than asked (a server that ignores $top): 150, 120, 0", () => {
+    for (const servedTop of [undefined, 100]) {
+      const { requested, cursors } = walk(
+        100,
+        [{ count: 150 }, { count: 120 }, { count: 0 }],
+        { skip: 0 },
+        100_000,
+        servedTop,
+      );
+      expect(requested).toEqual([url(0), url(150), url(270)]);
+      expect(cursors.at(-1)).toEqual({ skip: 270 });
+    }
+  });
+
+  it("reads on past a full page after a longer one: 150, 100, 0", () => {
+    expect(walk(100, [{ count: 150 }, { count: 100 }, { count: 0 }]).requested).toHaveLength(3);
+  });
+
   it("ends at a short first page when the API is known to serve TOP_N a page (servedTop): one request, not two", () => {
     const { requested, doneAfter, cursors, walker } = walk(100, [{ count: 40 }], { skip: 0 }, 100_000, 100);
     expect(requested).toEqual([url(0)]);
