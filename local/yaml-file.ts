@@ -5,8 +5,8 @@ import { parse } from "yaml";
 const parsed = new Map<string, unknown>();
 
 /**
- * A YAML file's content, parsed once per distinct text (parsing is about a twentieth of a local execution's
- * CPU). Each caller gets its own copy, which it may change.
+ * A YAML file's content, parsed once per distinct text (parsing took a few percent of the fault
+ * schedules' CPU). Each caller gets its own copy, which it may change.
  */
 export function readYamlFile(file: string): unknown {
   const text = readFileSync(file, "utf8");

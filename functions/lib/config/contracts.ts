@@ -187,7 +187,10 @@ export type HourOutcome =
 
 /** One entity-hour of a Commit: records collected now and published (by whichever execution), and by whom. */
 export interface EntityHourReport {
-  /** Absent when this execution did not collect the entity-hour (it was published before it planned, or redriven after its staging was cleared). */
+  /**
+   * Absent when this execution did not collect the entity-hour: it was published before the execution planned,
+   * or the execution is redriven after its staging was cleared.
+   */
   collected?: number;
   published: number;
   outcome: HourOutcome;

@@ -334,24 +334,24 @@ function packagedTemplate(directory: string): Template {
   return readPackagedTemplate(directory) as unknown as Template;
 }
 
-/** The Citrix secret a template was packaged with (CITRIX_SECRET_ARN in package.json's scripts, or any). */
-function packagedSecretArn(template: Template): string {
-  const environment = template.Resources.CollectLambdaFunction?.Properties.Environment as
+/** A setting a template was packaged with, as one function's environment holds it (required: there is no default). */
+function packagedSetting(template: Template, resource: string, name: string): string {
+  const environment = template.Resources[resource]?.Properties.Environment as
     | { Variables: Record<string, string> }
     | undefined;
-  const secretArn = environment?.Variables.CITRIX_SECRET_ARN;
-  if (!secretArn) throw new Error("the packaged collect function has no CITRIX_SECRET_ARN");
-  return secretArn;
+  const value = environment?.Variables[name];
+  if (!value) throw new Error(`the packaged ${resource} has no ${name}`);
+  return value;
+}
+
+/** The Citrix secret a template was packaged with (CITRIX_SECRET_ARN in package.json's scripts, or any). */
+function packagedSecretArn(template: Template): string {
+  return packagedSetting(template, "CollectLambdaFunction", "CITRIX_SECRET_ARN");
 }
 
 /** The bucket a template was packaged for (S3_BUCKET in package.json's scripts; there is no default). */
 function packagedBucket(template: Template): string {
-  const environment = template.Resources.PlanLambdaFunction?.Properties.Environment as
-    | { Variables: Record<string, string> }
-    | undefined;
-  const bucket = environment?.Variables.S3_BUCKET;
-  if (!bucket) throw new Error("the packaged plan function has no S3_BUCKET");
-  return bucket;
+  return packagedSetting(template, "PlanLambdaFunction", "S3_BUCKET");
 }
 
 /**
