@@ -9,6 +9,7 @@ import { gunzipSync } from "node:zlib";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { s3ClientFor } from "../functions/lib/runtime";
 import { runLocalCollection } from "../local/collection";
+import { phasesOf, type TimelineMark } from "./phases";
 
 const FEED_PREFIX = "citrix_analytics/";
 const RAW = Buffer.from(',"raw":');
@@ -32,6 +33,8 @@ async function main(): Promise<void> {
   const s3 = s3ClientFor(env);
   const invocationsMs: number[] = [];
   const handlerMs: Record<string, number> = {};
+  // What bench/phases.ts makes the phases of: kept as written, parsed once the execution is over.
+  const marks: TimelineMark[] = [];
   const result = await runLocalCollection({
     env,
     s3: (credentials) => (credentials ? s3ClientFor(env, credentials) : s3),
@@ -40,12 +43,14 @@ async function main(): Promise<void> {
     timeoutsMs: { collect: lambdaTimeoutMs },
     // bench/run.ts checked it once, as AWS does when it is deployed.
     definitionChecked: true,
-    logSink: () => undefined,
+    logSink: (line) => marks.push({ atMs: performance.now(), line }),
     wrap: (key, handler) => async (event, context) => {
       const begin = performance.now();
+      marks.push({ atMs: begin, handler: key, edge: "begin" });
       try {
         return await handler(event, context);
       } finally {
+        marks.push({ atMs: performance.now(), handler: key, edge: "end" });
         const elapsed = performance.now() - begin;
         handlerMs[key] = (handlerMs[key] ?? 0) + elapsed;
         if (key === "collect") invocationsMs.push(elapsed);
@@ -103,6 +108,7 @@ async function main(): Promise<void> {
       commitMs: handlerMs.commit ?? 0,
       lambdaTimeoutMs,
       iterationEvents: Math.max(0, ...Object.values(result.iterationEvents)),
+      phases: phasesOf(marks, loadedMs, wallMs) ?? null,
     })}\n`,
   );
   s3.destroy();

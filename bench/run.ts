@@ -6,7 +6,8 @@
  *   window's next hour (which starts from the page window's hint);
  * - throttling: whole executions (several entities and hours, the Map's iterations side by side) against a
  *   simulator that answers 429 above K concurrent requests;
- * - catch-up: 23 hours due at a limit of K requests learnt before, against the fewest requests × latency / K.
+ * - catch-up: 23 hours due at a limit of K requests learnt before, against the fewest requests × latency / K;
+ * - phases: where the time of a cold hour and of a catch-up at K = 1 goes (bench/phases.ts), over several runs.
  * Every wall time counts from process start (bundle load included), as a cold Lambda does, and every
  * collection's feed is read back: "exactly once" means as many distinct records as the simulator served and
  * no line more.
@@ -18,6 +19,7 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
 import { checkDefinition, loadDefinition } from "../local/state-machine";
+import type { Phases } from "./phases";
 import type { SimulatorFigures, SimulatorScenario } from "./stand-ins";
 
 interface Figures {
@@ -36,6 +38,8 @@ interface Figures {
   commitMs: number;
   lambdaTimeoutMs: number;
   iterationEvents: number;
+  /** Null when the Map ran iterations side by side (see phasesOf). */
+  phases: Phases | null;
 }
 
 interface Scenario extends SimulatorScenario {
@@ -61,15 +65,16 @@ interface ExecutionFigures extends Figures {
 }
 
 const USAGE = `npm run bench -- [options]
-  --only TABLE        throughput, latency, throttling or catch-up (default: all four)
+  --only TABLE        throughput, latency, throttling, catch-up or phases (default: all five)
   --scenarios 10000:0,100000:0,1000000:0,100000:200   the throughput table's records:pageLatencyMs
   --top 1000          TOP_N (page size)
   --in-flight N       MAX_PAGES_IN_FLIGHT for the throughput table (default: the configuration's)
   --gzip true|false   GZIP (default: the configuration's default)
   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
+  --runs 3            runs of each case in the phases table
   --profile DIR       write a V8 CPU profile of each process (collection, simulator, S3 server) into DIR
 `;
-const TABLES = ["throughput", "latency", "throttling", "catch-up"];
+const TABLES = ["throughput", "latency", "throttling", "catch-up", "phases"];
 const BIN = path.join(__dirname, "..", "node_modules", ".bin");
 /**
  * glibc settings for the stand-ins only: each request they serve allocates a buffer of up to a part
@@ -431,12 +436,110 @@ async function catchUpTable(top: number, env: NodeJS.ProcessEnv, nodeFlags: stri
   );
 }
 
+/** The phases table's rows, in the order they happen, with what each is called. */
+const PHASE_NAMES: [keyof Phases, string][] = [
+  ["processStart", "process start (bundle loaded)"],
+  ["localSetUp", "local twin set-up (no AWS counterpart)"],
+  ["plan", "Plan"],
+  ["token", "token (credentials read, token asked)"],
+  ["firstPage", "first page (hint read, one round trip)"],
+  ["ramp", "ramp (until the most requests in flight)"],
+  ["paging", "paging (from then to the last answer)"],
+  ["flushAndResult", "flush and result"],
+  ["betweenStates", "between states (no handler running)"],
+  ["commit", "Commit"],
+];
+
+/**
+ * Where the time goes (bench/phases.ts), as the median of `runs` runs with the lowest and highest: the cold
+ * 50k hour at 200 ms pages through the window and one request at a time, each from process start on a fresh
+ * bucket, and the catch-up of 23 hours at K = 1 of the catch-up table (its phases summed over its 69
+ * entity-hours, which run one at a time).
+ */
+async function phasesTable(
+  top: number,
+  runs: number,
+  env: NodeJS.ProcessEnv,
+  nodeFlags: string[],
+): Promise<void> {
+  // The data request lines the phases are made of are DEBUG lines.
+  const debug = { POWERTOOLS_LOG_LEVEL: "DEBUG" };
+  const cold = { volume: { sessions: 50_000 }, pageLatencyMs: 200, env: debug };
+  const cases: { label: string; run(): Promise<ExecutionFigures | undefined> }[] = [
+    { label: "cold 50k hour, window", run: async () => (await runScenario(cold, env, nodeFlags))[0] },
+    {
+      label: "cold 50k hour, one at a time",
+      run: async () =>
+        (await runScenario({ ...cold, env: { ...debug, MAX_PAGES_IN_FLIGHT: "1" } }, env, nodeFlags))[0],
+    },
+    {
+      label: "catch-up of 23 hours at K = 1",
+      run: async () =>
+        (
+          await runScenario(
+            {
+              volume: CATCH_UP_HOUR,
+              pageLatencyMs: CATCH_UP_LATENCY_MS,
+              concurrencyLimit: { requests: 1 },
+              executionHours: [1, 23],
+              env: debug,
+            },
+            env,
+            nodeFlags,
+          )
+        )[1],
+    },
+  ];
+  type Phased = ExecutionFigures & { phases: Phases };
+  const measured: { label: string; figures: Phased[] }[] = [];
+  for (const { label, run } of cases) {
+    const figures: Phased[] = [];
+    for (let n = 0; n < runs; n++) {
+      const execution = await run();
+      if (!execution) throw new Error("no execution ran");
+      const feed = exactness(execution);
+      if (feed !== "exact") throw new Error(`${label}: the feed is ${feed}`);
+      if (!execution.phases) throw new Error(`${label}: collect invocations overlapped`);
+      figures.push({ ...execution, phases: execution.phases });
+    }
+    measured.push({ label, figures });
+  }
+  const spread = (values: number[]) => {
+    const sorted = [...values].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)] ?? 0;
+    return `${seconds(median)} (${seconds(sorted[0] ?? 0)}–${seconds(sorted.at(-1) ?? 0)})`;
+  };
+  const rows: (string | number)[][] = PHASE_NAMES.map(([phase, name]) => [
+    name,
+    ...measured.map(({ figures }) => spread(figures.map((f) => f.phases[phase]))),
+  ]);
+  rows.push(
+    [
+      "of which no request in flight",
+      ...measured.map(({ figures }) => spread(figures.map((f) => f.phases.idle))),
+    ],
+    ["wall", ...measured.map(({ figures }) => spread(figures.map((f) => f.wallMs)))],
+    [
+      "invocations, data requests",
+      ...measured.map(({ figures }) =>
+        figures.map((f) => `${f.phases.invocations}, ${f.phases.requests}`).join("; "),
+      ),
+    ],
+  );
+  printTable(
+    `Phases: seconds, median of ${runs} runs (lowest–highest); TOP_N ${top}, 200 ms pages, every feed exact; a catch-up's collect phases are summed over its entity-hours`,
+    ["phase", ...measured.map(({ label }) => label)],
+    rows,
+  );
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       only: { type: "string" },
       scenarios: { type: "string", default: "10000:0,100000:0,1000000:0,100000:200" },
       top: { type: "string", default: "1000" },
+      runs: { type: "string", default: "3" },
       gzip: { type: "string" },
       "in-flight": { type: "string" },
       "lambda-timeout": { type: "string" },
@@ -484,6 +587,7 @@ async function main(): Promise<void> {
   if (runs("latency")) await latencyTable(env, nodeFlags);
   if (runs("throttling")) await throttlingTable(env, nodeFlags);
   if (runs("catch-up")) await catchUpTable(top, env, nodeFlags);
+  if (runs("phases")) await phasesTable(top, Number(values.runs), env, nodeFlags);
 }
 
 main().catch((error: unknown) => {
