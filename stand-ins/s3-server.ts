@@ -15,7 +15,7 @@
 //     authorized for the actions S3 needs for it (a 403 AccessDenied otherwise), a missing key reads as 403
 //     rather than 404 without s3:ListBucket, and a bucket whose default encryption is SSE-KMS (PutBucketEncryption)
 //     needs kms:GenerateDataKey on its key to write and kms:Decrypt to read, through S3 (kms:ViaService).
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, type Hash, randomBytes } from "node:crypto";
 import type { Dirent } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import * as fsp from "node:fs/promises";
@@ -1270,6 +1270,20 @@ function decodeContinuationToken(token: string, bucket: string): string {
 // ---------------------------------------------------------------------------------------------------------
 // Store fixes: atomic writes, consistent ETags, S3-style multipart.
 
+/** Streams `content` into the file, through `hash`; returns how many bytes it wrote. */
+async function writeHashed(content: Readable | Buffer, hash: Hash, handle: FileHandle): Promise<number> {
+  let size = 0;
+  const measure = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
+  });
+  await pipeline(content, measure, handle.createWriteStream());
+  return size;
+}
+
 function hardenStore(store: FilesystemStore): void {
   const statics = store.constructor as unknown as FilesystemStoreStatics;
 
@@ -1285,14 +1299,7 @@ function hardenStore(store: FilesystemStore): void {
         await handle.writeFile(whole);
         return;
       }
-      const measure = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          hash.update(chunk);
-          size += chunk.length;
-          callback(null, chunk);
-        },
-      });
-      await pipeline(object.content, measure, handle.createWriteStream());
+      size = await writeHashed(object.content, hash, handle);
     });
     const md5 = hash.digest("hex");
     await store.putMetadata(object.bucket, object.key, object.metadata, md5);
@@ -1306,14 +1313,7 @@ function hardenStore(store: FilesystemStore): void {
     const hash = createHash("md5");
     let size = 0;
     await writeAtomically(partPath, async (handle) => {
-      const measure = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          hash.update(chunk);
-          size += chunk.length;
-          callback(null, chunk);
-        },
-      });
-      await pipeline(content, measure, handle.createWriteStream());
+      size = await writeHashed(content, hash, handle);
     });
     const md5 = hash.digest("hex");
     await fsp.writeFile(`${partPath}.md5`, md5);
