@@ -9,6 +9,7 @@ import { gunzipSync } from "node:zlib";
 import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { s3ClientFor } from "../functions/lib/runtime";
 import { runLocalCollection } from "../local/collection";
+import { parseAwsOverheads, withRequestLatency } from "./aws-overheads";
 import { phasesOf, type TimelineMark } from "./phases";
 
 const FEED_PREFIX = "citrix_analytics/";
@@ -31,13 +32,20 @@ async function main(): Promise<void> {
     FIRST_HOUR_UTC: process.env.FIRST_HOUR_UTC ?? "2026-11-24T08:00:00Z",
   };
   const s3 = s3ClientFor(env);
+  const overheads =
+    process.env.BENCH_AWS_OVERHEADS === undefined
+      ? undefined
+      : parseAwsOverheads(process.env.BENCH_AWS_OVERHEADS);
   const invocationsMs: number[] = [];
   const handlerMs: Record<string, number> = {};
   // What bench/phases.ts makes the phases of: kept as written, parsed once the execution is over.
   const marks: TimelineMark[] = [];
   const result = await runLocalCollection({
     env,
-    s3: (credentials) => (credentials ? s3ClientFor(env, credentials) : s3),
+    // The functions' clients carry their roles' credentials; the benchmark's own (no credentials) is not slowed.
+    s3: (credentials) =>
+      credentials ? withRequestLatency(s3ClientFor(env, credentials), overheads?.s3RequestMs ?? 0) : s3,
+    latencies: overheads,
     executionName: `bench-${nowMs}`,
     now: () => nowMs,
     timeoutsMs: { collect: lambdaTimeoutMs },

@@ -19,6 +19,7 @@ import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
 import { checkDefinition, loadDefinition } from "../local/state-machine";
+import { describeAwsOverheads, parseAwsOverheads } from "./aws-overheads";
 import type { Phases } from "./phases";
 import type { SimulatorFigures, SimulatorScenario } from "./stand-ins";
 
@@ -72,6 +73,8 @@ const USAGE = `npm run bench -- [options]
   --gzip true|false   GZIP (default: the configuration's default)
   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
   --runs 3            runs of each case in the phases table
+  --aws-overheads X   add AWS-like latencies to every execution: "default" (bench/aws-overheads.ts), or
+                      some of transition=50,invoke=25,cold=300,s3=30 (milliseconds; the others default)
   --profile DIR       write a V8 CPU profile of each process (collection, simulator, S3 server) into DIR
 `;
 const TABLES = ["throughput", "latency", "throttling", "catch-up", "phases"];
@@ -544,6 +547,7 @@ async function main(): Promise<void> {
       "in-flight": { type: "string" },
       "lambda-timeout": { type: "string" },
       profile: { type: "string" },
+      "aws-overheads": { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
@@ -554,6 +558,9 @@ async function main(): Promise<void> {
   if (values.only !== undefined && !TABLES.includes(values.only)) {
     throw new Error(`--only takes ${TABLES.join(", ")}, not "${values.only}"\n${USAGE}`);
   }
+  // A bad figure fails before anything runs.
+  const overheads =
+    values["aws-overheads"] === undefined ? undefined : parseAwsOverheads(values["aws-overheads"]);
   // AWS checks the definition when it is deployed, not per execution: once here, not in each execution's
   // process (the local engine's check compiles its schemas each time, about 0.3 s of CPU).
   checkDefinition(loadDefinition());
@@ -573,10 +580,14 @@ async function main(): Promise<void> {
   const env: NodeJS.ProcessEnv = { ...process.env, TOP_N: String(top) };
   if (values.gzip !== undefined) env.GZIP = values.gzip;
   if (values["lambda-timeout"]) env.BENCH_LAMBDA_TIMEOUT_MS = String(Number(values["lambda-timeout"]) * 1000);
+  if (overheads !== undefined) env.BENCH_AWS_OVERHEADS = values["aws-overheads"];
   const nodeFlags = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(values.profile)}`] : [];
   const cpu = os.cpus()[0]?.model ?? "unknown CPU";
   process.stdout.write(
     `machine: ${os.cpus().length} × ${cpu}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}; TOP_N ${top}, GZIP ${values.gzip ?? "as configured by default"}\n`,
+  );
+  process.stdout.write(
+    `AWS-like overheads: ${overheads === undefined ? "none (the local engine's own)" : describeAwsOverheads(overheads)}\n`,
   );
   const runs = (table: string) => values.only === undefined || values.only === table;
   if (runs("throughput")) {

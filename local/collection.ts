@@ -30,7 +30,12 @@ import {
 import type { HistoryEvent } from "./execution-history";
 import { failureMessage } from "./failure";
 import { packagedDefinition, startPackagedFunctions } from "./packaged-functions";
-import { type JsonValue, type LocalHandler, startLocalExecution } from "./state-machine";
+import {
+  type EngineLatencies,
+  type JsonValue,
+  type LocalHandler,
+  startLocalExecution,
+} from "./state-machine";
 import { readYamlFile } from "./yaml-file";
 
 export const SERVERLESS_PATH = path.join(__dirname, "..", "serverless.yml");
@@ -99,6 +104,8 @@ export interface LocalCollectionOptions {
   secretsManager?: (region: string, credentials?: RoleCredentials) => SecretsManagerClient;
   /** Whether a lease holder still runs; by default, whether it runs in this process. */
   executionStatus?: ExecutionStatusLookup;
+  /** See LocalExecutionOptions.latencies. */
+  latencies?: EngineLatencies;
 }
 
 /**
@@ -286,6 +293,7 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     timeoutsMs: { ...timeoutsMs, ...options.timeoutsMs },
     retryPauseMs: options.retryPauseMs,
     definitionChecked: options.definitionChecked,
+    latencies: options.latencies,
   });
 
   let retries = 0;

@@ -52,10 +52,14 @@ export interface HistoryFrame {
   events: number;
   /** The lambda:invoke attempt in flight, so an attempt ends in the history once. */
   attempt: object | undefined;
+  /** States this frame entered whose transition latency was not yet waited (see EngineLatencies). */
+  unpacedStates: number;
 }
 
 /** What a Task's handler reports about one attempt, in the frame that scheduled it. */
 export interface TaskAttempt {
+  /** States its frame entered since the last attempt there, its own included: their latency is waited now. */
+  unpacedStates: number;
   succeeded(output: unknown): void;
   failed(error: string, cause: string): void;
 }
@@ -73,6 +77,7 @@ export class ExecutionHistory {
     lastEventId: 0,
     events: 0,
     attempt: undefined,
+    unpacedStates: 0,
   };
   private readonly frames: HistoryFrame[] = [];
   /** The frame that dispatched last: the engine invokes a Task's handler synchronously right after. */
@@ -116,7 +121,13 @@ export class ExecutionHistory {
     if (map === undefined) return this.root;
     const index = this.iterationsStarted.get(machine) ?? 0;
     this.iterationsStarted.set(machine, index + 1);
-    const frame: HistoryFrame = { iteration: { map, index }, lastEventId: 0, events: 0, attempt: undefined };
+    const frame: HistoryFrame = {
+      iteration: { map, index },
+      lastEventId: 0,
+      events: 0,
+      attempt: undefined,
+      unpacedStates: 0,
+    };
     this.frames.push(frame);
     return frame;
   }
@@ -192,6 +203,7 @@ export class ExecutionHistory {
     if (!state) return;
     switch (event.type) {
       case "StateEntered": {
+        frame.unpacedStates++;
         const input = this.payload(state.name, "input", state.input);
         this.append(
           frame,
@@ -250,6 +262,7 @@ export class ExecutionHistory {
     );
     this.append(frame, "TaskStarted", { taskStartedEventDetails: LAMBDA }, true);
     frame.attempt = attempt;
+    const unpacedStates = this.takeUnpacedStates(frame);
     const end = (type: string, details: object) => {
       // A late answer after the engine timed the attempt out is not part of the history.
       if (frame.attempt !== attempt) return;
@@ -257,12 +270,20 @@ export class ExecutionHistory {
       this.append(frame, type, details, true);
     };
     return {
+      unpacedStates,
       succeeded: (output) =>
         end("TaskSucceeded", {
           taskSucceededEventDetails: { ...LAMBDA, output: json(output), outputDetails: { truncated: false } },
         }),
       failed: (error, cause) => end("TaskFailed", { taskFailedEventDetails: { ...LAMBDA, error, cause } }),
     };
+  }
+
+  /** The states `frame` entered whose transition latency is still to be waited; none after this call. */
+  takeUnpacedStates(frame: HistoryFrame): number {
+    const states = frame.unpacedStates;
+    frame.unpacedStates = 0;
+    return states;
   }
 
   /** The payload as the history carries it, after checking it against the 256 KiB state payload quota. */

@@ -68,6 +68,21 @@ export interface LocalExecutionOptions {
   startAt?: string;
   /** The region the history's TaskScheduled events name. */
   region?: string;
+  /** Latencies AWS adds that the engine has none of (the benchmark's --aws-overheads); none by default. */
+  latencies?: EngineLatencies;
+}
+
+/**
+ * What a deployed execution waits for besides its handlers: each state entered, and each Lambda invocation,
+ * warm (an idle container of the function is reused) or cold (a new one is started: provisioning and the
+ * runtime's start, before the handler's module loads, which the local run counts itself). A frame (the
+ * execution, or one Map iteration) runs its states one after another, so the latency of the states it entered
+ * is waited all at once before its next Task is invoked, or when it ends: the same wall time as state by state.
+ */
+export interface EngineLatencies {
+  stateTransitionMs: number;
+  warmInvokeMs: number;
+  coldInvokeMs: number;
 }
 
 /** Definitions asl-validator accepted in this process: each check compiles its JSON schemas anew (~0.3 s). */
@@ -96,13 +111,21 @@ export function startLocalExecution(options: LocalExecutionOptions) {
   const tasks = taskStates(definition, options.functionKeys);
   const taskResourceLocalHandlers: Record<string, (input: JsonValue) => Promise<JsonValue>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
+  const latencies = options.latencies;
+  const containers = latencies && new LambdaContainers(latencies);
   for (const { state, functionKey } of tasks) {
     const handler = functionKey ? options.handlers[functionKey] : undefined;
     if (!functionKey || !handler)
       throw new Error(`Task ${state} invokes "${functionKey}", which has no local handler`);
     const timeoutMs = options.timeoutsMs[functionKey] ?? 900_000;
-    taskResourceLocalHandlers[state] = (input) =>
-      invokeLikeLambda(handler, input, timeoutMs, history.taskScheduled(state, input));
+    taskResourceLocalHandlers[state] = (input) => {
+      // Synchronously, as the engine invokes it: the history takes the frame that just entered the state.
+      const attempt = history.taskScheduled(state, input);
+      if (!latencies || !containers) return invokeLikeLambda(handler, input, timeoutMs, attempt);
+      return containers.invoke(functionKey, attempt.unpacedStates * latencies.stateTransitionMs, () =>
+        invokeLikeLambda(handler, input, timeoutMs, attempt),
+      );
+    };
     if (options.retryPauseMs !== undefined) retryIntervalOverrides[state] = options.retryPauseMs;
   }
   installHistoryTap();
@@ -120,6 +143,7 @@ export function startLocalExecution(options: LocalExecutionOptions) {
       },
     },
     [HISTORY_TAP]: history,
+    [LATENCIES_TAP]: latencies,
   } as RunOptions);
   return { ...execution, history };
 }
@@ -129,6 +153,32 @@ export function startLocalExecution(options: LocalExecutionOptions) {
  * iteration it starts, so each nested engine finds the same history there.
  */
 const HISTORY_TAP = "citrixCollectorHistory";
+/** The run option that carries the execution's EngineLatencies, handed on the same way. */
+const LATENCIES_TAP = "citrixCollectorLatencies";
+
+/** Each function's containers, idle or busy, as Lambda keeps them warm between invocations. */
+class LambdaContainers {
+  private readonly idle = new Map<string, number>();
+
+  constructor(private readonly latencies: EngineLatencies) {}
+
+  /** Waits `pendingMs`, then the invocation's own latency (warm or cold), then runs it in a container. */
+  async invoke<T>(functionKey: string, pendingMs: number, run: () => Promise<T>): Promise<T> {
+    const idle = this.idle.get(functionKey) ?? 0;
+    this.idle.set(functionKey, Math.max(0, idle - 1));
+    const { warmInvokeMs, coldInvokeMs } = this.latencies;
+    await pause(pendingMs + (idle > 0 ? warmInvokeMs : coldInvokeMs));
+    try {
+      return await run();
+    } finally {
+      this.idle.set(functionKey, (this.idle.get(functionKey) ?? 0) + 1);
+    }
+  }
+}
+
+function pause(ms: number): Promise<void> {
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+}
 
 interface EngineInternals {
   execute(
@@ -158,16 +208,22 @@ function installHistoryTap(): void {
   const execute = engine.execute;
   engine.execute = function (input, options, cleanup) {
     const history = options.runOptions?.[HISTORY_TAP];
-    if (history instanceof ExecutionHistory) {
-      const logger = options.eventLogger;
-      const dispatch = logger.dispatch.bind(logger);
-      const frame = history.frameFor(this, this.definition);
-      logger.dispatch = (event) => {
-        history.observe(frame, event);
-        dispatch(event);
-      };
-    }
-    return execute.call(this, input, options, cleanup);
+    if (!(history instanceof ExecutionHistory)) return execute.call(this, input, options, cleanup);
+    const logger = options.eventLogger;
+    const dispatch = logger.dispatch.bind(logger);
+    const frame = history.frameFor(this, this.definition);
+    logger.dispatch = (event) => {
+      history.observe(frame, event);
+      dispatch(event);
+    };
+    const result = execute.call(this, input, options, cleanup);
+    const latencies = options.runOptions?.[LATENCIES_TAP] as EngineLatencies | undefined;
+    if (!latencies) return result;
+    // The states entered since the frame's last Task (the Choice and Pass at an iteration's end, say).
+    return result.then(async (output) => {
+      await pause(history.takeUnpacedStates(frame) * latencies.stateTransitionMs);
+      return output;
+    });
   };
 }
 

@@ -20,6 +20,7 @@ import {
 import { type LocalStepFunctions, startLocalStepFunctions } from "../../../local/sfn-api-server";
 import {
   type AslDefinition,
+  type EngineLatencies,
   type JsonValue,
   LAMBDA_RESPONSE_LIMIT_BYTES,
   type LocalHandler,
@@ -32,6 +33,7 @@ async function execute(options: {
   definition?: AslDefinition;
   handlers?: Record<string, LocalHandler>;
   input?: JsonValue;
+  latencies?: EngineLatencies;
 }) {
   const invocations: Record<string, number> = {};
   const handlers = Object.fromEntries(
@@ -50,6 +52,7 @@ async function execute(options: {
     input: options.input,
     timeoutsMs: {},
     retryPauseMs: 0,
+    latencies: options.latencies,
   });
   let status = "SUCCEEDED";
   await execution.result.catch(() => {
@@ -275,6 +278,49 @@ describe("the 25,000-event history quota", () => {
       "PassStateExited",
       "MapIterationSucceeded",
     ]);
+  });
+});
+
+describe("AWS-like latencies (the benchmark's --aws-overheads)", () => {
+  // Lower bounds only: a slow machine makes an execution longer, never shorter.
+  it("waits each state entered, a cold start per new container and a warm invocation per reused one", async () => {
+    const latencies = { stateTransitionMs: 40, warmInvokeMs: 15, coldInvokeMs: 120 };
+    const startedAt: Record<string, number[]> = {};
+    const timed =
+      (key: string, handler: LocalHandler): LocalHandler =>
+      (event, context) => {
+        startedAt[key] = [...(startedAt[key] ?? []), performance.now()];
+        return handler(event, context);
+      };
+    const begin = performance.now();
+    const result = await execute({
+      latencies,
+      handlers: {
+        plan: timed("plan", planFor(["sessions", "machines", "users"])),
+        collect: timed("collect", async (event) => ({
+          ...(event as object),
+          done: true,
+          progress: { records: 1, parts: 1 },
+        })),
+        commit: timed("commit", async () => ({ status: "committed" })),
+      },
+    });
+    const wallMs = performance.now() - begin;
+    expect(result.status).toBe("SUCCEEDED");
+    const entered = result.events.filter((event) => event.type.endsWith("StateEntered")).length;
+    // PlanHours, AnyHoursDue, the Map, PublishAndAdvance, Collected; three per iteration.
+    expect(entered).toBe(5 + 3 * 3);
+    const invokeMs = 3 * latencies.coldInvokeMs + 2 * latencies.warmInvokeMs;
+    expect(wallMs).toBeGreaterThanOrEqual(entered * latencies.stateTransitionMs + invokeMs);
+    const [first = 0, second = 0, third = 0] = startedAt.collect ?? [];
+    // One iteration at a time: the second and third reuse the first's container, after the Choice and the
+    // Pass ending the iteration before and their own Task.
+    expect(second - first).toBeGreaterThanOrEqual(3 * latencies.stateTransitionMs + latencies.warmInvokeMs);
+    expect(third - second).toBeGreaterThanOrEqual(3 * latencies.stateTransitionMs + latencies.warmInvokeMs);
+    // The first waited PlanHours' transition and a cold start before Plan ran.
+    expect(startedAt.plan?.[0] ?? 0).toBeGreaterThanOrEqual(
+      begin + latencies.stateTransitionMs + latencies.coldInvokeMs,
+    );
   });
 });
 
