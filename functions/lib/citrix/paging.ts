@@ -70,7 +70,7 @@ export class PageWalker {
     private readonly maxPages: number,
     state: PagingState = { cursor: { skip: 0 }, largestPage: 0, pages: 0 },
     /** The $top the API is known to serve in full (see the class comment); other figures are ignored. */
-    private readonly servedTop?: number,
+    private servedTop?: number,
   ) {
     this.cursor = state.cursor;
     this.largestPage = state.largestPage;
@@ -88,6 +88,11 @@ export class PageWalker {
       ...(this.lastPageDigest === undefined ? {} : { lastPageDigest: this.lastPageDigest }),
       ...(this.recentLinkedUrls.length === 0 ? {} : { recentLinkedUrls: this.recentLinkedUrls }),
     };
+  }
+
+  /** Learns `servedTop` (see the constructor) once it is known: before the page it may end at is read. */
+  knowServedTop(servedTop: number | undefined): void {
+    this.servedTop = servedTop;
   }
 
   /** Whether pages further ahead can be guessed: $skip paging, and a full page proved TOP_N is honoured. */

@@ -55,12 +55,16 @@ export async function collectEntityHour(
   // flush still gets INVOCATION_RESERVE_MS before the Lambda's own timeout.
   const deadlineMs = now() + remainingTimeMs() - deps.config.invocationReserveMs - deps.config.httpTimeoutMs;
   const segment = new SegmentWriter(partDeps, input);
-  const limit = await SharedLimit.open(partDeps, input);
+  const limit = SharedLimit.open(partDeps, input);
   const pacer = new PagePacer(partDeps, limit, deadlineMs);
-  const source = new PageSource(partDeps, input, pacer, deadlineMs, limit.servedTop);
+  const source = new PageSource(partDeps, input, pacer, deadlineMs);
   // The Retry-After the previous invocation was given is waited out before the first request.
   const handedOver = input.progress?.notBefore;
   if (handedOver !== undefined) await deps.citrix.waitUntil(Date.parse(handedOver), deadlineMs, log);
+  // The first request goes out while the page window's hint is read (see SharedLimit.open).
+  source.sendAhead();
+  await limit.ready;
+  source.knowServedTop(limit.servedTop);
   const records = await pageIntoParts(source, limit, segment, input.progress?.records ?? 0, log);
   const written = await segment.finish();
   await limit.settle(source.done, pacer.peakServed, source.servedTop);

@@ -50,11 +50,14 @@ export class PageSource {
     private readonly pacer: PagePacer,
     /** No request starts after this (but the first of the invocation). */
     private readonly deadlineMs: number,
-    /** The $top the API is known to serve in full (see PageWalker). */
-    servedTop: number | undefined,
   ) {
     const { pageSize, maxPagesPerEntityHour } = deps.config;
-    this.walker = new PageWalker(pageSize, maxPagesPerEntityHour, input.progress, servedTop);
+    this.walker = new PageWalker(pageSize, maxPagesPerEntityHour, input.progress);
+  }
+
+  /** The $top the API is known to serve in full (see PageWalker): to be told before the first page is read. */
+  knowServedTop(servedTop: number | undefined): void {
+    this.walker.knowServedTop(servedTop);
   }
 
   /** Whether the entity-hour's last page was read. */

@@ -38,51 +38,48 @@ type LearnedLimit = Pick<PageWindowHint, "limit" | "throttled" | "probeRounds">;
  */
 export class SharedLimit {
   private hintWrite: Promise<unknown> = Promise.resolve();
-  private readonly startHint: PageWindowHint | undefined;
+  private startHint: PageWindowHint | undefined;
+  private sharedHint: PageWindowHint | undefined;
+  private current: PageWindow;
+  /** Whether the window is the one request sent before the hint is read (see open). */
+  private provisional: boolean;
   private recountAtMs: number;
   private recount: Promise<void> | undefined;
+  private iterations: number;
+  private readonly inAll: number;
+  private readonly runId: string;
+  /** Settles once the hint is read and the window it gives is in place; never rejects. */
+  readonly ready: Promise<void>;
+
+  /**
+   * The window this invocation pages with: the previous invocation's for this entity-hour, else this
+   * iteration's share of the page window's hint (see startingWindow), else a fresh one. The hint is read in
+   * either case, so that what this entity-hour learns is compared with it; unreadable, it is ignored.
+   * Until it is read (`ready`), a fresh entity-hour's window is one request: the first request goes out
+   * meanwhile, and it goes out alone in any case (pages are guessed ahead only after a full page, see
+   * PageWalker.guessesAhead), so no request slot waits for the hint.
+   */
+  static open(deps: SharedLimitDeps, input: CollectInput): SharedLimit {
+    return new SharedLimit(deps, input);
+  }
 
   private constructor(
     private readonly deps: SharedLimitDeps,
-    private readonly runId: string,
-    /** This iteration's page window: its share of the limit. */
-    readonly window: PageWindow,
-    private iterations: number,
-    private readonly inAll: number,
-    private sharedHint: PageWindowHint | undefined,
+    input: CollectInput,
   ) {
-    this.startHint = sharedHint;
+    const resumed = input.progress?.window;
+    this.runId = input.runId;
+    this.iterations = input.iterationsAtOnce ?? 1;
+    this.inAll = input.iterationsInAll ?? this.iterations;
+    this.provisional = resumed === undefined;
+    this.current = new PageWindow(deps.config.maxPagesInFlight, resumed ?? { size: 1 });
     this.recountAtMs = deps.now() + RECOUNT_MS;
+    this.ready = this.readHint(resumed === undefined);
   }
 
-  /**
-   * The window this invocation starts with: the previous invocation's for this entity-hour, else this
-   * iteration's share of the page window's hint (see startingWindow), else a fresh one. The hint is read in
-   * either case, so that what this entity-hour learns is compared with it; unreadable, it is ignored.
-   */
-  static async open(deps: SharedLimitDeps, input: CollectInput): Promise<SharedLimit> {
-    const { store, config, now, log } = deps;
-    const iterations = input.iterationsAtOnce ?? 1;
-    const resumed = input.progress?.window;
-    let hint: PageWindowHint | undefined;
-    try {
-      hint = await readPageWindowHint(store, config.controlPrefix, now());
-    } catch (error) {
-      log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });
-    }
-    let window: PageWindow;
-    if (resumed || !hint) window = new PageWindow(config.maxPagesInFlight, resumed);
-    else {
-      const state = startingWindow(hint, iterations);
-      log.info("starting from the page window the Citrix API last allowed", {
-        ...hint,
-        iterations,
-        ...state,
-      });
-      window = new PageWindow(config.maxPagesInFlight, state);
-    }
-    const inAll = input.iterationsInAll ?? iterations;
-    return new SharedLimit(deps, input.runId, window, iterations, inAll, hint);
+  /** This iteration's page window: its share of the limit. */
+  get window(): PageWindow {
+    return this.current;
   }
 
   /** The $top the API is known to serve in full, from the hint this invocation started with (see PageWalker). */
@@ -92,6 +89,8 @@ export class SharedLimit {
 
   /** The window was throttled: the customer's limit, as this iteration's own limit shows it, is shared. */
   throttled(crowded: boolean): void {
+    // One request refused before the hint was read says nothing of a share the iteration does not know yet.
+    if (this.provisional) return;
     const { limit = 1, probeRounds = FIRST_PROBE_ROUNDS } = this.window.state;
     this.share({ limit: customerLimit(limit, this.iterations, crowded), throttled: true, probeRounds });
   }
@@ -120,6 +119,7 @@ export class SharedLimit {
    * of, if it did.
    */
   async settle(done: boolean, peakServed: number, servedTop: number | undefined): Promise<void> {
+    await this.ready;
     await this.recount;
     const served = done && this.window.state.limit === undefined && peakServed > 0;
     this.share(
@@ -127,6 +127,29 @@ export class SharedLimit {
       servedTop,
     );
     await this.hintWrite;
+  }
+
+  private async readHint(fresh: boolean): Promise<void> {
+    const { store, config, now, log } = this.deps;
+    let hint: PageWindowHint | undefined;
+    try {
+      hint = await readPageWindowHint(store, config.controlPrefix, now());
+    } catch (error) {
+      log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });
+    }
+    this.startHint = hint;
+    this.sharedHint = hint;
+    if (!fresh) return;
+    if (hint) {
+      const state = startingWindow(hint, this.iterations);
+      log.info("starting from the page window the Citrix API last allowed", {
+        ...hint,
+        iterations: this.iterations,
+        ...state,
+      });
+      this.current = new PageWindow(config.maxPagesInFlight, state);
+    } else this.current = new PageWindow(config.maxPagesInFlight);
+    this.provisional = false;
   }
 
   private takeShareLeftBy(finished: number): void {

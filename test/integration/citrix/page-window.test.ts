@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
@@ -191,6 +192,60 @@ describe("the adaptive page window", () => {
     } finally {
       simulator.setOptions({ volume: { sessions: 4000, machines: 300 } });
     }
+  });
+
+  it("sends the first request while the hint is read, and still ends at the short page the hint makes the end", async () => {
+    simulator.setOptions({ volume: { sessions: 4000, machines: 30 } });
+    try {
+      await store.put(
+        pageWindowHintKey(CONTROL),
+        pageWindowHint(Date.now(), { limit: 4, throttled: true, servedTop: TOP }),
+        "application/json",
+      );
+      // The hint's read is held up until the simulator has the first request (or 2 s have passed).
+      const requestsWhenHintRead: number[] = [];
+      const held = deps("run-1");
+      const getText = held.store.getText.bind(held.store);
+      held.store.getText = async (key) => {
+        if (key === pageWindowHintKey(CONTROL)) {
+          for (let waited = 0; dataRequests().length === 0 && waited < 2000; waited += 10) await sleep(10);
+          requestsWhenHintRead.push(dataRequests().length);
+        }
+        return getText(key);
+      };
+      const output = await collectEntityHour(
+        held,
+        { runId: "run-1", entity: "machines", hourUtc: HOUR },
+        () => 600_000,
+      );
+      expect(requestsWhenHintRead[0]).toBe(1);
+      expect(await staged(output, "run-1")).toEqual(simulator.records("machines", HOUR));
+      // 30 records: the hint, read after the request went out, still says the API serves TOP_N a page.
+      expect(dataRequests().map((entry) => entry.skip)).toEqual([0]);
+    } finally {
+      simulator.setOptions({ volume: { sessions: 4000, machines: 300 } });
+    }
+  });
+
+  it("learns no limit from a refusal of its first request answered before the hint was read", async () => {
+    await storeHint(8, true);
+    simulator.inject({ kind: "status", status: 429, times: 1, skip: 0 });
+    const held = deps("run-1");
+    const getText = held.store.getText.bind(held.store);
+    held.store.getText = async (key) => {
+      if (key === pageWindowHintKey(CONTROL))
+        for (let waited = 0; throttled().length === 0 && waited < 2000; waited += 10) await sleep(10);
+      return getText(key);
+    };
+    const output = await collectEntityHour(
+      held,
+      { runId: "run-1", entity: "sessions", hourUtc: HOUR },
+      () => 600_000,
+    );
+    expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOUR));
+    expect(throttled()).toHaveLength(1);
+    // One request refused alone, by a window that did not know its share yet, is not a limit of one.
+    expect(await hint()).toMatchObject({ limit: 8, throttled: true });
   });
 
   it("asks past a short first page while nothing says the API serves TOP_N a page", async () => {
