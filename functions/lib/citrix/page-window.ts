@@ -257,13 +257,19 @@ export function planIterations(
   return Math.max(1, Math.min(wanted, items));
 }
 
+/** Where an iteration stands in its Map: its item's index, and how many items the Map has. */
+export interface MapItem {
+  index: number;
+  inAll: number;
+}
+
 /**
  * The window an entity-hour starts with when `iterations` share the hint's limit: its share of a limit the
  * API enforced (known, so it stays there but for probes), else its share of what the API served, from which
- * it goes on doubling per round trip.
+ * it goes on doubling per round trip. `item` says whether it gets a request of the remainder (see shareOf).
  */
-export function startingWindow(hint: PageWindowHint, iterations: number): PageWindowState {
-  const share = shareOf(hint.limit, iterations);
+export function startingWindow(hint: PageWindowHint, iterations: number, item?: MapItem): PageWindowState {
+  const share = shareOf(hint.limit, iterations, item);
   return hint.throttled
     ? { size: share, limit: share, probeRounds: hint.probeRounds }
     : { size: share, growing: true };
@@ -278,9 +284,19 @@ export function customerLimit(ownLimit: number, iterations: number, crowded: boo
   return Math.max(1, crowded ? iterations - 1 : ownLimit * iterations);
 }
 
-/** One iteration's share of the customer's limit when `iterations` run side by side: at least a request. */
-export function shareOf(customerLimit: number, iterations: number): number {
-  return Math.max(1, Math.floor(customerLimit / iterations));
+/**
+ * One iteration's share of the customer's limit when `iterations` run side by side: at least a request. A
+ * limit that does not divide evenly leaves a remainder, which goes to the first items, one request each, when
+ * every item of the Map runs at once from the start (`item.inAll` ≤ `iterations`): their indices are then
+ * exactly those running. When the Map has more items, the iterations running at once are not consecutive
+ * items (the Map starts the next one as any finishes), so giving it by index could overshoot; then nobody
+ * gets it, and it goes to the last iterations as the others finish (see runningIterations).
+ */
+export function shareOf(customerLimit: number, iterations: number, item?: MapItem): number {
+  const share = Math.floor(customerLimit / iterations);
+  const remainder = customerLimit - share * iterations;
+  const first = item !== undefined && item.inAll <= iterations && item.index < remainder;
+  return Math.max(1, share + (first ? 1 : 0));
 }
 
 /**

@@ -135,6 +135,8 @@ export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
 const iterationsAtOnce = z.optional(positive);
 /** How many iterations the Map has in all: its last ones run beside fewer others (see runningIterations). */
 const iterationsInAll = z.optional(positive);
+/** The item's index in the Map ($$.Map.Item.Index): who gets the remainder of the limit (see shareOf). */
+const itemIndex = z.optional(count);
 
 export const collectInputSchema = z.object({
   runId,
@@ -142,6 +144,7 @@ export const collectInputSchema = z.object({
   hourUtc,
   iterationsAtOnce,
   iterationsInAll,
+  itemIndex,
   progress: z.optional(collectProgressSchema),
 });
 export type CollectInput = z.infer<typeof collectInputSchema>;
@@ -152,6 +155,7 @@ export const collectOutputSchema = z.object({
   hourUtc,
   iterationsAtOnce,
   iterationsInAll,
+  itemIndex,
   done: z.boolean(),
   progress: collectProgressSchema,
 });

@@ -83,6 +83,7 @@ export async function collectEntityHour(
     hourUtc: input.hourUtc,
     ...(input.iterationsAtOnce === undefined ? {} : { iterationsAtOnce: input.iterationsAtOnce }),
     ...(input.iterationsInAll === undefined ? {} : { iterationsInAll: input.iterationsInAll }),
+    ...(input.itemIndex === undefined ? {} : { itemIndex: input.itemIndex }),
     done: source.done,
     progress,
   };

@@ -4,6 +4,7 @@ import {
   customerLimit,
   FIRST_PROBE_ROUNDS,
   learnedHint,
+  type MapItem,
   PageWindow,
   runningIterations,
   shareOf,
@@ -47,6 +48,8 @@ export class SharedLimit {
   private recount: Promise<void> | undefined;
   private iterations: number;
   private readonly inAll: number;
+  /** Its item in the Map, when its input says (see shareOf); a share without it gets none of the remainder. */
+  private readonly item: MapItem | undefined;
   private readonly runId: string;
   /** Settles once the hint is read and the window it gives is in place; never rejects. */
   readonly ready: Promise<void>;
@@ -71,6 +74,7 @@ export class SharedLimit {
     this.runId = input.runId;
     this.iterations = input.iterationsAtOnce ?? 1;
     this.inAll = input.iterationsInAll ?? this.iterations;
+    this.item = input.itemIndex === undefined ? undefined : { index: input.itemIndex, inAll: this.inAll };
     this.provisional = resumed === undefined;
     this.current = new PageWindow(deps.config.maxPagesInFlight, resumed ?? { size: 1 });
     this.recountAtMs = deps.now() + RECOUNT_MS;
@@ -141,7 +145,7 @@ export class SharedLimit {
     this.sharedHint = hint;
     if (!fresh) return;
     if (hint) {
-      const state = startingWindow(hint, this.iterations);
+      const state = startingWindow(hint, this.iterations, this.item);
       log.info("starting from the page window the Citrix API last allowed", {
         ...hint,
         iterations: this.iterations,

@@ -86,12 +86,14 @@ function collect(
     entity = "sessions",
     iterationsAtOnce,
     iterationsInAll,
+    itemIndex,
   }: {
     remainingMs?: number;
     tuning?: Partial<CitrixClientOptions>;
     entity?: string;
     iterationsAtOnce?: number;
     iterationsInAll?: number;
+    itemIndex?: number;
   } = {},
 ): Promise<CollectOutput> {
   return collectEntityHour(
@@ -102,6 +104,7 @@ function collect(
       hourUtc,
       ...(iterationsAtOnce ? { iterationsAtOnce } : {}),
       ...(iterationsInAll ? { iterationsInAll } : {}),
+      ...(itemIndex === undefined ? {} : { itemIndex }),
     },
     () => remainingMs,
   );
@@ -272,6 +275,27 @@ describe("the adaptive page window", () => {
     expect(
       logs.some((line) => line.message === "starting from the page window the Citrix API last allowed"),
     ).toBe(true);
+  });
+
+  it("gives the remainder of a known limit to the first items when every item runs at once", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 4 } });
+    simulator.resetConcurrency();
+    await storeHint(4, true);
+    const outputs = await Promise.all(
+      HOURS.slice(1).map((hourUtc, itemIndex) =>
+        collect("run-1", hourUtc, { iterationsAtOnce: 3, iterationsInAll: 3, itemIndex }),
+      ),
+    );
+    for (const output of outputs) {
+      expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", output.hourUtc));
+    }
+    // Shares of 2, 1 and 1: the whole limit of 4, not 3 of it, and no refusal.
+    const starts = logs.filter(
+      (line) => line.message === "starting from the page window the Citrix API last allowed",
+    );
+    expect(starts.map((line) => line.size).sort()).toEqual([1, 1, 2]);
+    expect(simulator.peakConcurrentRequests).toBe(4);
+    expect(throttled()).toEqual([]);
   });
 
   it("gives the last iteration running the shares of those that finished", async () => {

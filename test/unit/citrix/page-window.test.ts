@@ -366,6 +366,29 @@ describe("sharing the customer's limit", () => {
     expect(shareOf(1, 1)).toBe(1);
   });
 
+  it("gives the remainder of the limit to the first items, one request each, when every item runs at once", () => {
+    const shares = (limit: number, items: number) =>
+      Array.from({ length: items }, (_, index) => shareOf(limit, items, { index, inAll: items }));
+    expect(shares(8, 3)).toEqual([3, 3, 2]);
+    expect(shares(5, 2)).toEqual([3, 2]);
+    expect(shares(6, 3)).toEqual([2, 2, 2]);
+    // Together they hold the whole limit, never more, whatever the limit and the number of items.
+    for (let limit = 1; limit <= 24; limit++) {
+      for (let items = 1; items <= limit; items++) {
+        expect(shares(limit, items).reduce((sum, share) => sum + share, 0)).toBe(limit);
+      }
+    }
+    // More items than run at once: those running are not the first ones, so nobody gets it.
+    expect(shareOf(8, 3, { index: 0, inAll: 4 })).toBe(2);
+    expect(shareOf(8, 3, { index: 0, inAll: 3 })).toBe(3);
+    expect(startingWindow(hint(8, true), 3, { index: 1, inAll: 3 })).toEqual({
+      size: 3,
+      limit: 3,
+      probeRounds: 64,
+    });
+    expect(startingWindow(hint(8, true), 3, { index: 2, inAll: 3 })).toMatchObject({ size: 2, limit: 2 });
+  });
+
   it("counts the iterations still running: fewer only once fewer items are left than run at once", () => {
     expect(runningIterations(4, 10, 0)).toBe(4);
     expect(runningIterations(4, 10, 6)).toBe(4);
