@@ -4,7 +4,7 @@ import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
 import type { CitrixClientOptions } from "../../../functions/lib/citrix/citrix-client";
 import { FIRST_PROBE_ROUNDS, FIRST_WINDOW } from "../../../functions/lib/citrix/page-window";
-import type { CollectOutput } from "../../../functions/lib/config/contracts";
+import type { CollectOutput, CollectProgress } from "../../../functions/lib/config/contracts";
 import { type CollectDeps, collectEntityHour } from "../../../functions/lib/feed/collector";
 import { pageWindowHintKey } from "../../../functions/lib/feed/keys";
 import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
@@ -128,6 +128,17 @@ async function collectSideBySide(hours: string[]): Promise<void> {
   }
 }
 
+/** A continuation's progress: ten full pages read in an earlier invocation, which ended with `window`. */
+const resumedAt = (window: { size: number; limit: number }): CollectProgress => ({
+  cursor: { skip: 1000 },
+  segments: [],
+  parts: 0,
+  records: 1000,
+  pages: 10,
+  invocations: 1,
+  largestPage: TOP,
+  window: { ...window, probeRounds: FIRST_PROBE_ROUNDS },
+});
 const hint = async () => JSON.parse((await store.getText(pageWindowHintKey(CONTROL)))?.body ?? "{}");
 const storeHint = (limit: number, throttled: boolean) =>
   store.put(
@@ -249,6 +260,32 @@ describe("the adaptive page window", () => {
     expect(throttled()).toHaveLength(1);
     // One request refused alone, by a window that did not know its share yet, is not a limit of one.
     expect(await hint()).toMatchObject({ limit: 8, throttled: true });
+  });
+
+  it("resumes with the window the previous invocation ended with, whatever the hint says", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 2 } });
+    await storeHint(8, true);
+    const output = await collectEntityHour(
+      deps("run-1"),
+      { runId: "run-1", entity: "sessions", hourUtc: HOUR, progress: resumedAt({ size: 2, limit: 2 }) },
+      () => 600_000,
+    );
+    expect(output.done).toBe(true);
+    expect(output.progress.records).toBe(simulator.recordCount("sessions", HOUR));
+    // At its own two requests, never the hint's eight.
+    expect(throttled()).toEqual([]);
+  });
+
+  it("shares a refusal of a resumed invocation: its window is known from the start", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 2 } });
+    await storeHint(8, true);
+    await collectEntityHour(
+      deps("run-1"),
+      { runId: "run-1", entity: "sessions", hourUtc: HOUR, progress: resumedAt({ size: 4, limit: 4 }) },
+      () => 600_000,
+    );
+    expect(throttled().length).toBeGreaterThan(0);
+    expect((await hint()).limit).toBeLessThan(4);
   });
 
   it("asks past a short first page while nothing says the API serves TOP_N a page", async () => {

@@ -213,6 +213,17 @@ describe("PageWalker with $skip paging (pageSize 100)", () => {
     expect(walker.guessesAhead()).toBe(true);
   });
 
+  it("learns servedTop after it was made (the hint arrives after the first request went out)", () => {
+    const told = new PageWalker(100, 100_000);
+    told.knowServedTop(100);
+    told.advance({ url: url(0), count: 30, nextLink: undefined, digest: "a" });
+    expect(told.done).toBe(true);
+    const untold = new PageWalker(100, 100_000);
+    untold.knowServedTop(undefined);
+    untold.advance({ url: url(0), count: 30, nextLink: undefined, digest: "a" });
+    expect(untold.done).toBe(false);
+  });
+
   it("resumed from a saved cursor, still reads to the end without repeating", () => {
     const { requested, cursors } = walk(100, [{ count: 37 }, { count: 0 }], { skip: 200 });
     expect(requested[0]).toBe(url(200));
