@@ -111,8 +111,7 @@ export function startLocalExecution(options: LocalExecutionOptions) {
   const tasks = taskStates(definition, options.functionKeys);
   const taskResourceLocalHandlers: Record<string, (input: JsonValue) => Promise<JsonValue>> = {};
   const retryIntervalOverrides: Record<string, number> = {};
-  const latencies = options.latencies;
-  const containers = latencies && new LambdaContainers(latencies);
+  const containers = options.latencies && new LambdaContainers(options.latencies);
   for (const { state, functionKey } of tasks) {
     const handler = functionKey ? options.handlers[functionKey] : undefined;
     if (!functionKey || !handler)
@@ -121,8 +120,8 @@ export function startLocalExecution(options: LocalExecutionOptions) {
     taskResourceLocalHandlers[state] = (input) => {
       // Synchronously, as the engine invokes it: the history takes the frame that just entered the state.
       const attempt = history.taskScheduled(state, input);
-      if (!latencies || !containers) return invokeLikeLambda(handler, input, timeoutMs, attempt);
-      return containers.invoke(functionKey, attempt.unpacedStates * latencies.stateTransitionMs, () =>
+      if (!containers) return invokeLikeLambda(handler, input, timeoutMs, attempt);
+      return containers.invoke(functionKey, attempt.unpacedStates, () =>
         invokeLikeLambda(handler, input, timeoutMs, attempt),
       );
     };
@@ -143,7 +142,7 @@ export function startLocalExecution(options: LocalExecutionOptions) {
       },
     },
     [HISTORY_TAP]: history,
-    [LATENCIES_TAP]: latencies,
+    [LATENCIES_TAP]: options.latencies,
   } as RunOptions);
   return { ...execution, history };
 }
@@ -162,12 +161,15 @@ class LambdaContainers {
 
   constructor(private readonly latencies: EngineLatencies) {}
 
-  /** Waits `pendingMs`, then the invocation's own latency (warm or cold), then runs it in a container. */
-  async invoke<T>(functionKey: string, pendingMs: number, run: () => Promise<T>): Promise<T> {
+  /**
+   * Waits the latency of the `states` its frame entered, then the invocation's own (warm or cold), then runs it
+   * in a container.
+   */
+  async invoke<T>(functionKey: string, states: number, run: () => Promise<T>): Promise<T> {
     const idle = this.idle.get(functionKey) ?? 0;
     this.idle.set(functionKey, Math.max(0, idle - 1));
-    const { warmInvokeMs, coldInvokeMs } = this.latencies;
-    await pause(pendingMs + (idle > 0 ? warmInvokeMs : coldInvokeMs));
+    const { stateTransitionMs, warmInvokeMs, coldInvokeMs } = this.latencies;
+    await pause(states * stateTransitionMs + (idle > 0 ? warmInvokeMs : coldInvokeMs));
     try {
       return await run();
     } finally {
