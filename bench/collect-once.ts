@@ -101,8 +101,8 @@ async function main(): Promise<void> {
   const items = result.collected ?? [];
   process.stdout.write(
     `${JSON.stringify({
-      records: items.reduce((sum, item) => sum + item.progress.records, 0),
-      pages: items.reduce((sum, item) => sum + item.progress.pages, 0),
+      records: items.reduce((sum, item) => sum + item.records, 0),
+      pages: items.reduce((sum, item) => sum + item.pages, 0),
       feedLines,
       distinctRecords: distinct.size,
       objects,
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
       loadedMs,
       peakRssMb,
       cpuMs: (cpu.user + cpu.system) / 1000,
-      invocations: Math.max(0, ...items.map((item) => item.progress.invocations)),
+      invocations: Math.max(0, ...items.map((item) => item.invocations)),
       longestInvocationMs: Math.max(...invocationsMs),
       commitMs: handlerMs.commit ?? 0,
       lambdaTimeoutMs,

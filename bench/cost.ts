@@ -268,7 +268,7 @@ export async function measureExecution(options: {
         .filter(([command]) => s3PriceClass(command) === kind)
         .reduce((sum, [, n]) => sum + n, 0);
     return {
-      records: (result.collected ?? []).reduce((sum, item) => sum + item.progress.records, 0),
+      records: (result.collected ?? []).reduce((sum, item) => sum + item.records, 0),
       // Step Functions bills each state entered, and each retry of a state.
       stateTransitions:
         result.history.filter((event) => event.type.endsWith("StateEntered")).length + result.retries,

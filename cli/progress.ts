@@ -1,4 +1,5 @@
 import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/config/contracts";
+import { entityHoursOf } from "../functions/lib/feed/planner";
 import { formatCount, type Output } from "./context";
 
 type RowState = "queued" | "collecting" | "retrying" | "collected" | "failed";
@@ -32,7 +33,8 @@ export class CollectionProgress {
   }
 
   planned(plan: PlanOutput): void {
-    for (const { entity, hourUtc } of plan.items) {
+    const entityHours = entityHoursOf(plan.items);
+    for (const { entity, hourUtc } of entityHours) {
       this.rows.set(key(entity, hourUtc), {
         entity,
         hourUtc,
@@ -44,7 +46,7 @@ export class CollectionProgress {
       });
     }
     const range = plan.hours.length === 1 ? plan.hours[0] : `${plan.hours[0]} … ${plan.hours.at(-1)}`;
-    const published = plan.hours.length * plan.entities.length - plan.items.length;
+    const published = plan.hours.length * plan.entities.length - entityHours.length;
     const what =
       plan.hours.length === 0
         ? "nothing due"
@@ -65,17 +67,18 @@ export class CollectionProgress {
     this.redraw();
   }
 
+  /** Each entity-hour the invocation finished gets its line; the one it handed over stays live. */
   invoked(output: CollectOutput): void {
+    for (const { entity, hourUtc, pages, records, parts, invocations } of output.finished) {
+      const row = this.row(entity, hourUtc);
+      Object.assign(row, { state: "collected", pages, records, parts, invocations });
+      this.print(rowLine(row));
+    }
+    if (output.done) return;
     const row = this.row(output.entity, output.hourUtc);
-    Object.assign(row, {
-      state: output.done ? "collected" : "collecting",
-      pages: output.progress.pages,
-      records: output.progress.records,
-      parts: output.progress.parts,
-      invocations: output.progress.invocations,
-    });
-    if (output.done) this.print(rowLine(row));
-    else this.redraw();
+    const { pages = 0, records = 0, parts = 0, invocations = 0 } = output.progress ?? {};
+    Object.assign(row, { state: "collecting", pages, records, parts, invocations });
+    this.redraw();
   }
 
   failed(entity: string, hourUtc: string, error: unknown): void {

@@ -210,7 +210,7 @@ function printSummary(result: LocalCollectionResult, out: (line?: string) => voi
   const collected = result.collected ?? [];
   if (collected.length > 0) {
     const total = (count: "pages" | "records" | "parts" | "invocations") =>
-      formatCount(collected.reduce((sum, item) => sum + item.progress[count], 0));
+      formatCount(collected.reduce((sum, item) => sum + item[count], 0));
     out(
       `Collected ${formatCount(collected.length)} entity-hour(s): ${total("pages")} pages, ${total("records")} records, ${total("parts")} parts, ${total("invocations")} invocations`,
     );

@@ -6,7 +6,12 @@ import { createHandler as createCommitHandler } from "../functions/commit/handle
 import { createLogger, type LogSink, serviceName } from "../functions/lib/aws/log";
 import { createMetricsFactory, type MetricsSink } from "../functions/lib/aws/metrics";
 import type { Env } from "../functions/lib/config/config";
-import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/config/contracts";
+import type {
+  CollectOutput,
+  CommitOutput,
+  EntityHourFigures,
+  PlanOutput,
+} from "../functions/lib/config/contracts";
 import { collectInputSchema } from "../functions/lib/config/contracts";
 import type { ExecutionStatusLookup } from "../functions/lib/feed/plan-run";
 import {
@@ -181,10 +186,11 @@ export interface LocalCollectionResult {
   /** What Plan and Commit handed on, as the console shows it in the states' outputs. */
   plan: PlanOutput | undefined;
   /**
-   * The last output of the collect function per (entity, hour) item, in the order the items started (the
-   * Map keeps none of them in the state: ResultPath null); undefined when collect never returned.
+   * What the collect function reported per entity-hour (finished, or as far as its last invocation got), in
+   * the order they started (the Map keeps none of it in the state: ResultPath null); undefined when collect
+   * never returned.
    */
-  collected: CollectOutput[] | undefined;
+  collected: EntityHourFigures[] | undefined;
   commit: CommitOutput | undefined;
   output: unknown;
   /**
@@ -262,18 +268,19 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     }),
   };
   const invocations: Record<string, number> = {};
-  // By item, in the order the items were first invoked; undefined until an invocation returned.
-  const collected = new Map<string, CollectOutput | undefined>();
+  // By entity-hour, in the order they were first invoked or reported; undefined until one reported it.
+  const collected = new Map<string, EntityHourFigures | undefined>();
   const wrapped = Object.fromEntries(
     Object.entries(handlers).map(([key, handler]) => {
       const inner = options.wrap ? options.wrap(key, handler) : handler;
       const counted: LocalHandler = async (event, context) => {
         invocations[key] = (invocations[key] ?? 0) + 1;
         const item = key === "collect" ? collectInputSchema.safeParse(event).data : undefined;
-        const itemKey = item && `${item.entity} ${item.hourUtc}`;
-        if (itemKey && !collected.has(itemKey)) collected.set(itemKey, undefined);
+        if (item && !collected.has(entityHourKey(item))) collected.set(entityHourKey(item), undefined);
         const result = await inner(event, context);
-        if (itemKey) collected.set(itemKey, result as CollectOutput);
+        if (item)
+          for (const figures of reportedFigures(result as CollectOutput))
+            collected.set(entityHourKey(figures), figures);
         return result;
       };
       return [key, counted];
@@ -341,4 +348,16 @@ export async function runLocalCollection(options: LocalCollectionOptions): Promi
     invocations,
     retries,
   };
+}
+
+function entityHourKey({ entity, hourUtc }: { entity: string; hourUtc: string }): string {
+  return `${entity} ${hourUtc}`;
+}
+
+/** The entity-hours a collect invocation finished, and the one it handed over as far as it got. */
+function reportedFigures(output: CollectOutput): EntityHourFigures[] {
+  const { entity, hourUtc, progress, done, finished } = output;
+  if (done || progress === undefined) return finished;
+  const { pages, records, parts, invocations } = progress;
+  return [...finished, { entity, hourUtc, pages, records, parts, invocations }];
 }

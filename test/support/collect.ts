@@ -35,7 +35,7 @@ export async function stagedRecords(
   output: CollectOutput,
 ): Promise<unknown[]> {
   const records: unknown[] = [];
-  for (const segment of output.progress.segments)
+  for (const segment of output.progress?.segments ?? [])
     for (let part = segment.firstPart; part < segment.firstPart + segment.parts; part++) {
       const key = stagingPartKey(
         controlPrefix,

@@ -112,20 +112,21 @@ const httpUrl = z.pipe(
   }),
 );
 
-// At most 64 characters: entity names are repeated in every Map item Plan hands on (see executionSizeProblems).
+// At most 64 characters: entity names are repeated in every entity-hour Plan hands on (see executionSizeProblems).
 const ENTITY_NAME = /^[A-Za-z][A-Za-z0-9_]{0,63}$/;
 
 /**
- * Map items (hours × entities) one execution may plan. Step Functions fails an execution at 25,000 history
- * events, and one that did cannot be redriven. An item adds 11 events when its entity-hour fits in one
- * invocation (map iteration started/succeeded, task state entered/scheduled/started/succeeded/exited, choice
- * entered/exited, pass entered/exited), 7 per continuation and 3 per retry; the execution itself 22.
- * 1,000 items take 11,022, leaving ~14,000 events for about two continuations or retries per item. The same
- * bound keeps Plan's output (about 40 bytes + the entity name per item, at most ~110 KB) under the 256 KiB
- * state payload limit.
+ * Entity-hours (hours × entities) one execution may plan. Step Functions fails an execution at 25,000 history
+ * events, and one that did cannot be redriven. At worst an entity-hour takes an invocation of its own (a big
+ * one, or one in a run of one): then it adds 11 events (map iteration started/succeeded, task state
+ * entered/scheduled/started/succeeded/exited, choice entered/exited, pass entered/exited), 7 per continuation
+ * and 3 per retry; the execution itself 22. A run of entity-hours (see planRuns) that share invocations adds
+ * fewer. 1,000 entity-hours take at most 11,022, leaving ~14,000 events for about two continuations or retries
+ * each. The same bound keeps Plan's output (about 40 bytes + the entity name per entity-hour, at most ~110 KB)
+ * under the 256 KiB state payload limit.
  */
-export const MAX_ITEMS_PER_EXECUTION = 1000;
-const HISTORY_EVENTS_PER_ITEM = 11;
+export const MAX_ENTITY_HOURS_PER_EXECUTION = 1000;
+const HISTORY_EVENTS_PER_ENTITY_HOUR = 11;
 
 // The full ARN ends in "-" and six random characters; IAM matches the grant on exactly this ARN, which a
 // partial ARN (without the suffix) would never equal.
@@ -427,11 +428,11 @@ function citrixCredentialProblems(env: Env): string[] {
 /** The combinations of accepted values that would not fit one execution, with the numbers. */
 function executionSizeProblems(maxHoursPerRun: number, entities: readonly string[]): string[] {
   const items = maxHoursPerRun * entities.length;
-  if (items <= MAX_ITEMS_PER_EXECUTION) return [];
-  const hoursThatFit = Math.floor(MAX_ITEMS_PER_EXECUTION / entities.length);
+  if (items <= MAX_ENTITY_HOURS_PER_EXECUTION) return [];
+  const hoursThatFit = Math.floor(MAX_ENTITY_HOURS_PER_EXECUTION / entities.length);
   return [
-    `MAX_HOURS_PER_RUN (${maxHoursPerRun}) × ENTITIES (${entities.length}) = ${items} Map items per execution, more than the ${MAX_ITEMS_PER_EXECUTION} that fit: ` +
-      `each adds ${HISTORY_EVENTS_PER_ITEM} events to the execution's history (more when it continues or retries) and Step Functions fails an execution at 25,000; ` +
+    `MAX_HOURS_PER_RUN (${maxHoursPerRun}) × ENTITIES (${entities.length}) = ${items} entity-hours per execution, more than the ${MAX_ENTITY_HOURS_PER_EXECUTION} that fit: ` +
+      `each adds up to ${HISTORY_EVENTS_PER_ENTITY_HOUR} events to the execution's history (more when it continues or retries) and Step Functions fails an execution at 25,000; ` +
       `set MAX_HOURS_PER_RUN to ${hoursThatFit} or less`,
   ];
 }

@@ -50,6 +50,15 @@ export const watermarkSnapshotSchema = z.object({
 export type WatermarkSnapshot = z.infer<typeof watermarkSnapshotSchema>;
 
 export const workItemSchema = z.object({ entity, hourUtc });
+export type WorkItem = z.infer<typeof workItemSchema>;
+
+/**
+ * One Map item: a run of entity-hours that one iteration collects in order, the first here and the rest in
+ * `rest` (see planRuns). Its collect invocations go from one entity-hour to the next themselves, so the
+ * states and invocations a Map iteration costs are paid once per run, not once per entity-hour.
+ */
+export const runItemSchema = z.object({ entity, hourUtc, rest: z.array(workItemSchema) });
+export type RunItem = z.infer<typeof runItemSchema>;
 
 export const runModeSchema = z.enum(["scheduled", "backfill"]);
 export type RunMode = z.infer<typeof runModeSchema>;
@@ -59,7 +68,8 @@ export const planOutputSchema = z.object({
   mode: runModeSchema,
   hours: z.array(hourUtc),
   entities: z.array(entity).check(z.minLength(1)),
-  items: z.array(workItemSchema),
+  /** The Map's items: every entity-hour to collect, in runs (see planRuns). */
+  items: z.array(runItemSchema),
   watermark: watermarkSnapshotSchema,
   /** Due hours left to running executions that are collecting them, by execution name. */
   deferred: z.record(z.string(), z.array(hourUtc)),
@@ -138,26 +148,55 @@ const iterationsInAll = z.optional(positive);
 /** The item's index in the Map ($$.Map.Item.Index): who gets the remainder of the limit (see shareOf). */
 const itemIndex = z.optional(count);
 
+/** What one entity-hour's collection amounted to: for the console, the metrics and the local runner. */
+export const entityHourFiguresSchema = z.object({
+  entity,
+  hourUtc,
+  pages: count,
+  records: count,
+  parts: count,
+  invocations: count,
+});
+export type EntityHourFigures = z.infer<typeof entityHourFiguresSchema>;
+
+/** What a run (a Map item) has collected so far: the finished entity-hours and their sums. */
+export const runTotalsSchema = z.object({ entityHours: count, pages: count, records: count, parts: count });
+export type RunTotals = z.infer<typeof runTotalsSchema>;
+
+/**
+ * The entity-hour an invocation starts with (`progress` when an earlier invocation began it), and the rest of
+ * its run in `rest`. An input without `rest` is an execution planned before runs existed: a run of one.
+ */
 export const collectInputSchema = z.object({
   runId,
   entity,
   hourUtc,
+  rest: z.optional(z.array(workItemSchema)),
   iterationsAtOnce,
   iterationsInAll,
   itemIndex,
   progress: z.optional(collectProgressSchema),
+  runTotals: z.optional(runTotalsSchema),
 });
 export type CollectInput = z.infer<typeof collectInputSchema>;
 
+/**
+ * Where a run stands after an invocation: `done` once its last entity-hour is collected (`entity`, `hourUtc`
+ * and `progress` are then that one's); else the entity-hour the next invocation starts with, `progress`
+ * absent when it starts afresh. `finished` lists the entity-hours this invocation finished.
+ */
 export const collectOutputSchema = z.object({
   runId,
   entity,
   hourUtc,
+  rest: z.optional(z.array(workItemSchema)),
   iterationsAtOnce,
   iterationsInAll,
   itemIndex,
   done: z.boolean(),
-  progress: collectProgressSchema,
+  progress: z.optional(collectProgressSchema),
+  finished: z.array(entityHourFiguresSchema),
+  runTotals: runTotalsSchema,
 });
 export type CollectOutput = z.infer<typeof collectOutputSchema>;
 

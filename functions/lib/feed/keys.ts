@@ -50,6 +50,16 @@ export function collectedResultPrefix(controlPrefix: string, runId: string): str
   return `${stagingRunPrefix(controlPrefix, runId)}collected/`;
 }
 
+/** Where the runFinishedKey of a run's Map items are: how many of them have finished. */
+export function runFinishedPrefix(controlPrefix: string, runId: string): string {
+  return `${stagingRunPrefix(controlPrefix, runId)}runs-finished/`;
+}
+
+/** Written when the Map item at `itemIndex` (a run of entity-hours, see planRuns) has collected all of them. */
+export function runFinishedKey(controlPrefix: string, runId: string, itemIndex: number): string {
+  return `${runFinishedPrefix(controlPrefix, runId)}item-${itemIndex}.json`;
+}
+
 /**
  * What one entity-hour's collection produced (its staging segments and counts), written by the invocation
  * that finished it. Commit reads these instead of receiving them through the state, which keeps the Map's

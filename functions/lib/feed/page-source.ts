@@ -40,7 +40,6 @@ interface PageRequest {
 export class PageSource {
   private readonly walker: PageWalker;
   private readonly inFlight: PageRequest[] = [];
-  private pagesThisInvocation = 0;
   /** When the API will serve the page this invocation could not get: the next invocation waits until then. */
   retryAtMs: number | undefined;
 
@@ -50,6 +49,8 @@ export class PageSource {
     private readonly pacer: PagePacer,
     /** No request starts after this (but the first of the invocation). */
     private readonly deadlineMs: number,
+    /** Pages this invocation read before this entity-hour, of the entity-hours before it in its run. */
+    private readonly pagesBefore = 0,
   ) {
     const { pageSize, maxPagesPerEntityHour } = deps.config;
     this.walker = new PageWalker(pageSize, maxPagesPerEntityHour, input.progress);
@@ -63,6 +64,13 @@ export class PageSource {
   /** Whether the entity-hour's last page was read. */
   get done(): boolean {
     return this.walker.done;
+  }
+
+  private pagesRead = 0;
+
+  /** Pages of this entity-hour read by this invocation. */
+  get pagesThisInvocation(): number {
+    return this.pagesRead;
   }
 
   /** Pages read in the entity-hour so far. */
@@ -94,7 +102,7 @@ export class PageSource {
     } catch (error) {
       // Keep what this invocation already paged; the next invocation retries the failing page once the
       // time the API asked for has passed.
-      if (error instanceof CitrixUnavailableError && this.pagesThisInvocation > 0) {
+      if (error instanceof CitrixUnavailableError && this.pagesBefore + this.pagesRead > 0) {
         this.deps.log.warn("Citrix API unavailable, handing over to the next invocation", {
           reason: error.message,
         });
@@ -109,7 +117,7 @@ export class PageSource {
       nextLink: page.nextLink,
       digest: pageDigest(page.records),
     });
-    this.pagesThisInvocation++;
+    this.pagesRead++;
     if (!fresh)
       this.deps.log.warn("the API ignored $skip and served its only page again; dropped the repeat", {
         url: head.url,
@@ -121,7 +129,8 @@ export class PageSource {
   sendAhead(): void {
     if (this.walker.done || this.inFlight[0]?.url !== this.nextUrl()) this.dropInFlight();
     // Every invocation pages at least once, so the Choice loop always makes progress.
-    if (this.walker.done || (this.pagesThisInvocation > 0 && this.deps.now() >= this.deadlineMs)) return;
+    const paged = this.pagesBefore + this.pagesRead > 0;
+    if (this.walker.done || (paged && this.deps.now() >= this.deadlineMs)) return;
     if (this.inFlight.length === 0) this.request(this.nextUrl());
     while (this.inFlight.length < this.pacer.allowed && this.walker.guessesAhead()) {
       this.request(

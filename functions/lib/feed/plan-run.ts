@@ -13,7 +13,14 @@ import { formatHour, HOUR_MS, parseHour } from "../config/hours";
 import { leaseKey, leasePrefix } from "./keys";
 import { parseJson } from "./manifest";
 import { readPageWindowHint } from "./page-window-hint";
-import { lagHours, newestEligibleHour, planBackfillHours, planHours, planWorkItems } from "./planner";
+import {
+  lagHours,
+  newestEligibleHour,
+  planBackfillHours,
+  planHours,
+  planRuns,
+  planWorkItems,
+} from "./planner";
 import {
   advanceWatermark,
   firstRunHour,
@@ -74,16 +81,17 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
   const { watermark, hours, deferred, published } = backfill
     ? await planBackfill(deps, backfill, read, nowMs)
     : await planScheduled(deps, input, read, nowMs);
-  const items = planWorkItems(hours, config.entities, published);
+  const entityHours = planWorkItems(hours, config.entities, published);
+  const iterations = await mapConcurrency(deps, nowMs, entityHours.length);
   const output: PlanOutput = {
     runId: input.executionName,
     mode: backfill ? "backfill" : "scheduled",
     hours,
     entities: config.entities,
-    items,
+    items: planRuns(entityHours, iterations),
     watermark,
     deferred,
-    maxConcurrency: await mapConcurrency(deps, nowMs, items.length),
+    maxConcurrency: iterations,
     lagHours: lagHours(nowMs, config.lookbackMinutes, watermark.hourUtc ?? undefined),
   };
   deps.log.info("planned collection", {
@@ -91,8 +99,9 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     watermark: watermark.hourUtc,
     firstHour: hours[0] ?? null,
     lastHour: hours[hours.length - 1] ?? null,
-    items: output.items.length,
-    alreadyPublished: hours.length * config.entities.length - output.items.length,
+    entityHours: entityHours.length,
+    runs: output.items.length,
+    alreadyPublished: hours.length * config.entities.length - entityHours.length,
     deferredHours: Object.values(deferred).flat().length,
     lagHours: output.lagHours,
   });

@@ -1,3 +1,4 @@
+import type { RunItem, WorkItem } from "../config/contracts";
 import { InvalidInputError } from "../config/errors";
 import { floorHour, formatHour, HOUR_MS, hourRange, parseHour } from "../config/hours";
 
@@ -53,14 +54,9 @@ export function planHours(window: PlanWindow): string[] {
   return hours;
 }
 
-export interface WorkItem {
-  entity: string;
-  hourUtc: string;
-}
-
 /**
- * One Map iteration per (hour, entity) not yet published, hours in order so the console reads chronologically.
- * A published entity-hour is never written again, so collecting it would only spend the API's requests.
+ * Every (hour, entity) not yet published, hours in order so the console reads chronologically. A published
+ * entity-hour is never written again, so collecting it would only spend the API's requests.
  */
 export function planWorkItems(
   hours: readonly string[],
@@ -115,4 +111,38 @@ export function planBackfillHours(
     );
   }
   return hours;
+}
+
+/**
+ * The longest run of entity-hours one Map item holds: its collect invocations carry the rest of the run in their
+ * input and what they finished in their output, so this keeps those payloads at a few kilobytes, far below the
+ * 256 KiB Step Functions allows, at any MAX_HOURS_PER_RUN.
+ */
+export const MAX_ENTITY_HOURS_PER_RUN = 100;
+
+/**
+ * The Map's items: the entity-hours in `iterations` runs (more when that would make a run longer than
+ * MAX_ENTITY_HOURS_PER_RUN), each a contiguous stretch of them in order, their lengths at most one apart. A
+ * stretch of hours holds every entity, so runs that start together finish at about the same time. Each
+ * iteration pays the Map's states and its invocations once per run instead of once per entity-hour.
+ */
+export function planRuns(entityHours: readonly WorkItem[], iterations: number): RunItem[] {
+  const count = Math.min(
+    entityHours.length,
+    Math.max(iterations, Math.ceil(entityHours.length / MAX_ENTITY_HOURS_PER_RUN)),
+  );
+  const runs: RunItem[] = [];
+  let start = 0;
+  for (let run = 0; run < count; run++) {
+    const length = Math.floor(entityHours.length / count) + (run < entityHours.length % count ? 1 : 0);
+    const [first, ...rest] = entityHours.slice(start, start + length) as [WorkItem, ...WorkItem[]];
+    runs.push({ ...first, rest });
+    start += length;
+  }
+  return runs;
+}
+
+/** Every entity-hour of the Map's items, in order. */
+export function entityHoursOf(items: readonly RunItem[]): WorkItem[] {
+  return items.flatMap(({ entity, hourUtc, rest }) => [{ entity, hourUtc }, ...rest]);
 }

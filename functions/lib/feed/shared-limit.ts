@@ -12,7 +12,7 @@ import {
 } from "../citrix/page-window";
 import type { CollectorConfig } from "../config/config";
 import type { CollectInput, PageWindowHint } from "../config/contracts";
-import { collectedResultPrefix } from "./keys";
+import { collectedResultPrefix, runFinishedPrefix } from "./keys";
 import { readPageWindowHint, sharePageWindow } from "./page-window-hint";
 
 /** How often an iteration sharing a known limit counts those of its run that finished (one S3 LIST). */
@@ -34,12 +34,11 @@ type LearnedLimit = Pick<PageWindowHint, "limit" | "throttled" | "probeRounds">;
  * window's hint), and what it learns is shared with the iterations and executions that start later (see
  * mergedHint): written only when it tells more than what was last shared, one write at a time.
  * The Map's last iterations run beside fewer others: while a known limit is shared, this one counts the
- * entity-hours of its run that have finished (at most every RECOUNT_MS, without holding up paging) and takes
- * the larger share they left.
+ * items of its execution's Map that have finished (at most every RECOUNT_MS, without holding up paging) and
+ * takes the larger share they left. One is opened per invocation: the entity-hours of a run share it in turn.
  */
 export class SharedLimit {
   private hintWrite: Promise<unknown> = Promise.resolve();
-  private startHint: PageWindowHint | undefined;
   private sharedHint: PageWindowHint | undefined;
   private current: PageWindow;
   /** Whether the window is the one request sent before the hint is read (see open). */
@@ -51,6 +50,8 @@ export class SharedLimit {
   /** Its item in the Map, when its input says (see shareOf); a share without it gets none of the remainder. */
   private readonly item: MapItem | undefined;
   private readonly runId: string;
+  /** Whether the Map's items are runs (see planRuns): then those finished are counted by their marks. */
+  private readonly runs: boolean;
   /** Settles once the hint is read and the window it gives is in place; never rejects. */
   readonly ready: Promise<void>;
 
@@ -67,11 +68,12 @@ export class SharedLimit {
   }
 
   private constructor(
-    private readonly deps: SharedLimitDeps,
+    private deps: SharedLimitDeps,
     input: CollectInput,
   ) {
     const resumed = input.progress?.window;
     this.runId = input.runId;
+    this.runs = input.rest !== undefined;
     this.iterations = input.iterationsAtOnce ?? 1;
     this.inAll = input.iterationsInAll ?? this.iterations;
     this.item = input.itemIndex === undefined ? undefined : { index: input.itemIndex, inAll: this.inAll };
@@ -86,9 +88,14 @@ export class SharedLimit {
     return this.current;
   }
 
-  /** The $top the API is known to serve in full, from the hint this invocation started with (see PageWalker). */
+  /** The $top the API is known to serve in full, from the hint or an entity-hour before (see PageWalker). */
   get servedTop(): number | undefined {
-    return this.startHint?.servedTop;
+    return this.sharedHint?.servedTop;
+  }
+
+  /** Where its lines go from now on: the log of the entity-hour of the run being collected. */
+  logTo(log: Logger): void {
+    this.deps = { ...this.deps, log };
   }
 
   /** The window was throttled: the customer's limit, as this iteration's own limit shows it, is shared. */
@@ -104,8 +111,10 @@ export class SharedLimit {
     const { store, config, now, log } = this.deps;
     if (this.recount || this.iterations <= 1 || !this.sharedHint?.throttled || now() < this.recountAtMs)
       return;
+    // An execution planned before runs existed has an item per entity-hour, finished once its result is written.
+    const finishedPrefix = this.runs ? runFinishedPrefix : collectedResultPrefix;
     this.recount = store
-      .listKeys(collectedResultPrefix(config.controlPrefix, this.runId))
+      .listKeys(finishedPrefix(config.controlPrefix, this.runId))
       .then(
         (finished) => this.takeShareLeftBy(finished.length),
         (error: unknown) => log.warn("could not count the finished entity-hours", { reason: String(error) }),
@@ -141,7 +150,6 @@ export class SharedLimit {
     } catch (error) {
       log.warn("could not read the shared page window; finding it afresh", { reason: String(error) });
     }
-    this.startHint = hint;
     this.sharedHint = hint;
     if (!fresh) return;
     if (hint) {

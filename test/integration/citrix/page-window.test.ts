@@ -5,7 +5,7 @@ import { S3Store } from "../../../functions/lib/aws/s3-store";
 import type { CitrixClientOptions } from "../../../functions/lib/citrix/citrix-client";
 import { FIRST_PROBE_ROUNDS, FIRST_WINDOW } from "../../../functions/lib/citrix/page-window";
 import type { CollectOutput, CollectProgress } from "../../../functions/lib/config/contracts";
-import { type CollectDeps, collectEntityHour } from "../../../functions/lib/feed/collector";
+import { type CollectDeps, collectRun } from "../../../functions/lib/feed/collector";
 import { pageWindowHintKey } from "../../../functions/lib/feed/keys";
 import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
 import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
@@ -96,7 +96,7 @@ function collect(
     itemIndex?: number;
   } = {},
 ): Promise<CollectOutput> {
-  return collectEntityHour(
+  return collectRun(
     deps(runId, tuning),
     {
       runId,
@@ -227,7 +227,7 @@ describe("the adaptive page window", () => {
         }
         return getText(key);
       };
-      const output = await collectEntityHour(
+      const output = await collectRun(
         held,
         { runId: "run-1", entity: "machines", hourUtc: HOUR },
         () => 600_000,
@@ -251,7 +251,7 @@ describe("the adaptive page window", () => {
         for (let waited = 0; throttled().length === 0 && waited < 2000; waited += 10) await sleep(10);
       return getText(key);
     };
-    const output = await collectEntityHour(
+    const output = await collectRun(
       held,
       { runId: "run-1", entity: "sessions", hourUtc: HOUR },
       () => 600_000,
@@ -265,13 +265,13 @@ describe("the adaptive page window", () => {
   it("resumes with the window the previous invocation ended with, whatever the hint says", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 2 } });
     await storeHint(8, true);
-    const output = await collectEntityHour(
+    const output = await collectRun(
       deps("run-1"),
       { runId: "run-1", entity: "sessions", hourUtc: HOUR, progress: resumedAt({ size: 2, limit: 2 }) },
       () => 600_000,
     );
     expect(output.done).toBe(true);
-    expect(output.progress.records).toBe(simulator.recordCount("sessions", HOUR));
+    expect(output.progress?.records).toBe(simulator.recordCount("sessions", HOUR));
     // At its own two requests, never the hint's eight.
     expect(throttled()).toEqual([]);
   });
@@ -279,7 +279,7 @@ describe("the adaptive page window", () => {
   it("shares a refusal of a resumed invocation: its window is known from the start", async () => {
     simulator.setOptions({ concurrencyLimit: { requests: 2 } });
     await storeHint(8, true);
-    await collectEntityHour(
+    await collectRun(
       deps("run-1"),
       { runId: "run-1", entity: "sessions", hourUtc: HOUR, progress: resumedAt({ size: 4, limit: 4 }) },
       () => 600_000,
@@ -397,9 +397,9 @@ describe("the adaptive page window", () => {
     // Neither the refused request nor the others wait ten minutes: the invocation ends, and hands the wait on.
     expect(Date.now() - startedMs).toBeLessThan(10_000);
     expect(output.done).toBe(false);
-    expect(Date.parse(output.progress.notBefore ?? "")).toBeGreaterThan(startedMs + 590_000);
+    expect(Date.parse(output.progress?.notBefore ?? "")).toBeGreaterThan(startedMs + 590_000);
     expect(await staged(output, "run-1")).toEqual(
-      simulator.records("sessions", HOUR).slice(0, output.progress.records),
+      simulator.records("sessions", HOUR).slice(0, output.progress?.records),
     );
   });
 
@@ -410,7 +410,7 @@ describe("the adaptive page window", () => {
     // Refusals paced by the window skip the backoff, but each is an attempt: three, then the hand-over.
     expect(dataRequests().filter((entry) => entry.skip === 1500)).toHaveLength(3);
     expect(output.done).toBe(false);
-    expect(output.progress.records).toBe(1500);
+    expect(output.progress?.records).toBe(1500);
     expect(await staged(output, "run-1")).toEqual(simulator.records("sessions", HOUR).slice(0, 1500));
   });
 });

@@ -50,14 +50,14 @@ describe("an entity-hour bigger than one invocation and one part", () => {
 
     expect(result.status).toBe("SUCCEEDED");
     const item = result.collected?.[0];
-    expect(item?.progress.records).toBe(20_000);
-    expect(item?.progress.invocations).toBeGreaterThan(1);
+    expect(item?.records).toBe(20_000);
+    expect(item?.invocations).toBeGreaterThan(1);
     // As AWS counts it, each CollectPage invocation adds 7 events to the iteration's history (task state
     // entered/exited, scheduled/started/succeeded, choice entered/exited), each retry 3; never per record.
-    expect(result.iterationEvents[0]).toBe(4 + 7 * (item?.progress.invocations ?? 0) + 3 * result.retries);
+    expect(result.iterationEvents[0]).toBe(4 + 7 * (item?.invocations ?? 0) + 3 * result.retries);
     await expectFeedMatchesSimulator(s, "sessions", HOUR);
     const parts = await objectSizes(s);
-    expect(parts.length).toBe(item?.progress.parts);
+    expect(parts.length).toBe(item?.parts);
     expect(parts.length).toBeGreaterThanOrEqual(12); // about 12.5 MB of NDJSON in parts of at most 1 MiB
     for (const part of parts) {
       expect(part.bytes).toBeLessThanOrEqual(2 ** 20);
@@ -117,7 +117,7 @@ describe("MAX_PAGES_IN_FLIGHT above 1", () => {
 
     expect(result.status).toBe("SUCCEEDED");
     await expectFeedMatchesSimulator(s, "sessions", HOUR);
-    expect(result.collected?.[0]?.progress.pages).toBe(11);
+    expect(result.collected?.[0]?.pages).toBe(11);
     // Pages were asked for ahead: the API served more than one at a time.
     expect(s.simulator.peakConcurrentRequests).toBeGreaterThan(1);
     // Guesses past the short last page are dropped unread (or never sent, while waiting for room): at most 3.

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { MAX_ITEMS_PER_EXECUTION } from "../../../functions/lib/config/config";
+import { MAX_ENTITY_HOURS_PER_EXECUTION } from "../../../functions/lib/config/config";
 import { hourRange } from "../../../functions/lib/config/hours";
+import { entityHoursOf } from "../../../functions/lib/feed/planner";
 import {
   expectFeedMatchesSimulator,
   PAGE_WINDOW_HINT_KEY,
@@ -23,7 +24,7 @@ afterEach(async () => {
 
 describe("the largest execution the configuration accepts", () => {
   it("100 hours × 10 entities with 2 KB nextLink cursors fits AWS's payload and history limits", async () => {
-    expect(HOURS.length * ENTITIES.length).toBe(MAX_ITEMS_PER_EXECUTION);
+    expect(HOURS.length * ENTITIES.length).toBe(MAX_ENTITY_HOURS_PER_EXECUTION);
     stand = await startStand({
       now: NOW,
       simulator: { paging: "nextLink", skipTokenLength: 2048, volume: () => 3 },
@@ -45,7 +46,9 @@ describe("the largest execution the configuration accepts", () => {
 
     expect(result.error).toBeUndefined();
     expect(result.status).toBe("SUCCEEDED");
-    expect(result.plan?.items).toHaveLength(MAX_ITEMS_PER_EXECUTION);
+    expect(entityHoursOf(result.plan?.items ?? [])).toHaveLength(MAX_ENTITY_HOURS_PER_EXECUTION);
+    // Forty runs of 25 entity-hours (see planRuns).
+    expect(result.plan?.items).toHaveLength(40);
     expect(result.plan?.maxConcurrency).toBe(40);
     // The local engine fails an execution at 25,000 events and any state over 256 KiB, as AWS does; these
     // figures show the margin.

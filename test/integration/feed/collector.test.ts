@@ -1,16 +1,21 @@
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
 import type { CitrixClient } from "../../../functions/lib/citrix/citrix-client";
-import type { CollectInput, CollectOutput } from "../../../functions/lib/config/contracts";
-import { CitrixUnavailableError } from "../../../functions/lib/config/errors";
-import { type CollectDeps, collectEntityHour } from "../../../functions/lib/feed/collector";
-import { collectedResultKey } from "../../../functions/lib/feed/keys";
+import {
+  type CollectInput,
+  type CollectOutput,
+  type CollectProgress,
+  collectedResultSchema,
+} from "../../../functions/lib/config/contracts";
+import { CitrixUnavailableError, StorageUnavailableError } from "../../../functions/lib/config/errors";
+import { type CollectDeps, collectRun } from "../../../functions/lib/feed/collector";
+import { collectedResultKey, runFinishedKey, runFinishedPrefix } from "../../../functions/lib/feed/keys";
 import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
 import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
 import { simulatorClient, stagedRecords } from "../../support/collect";
 
-// collectEntityHour against the Citrix simulator and the local S3 server, without the engine: one
+// collectRun against the Citrix simulator and the local S3 server, without the engine: one
 // invocation at a time, its time budget and input chosen by the test.
 const BUCKET = "collector-test";
 const CONTROL = "_control";
@@ -75,18 +80,28 @@ function deps(config: Partial<CollectDeps["config"]> = {}, now?: () => number, a
   };
 }
 
+const emptyProgress: CollectProgress = {
+  cursor: { skip: 0 },
+  segments: [],
+  parts: 0,
+  records: 0,
+  pages: 0,
+  invocations: 0,
+  largestPage: 0,
+};
+
 const start = (entity = "sessions"): CollectInput => ({ runId: "run-1", entity, hourUtc: HOUR });
 
 /** The records in the staging parts a result names, in order. */
 const staged = (output: CollectOutput) => stagedRecords(s3.client(), BUCKET, CONTROL, "run-1", output);
 
-describe("collectEntityHour", () => {
+describe("collectRun", () => {
   it("collects a whole hour in one invocation and writes its result for Commit", async () => {
-    const output = await collectEntityHour(deps({ partMaxRecords: 1000 }), start(), LONG);
+    const output = await collectRun(deps({ partMaxRecords: 1000 }), start(), LONG);
 
     expect(output).toMatchObject({ runId: "run-1", entity: "sessions", hourUtc: HOUR, done: true });
     expect(output.progress).toMatchObject({ records: 2500, parts: 3, pages: 3, invocations: 1 });
-    expect(output.progress.segments).toEqual([
+    expect(output.progress?.segments).toEqual([
       { attempt: expect.stringMatching(/^[0-9a-f]{8}$/), firstPart: 0, parts: 3, compressed: false },
     ]);
     expect(await staged(output)).toEqual(simulator.records("sessions", HOUR));
@@ -98,12 +113,12 @@ describe("collectEntityHour", () => {
       hourUtc: HOUR,
       records: 2500,
       parts: 3,
-      segments: output.progress.segments,
+      segments: output.progress?.segments,
     });
   });
 
   it("an empty hour is done after one request, with no parts and a result saying so", async () => {
-    const output = await collectEntityHour(deps(), start("machines"), LONG);
+    const output = await collectRun(deps(), start("machines"), LONG);
     expect(output.done).toBe(true);
     expect(output.progress).toMatchObject({ records: 0, parts: 0, pages: 1, segments: [] });
     expect(await store.getText(collectedResultKey(CONTROL, "run-1", "machines", HOUR))).toBeDefined();
@@ -121,31 +136,31 @@ describe("collectEntityHour", () => {
       clock += 1000;
       return getPage(...args);
     };
-    const first = await collectEntityHour(timed, start(), () => 1500);
+    const first = await collectRun(timed, start(), () => 1500);
     expect(first.done).toBe(false);
-    expect(first.progress.pages).toBe(2);
-    expect(first.progress.cursor).toEqual({ skip: 1000 });
+    expect(first.progress?.pages).toBe(2);
+    expect(first.progress?.cursor).toEqual({ skip: 1000 });
     expect(await store.getText(collectedResultKey(CONTROL, "run-1", "sessions", HOUR))).toBeUndefined();
 
     // Even with no time at all, an invocation pages once: the Choice loop always makes progress.
-    const second = await collectEntityHour(timed, { ...start(), progress: first.progress }, () => 0);
-    expect(second.progress.pages).toBe(3);
-    expect(second.progress.invocations).toBe(2);
+    const second = await collectRun(timed, { ...start(), progress: first.progress }, () => 0);
+    expect(second.progress?.pages).toBe(3);
+    expect(second.progress?.invocations).toBe(2);
 
-    const third = await collectEntityHour(timed, { ...start(), progress: second.progress }, LONG);
+    const third = await collectRun(timed, { ...start(), progress: second.progress }, LONG);
     expect(third.done).toBe(true);
-    expect(third.progress.invocations).toBe(3);
-    expect(third.progress.segments.map((segment) => segment.firstPart)).toEqual([0, 3, 5]);
-    expect(third.progress.parts).toBe(
-      third.progress.segments.reduce((sum, segment) => sum + segment.parts, 0),
+    expect(third.progress?.invocations).toBe(3);
+    expect(third.progress?.segments.map((segment) => segment.firstPart)).toEqual([0, 3, 5]);
+    expect(third.progress?.parts).toBe(
+      third.progress?.segments.reduce((sum, segment) => sum + segment.parts, 0),
     );
     expect(await staged(third)).toEqual(simulator.records("sessions", HOUR));
     expect(simulator.requests.length).toBeGreaterThan(requests);
   });
 
   it("writes gzip parts under .ndjson.gz names when GZIP is on", async () => {
-    const output = await collectEntityHour(deps({ gzip: true }), start("users"), LONG);
-    expect(output.progress.segments[0]?.compressed).toBe(true);
+    const output = await collectRun(deps({ gzip: true }), start("users"), LONG);
+    expect(output.progress?.segments[0]?.compressed).toBe(true);
     expect(await staged(output)).toEqual(simulator.records("users", HOUR));
   });
 
@@ -154,9 +169,9 @@ describe("collectEntityHour", () => {
     const capped = await startCitrixSimulator({ volume: { sessions: 2500 }, maxPageSize: 800 });
     try {
       const d = deps({ maxPagesInFlight: 4 }, undefined, capped);
-      const output = await collectEntityHour(d, start(), LONG);
+      const output = await collectRun(d, start(), LONG);
       expect(output.done).toBe(true);
-      expect(output.progress.records).toBe(2500);
+      expect(output.progress?.records).toBe(2500);
       const skips = capped.requests.filter((request) => request.entity).map((request) => request.skip);
       // 800, 800, 800, then 100 after a longer page: the end, with no request guessed ahead.
       expect(skips).toEqual([0, 800, 1600, 2400]);
@@ -167,8 +182,8 @@ describe("collectEntityHour", () => {
 
   it("in $skip paging with full pages keeps several requests in flight and collects every record once", async () => {
     const before = simulator.requests.length;
-    const output = await collectEntityHour(deps({ maxPagesInFlight: 3, pageSize: 500 }), start(), LONG);
-    expect(output.progress.records).toBe(2500);
+    const output = await collectRun(deps({ maxPagesInFlight: 3, pageSize: 500 }), start(), LONG);
+    expect(output.progress?.records).toBe(2500);
     expect(await staged(output)).toEqual(simulator.records("sessions", HOUR));
     const skips = simulator.requests
       .slice(before)
@@ -183,16 +198,14 @@ describe("collectEntityHour", () => {
 
   it("hands over on an outage after pages, keeping them, and fails at once on an outage before any", async () => {
     simulator.inject({ kind: "status", status: 503, times: 4, after: 1, entity: "sessions" });
-    const handed = await collectEntityHour(deps({ pageSize: 1000 }), start(), LONG);
+    const handed = await collectRun(deps({ pageSize: 1000 }), start(), LONG);
     expect(handed.done).toBe(false);
-    expect(handed.progress.pages).toBe(1);
-    expect(handed.progress.records).toBe(1000);
-    expect(handed.progress.segments).toHaveLength(1);
+    expect(handed.progress?.pages).toBe(1);
+    expect(handed.progress?.records).toBe(1000);
+    expect(handed.progress?.segments).toHaveLength(1);
 
     simulator.inject({ kind: "status", status: 503, times: 2, entity: "users" });
-    await expect(collectEntityHour(deps(), start("users"), LONG)).rejects.toBeInstanceOf(
-      CitrixUnavailableError,
-    );
+    await expect(collectRun(deps(), start("users"), LONG)).rejects.toBeInstanceOf(CitrixUnavailableError);
     expect(await store.listKeys(`${CONTROL}/staging/run-1/users/`)).toEqual([]);
   });
 
@@ -205,9 +218,9 @@ describe("collectEntityHour", () => {
       return getPage(...args);
     };
     // 10 s left, 8 s of them kept back: requests may start until 2 s; each page takes 1 s.
-    const output = await collectEntityHour(d, start(), () => 10_000);
+    const output = await collectRun(d, start(), () => 10_000);
     expect(output.done).toBe(false);
-    expect(output.progress.pages).toBe(2);
+    expect(output.progress?.pages).toBe(2);
     expect(
       logs.find((line) => line.message === "time budget spent, continuing in the next invocation"),
     ).toMatchObject({
@@ -230,11 +243,11 @@ describe("collectEntityHour", () => {
       largestPage: 0,
       notBefore: new Date(clock + 5000).toISOString(),
     };
-    const output = await collectEntityHour(d, { ...start("users"), progress }, LONG);
+    const output = await collectRun(d, { ...start("users"), progress }, LONG);
     expect(sleeps[0]).toBe(5000);
     expect(output.done).toBe(true);
     // Honoured once: the output asks nothing of a next invocation.
-    expect(output.progress.notBefore).toBeUndefined();
+    expect(output.progress?.notBefore).toBeUndefined();
     clock += 0;
   });
 
@@ -248,13 +261,13 @@ describe("collectEntityHour", () => {
       after: 1,
       entity: "sessions",
     });
-    const output = await collectEntityHour(
+    const output = await collectRun(
       deps({}, () => clock),
       start(),
       LONG,
     );
     expect(output.done).toBe(false);
-    expect(output.progress.notBefore).toBe(new Date(clock + 120_000).toISOString());
+    expect(output.progress?.notBefore).toBe(new Date(clock + 120_000).toISOString());
     expect(
       logs.find((line) => line.message === "Citrix API unavailable, handing over to the next invocation"),
     ).toMatchObject({
@@ -265,9 +278,9 @@ describe("collectEntityHour", () => {
 
   it("drops the repeat of a server that ignores $skip, collecting its only page once", async () => {
     simulator.inject({ kind: "ignoreSkip", times: 1, entity: "users", skip: 300 });
-    const output = await collectEntityHour(deps(), start("users"), LONG);
+    const output = await collectRun(deps(), start("users"), LONG);
     expect(output.done).toBe(true);
-    expect(output.progress.records).toBe(300);
+    expect(output.progress?.records).toBe(300);
     expect(await staged(output)).toEqual(simulator.records("users", HOUR));
     expect(
       logs.find(
@@ -282,10 +295,157 @@ describe("collectEntityHour", () => {
     // The guess past the end is slow to answer: it is still in flight when the short page ends the hour.
     simulator.inject({ kind: "slow", delayMs: 2000, times: 2, entity: "sessions", skip: 3000 });
     const before = simulator.requests.length;
-    const output = await collectEntityHour(deps({ maxPagesInFlight: 4, pageSize: 1000 }), start(), LONG);
-    expect(output.progress.records).toBe(2500);
+    const output = await collectRun(deps({ maxPagesInFlight: 4, pageSize: 1000 }), start(), LONG);
+    expect(output.progress?.records).toBe(2500);
     await new Promise((resolve) => setTimeout(resolve, 100));
     const slowGuess = simulator.requests.slice(before).find((request) => request.skip === 3000);
     expect(slowGuess?.aborted).toBe(true);
+  });
+});
+
+describe("collectRun over a run of entity-hours", () => {
+  const NEXT_HOUR = "2026-11-24T09:00:00Z";
+  const run = (itemIndex?: number): CollectInput => ({
+    runId: "run-1",
+    entity: "sessions",
+    hourUtc: HOUR,
+    rest: [
+      { entity: "users", hourUtc: HOUR },
+      { entity: "machines", hourUtc: HOUR },
+      { entity: "sessions", hourUtc: NEXT_HOUR },
+    ],
+    ...(itemIndex === undefined ? {} : { itemIndex }),
+  });
+  const resultOf = async (entity: string, hourUtc: string) =>
+    (await store.getText(collectedResultKey(CONTROL, "run-1", entity, hourUtc)))?.body;
+
+  it("collects every entity-hour of the run in one invocation, each with its result, and marks the run finished", async () => {
+    const output = await collectRun(deps({ partMaxRecords: 1000 }), run(2), LONG);
+
+    expect(output).toMatchObject({
+      entity: "sessions",
+      hourUtc: NEXT_HOUR,
+      rest: [],
+      itemIndex: 2,
+      done: true,
+    });
+    expect(output.finished).toEqual([
+      { entity: "sessions", hourUtc: HOUR, pages: 3, records: 2500, parts: 3, invocations: 1 },
+      // One page: the entity-hour before showed that the API serves TOP_N in full, so a short page is the end.
+      { entity: "users", hourUtc: HOUR, pages: 1, records: 300, parts: 1, invocations: 1 },
+      { entity: "machines", hourUtc: HOUR, pages: 1, records: 0, parts: 0, invocations: 1 },
+      { entity: "sessions", hourUtc: NEXT_HOUR, pages: 3, records: 2500, parts: 3, invocations: 1 },
+    ]);
+    expect(output.runTotals).toEqual({ entityHours: 4, pages: 8, records: 5300, parts: 7 });
+    for (const { entity, hourUtc } of output.finished) {
+      const result = collectedResultSchema.parse(JSON.parse((await resultOf(entity, hourUtc)) ?? ""));
+      expect(
+        await staged({
+          ...output,
+          entity,
+          hourUtc,
+          progress: { ...emptyProgress, segments: result.segments },
+        }),
+      ).toEqual(simulator.records(entity, hourUtc));
+    }
+    expect(await store.listKeys(runFinishedPrefix(CONTROL, "run-1"))).toEqual([
+      runFinishedKey(CONTROL, "run-1", 2),
+    ]);
+  });
+
+  it("sends the next entity-hour's first request while the one before writes its result, which follows its parts", async () => {
+    const puts: string[] = [];
+    let releaseResult: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => {
+      releaseResult = resolve;
+    });
+    const firstResult = collectedResultKey(CONTROL, "run-1", "sessions", HOUR);
+    class WatchedStore extends S3Store {
+      override async put(...args: Parameters<S3Store["put"]>) {
+        if (args[0] === firstResult) await held;
+        puts.push(args[0]);
+        return super.put(...args);
+      }
+    }
+    const d = { ...deps({ partMaxRecords: 1000 }), store: new WatchedStore(store.client, BUCKET) };
+    const before = simulator.requests.length;
+    const collecting = collectRun(d, { ...run(), rest: [{ entity: "users", hourUtc: HOUR }] }, LONG);
+    // The result of the first entity-hour is held back: the second's request goes out all the same.
+    await vi.waitFor(
+      () => expect(simulator.requests.slice(before).some((request) => request.entity === "users")).toBe(true),
+      { timeout: 2000 },
+    );
+    expect(await resultOf("sessions", HOUR)).toBeUndefined();
+    releaseResult();
+    const output = await collecting;
+    expect(output.done).toBe(true);
+    const staging = (entity: string) => puts.filter((key) => key.includes(`/staging/run-1/${entity}/`));
+    expect(staging("sessions")).toHaveLength(3);
+    // Each result is written after every part it names.
+    expect(puts.indexOf(firstResult)).toBeGreaterThan(
+      Math.max(...staging("sessions").map((key) => puts.indexOf(key))),
+    );
+    const usersResult = collectedResultKey(CONTROL, "run-1", "users", HOUR);
+    expect(puts.indexOf(usersResult)).toBeGreaterThan(puts.indexOf(staging("users")[0] ?? ""));
+  });
+
+  it("hands the next entity-hour over when its time is spent, and the next invocation collects the rest", async () => {
+    let clock = 0;
+    const d = deps({}, () => clock);
+    const getPage = d.citrix.getPage.bind(d.citrix);
+    d.citrix.getPage = async (...args) => {
+      clock += 1000;
+      return getPage(...args);
+    };
+    // Time for the three pages of the first entity-hour, none for the second.
+    const first = await collectRun(d, run(), () => 2500);
+    expect(first).toMatchObject({ done: false, entity: "users", hourUtc: HOUR });
+    expect(first.rest).toEqual(run().rest?.slice(1));
+    expect(first.progress).toMatchObject({ pages: 0, records: 0, parts: 0, invocations: 0 });
+    expect(first.finished.map(({ entity }) => entity)).toEqual(["sessions"]);
+    expect(await resultOf("users", HOUR)).toBeUndefined();
+
+    const second = await collectRun(d, first, LONG);
+    expect(second.done).toBe(true);
+    expect(second.finished.map(({ entity, hourUtc }) => `${entity} ${hourUtc}`)).toEqual([
+      `users ${HOUR}`,
+      `machines ${HOUR}`,
+      `sessions ${NEXT_HOUR}`,
+    ]);
+    expect(second.finished[0]?.invocations).toBe(1);
+    expect(second.runTotals).toEqual({ entityHours: 4, pages: 8, records: 5300, parts: 3 });
+  });
+
+  it("hands over the entity-hour that fails after others finished on a fault Retry retries; the next fails on it", async () => {
+    class FailingStore extends S3Store {
+      override async put(...args: Parameters<S3Store["put"]>) {
+        if (args[0].includes("/staging/run-1/users/")) throw new StorageUnavailableError("S3 answered 503");
+        return super.put(...args);
+      }
+    }
+    const failing = { ...deps(), store: new FailingStore(store.client, BUCKET) };
+    const first = await collectRun(failing, run(), LONG);
+    expect(first).toMatchObject({ done: false, entity: "users", hourUtc: HOUR });
+    expect(first.progress).toBeUndefined();
+    expect(first.finished.map(({ entity }) => entity)).toEqual(["sessions"]);
+    expect(await resultOf("sessions", HOUR)).toBeDefined();
+    expect(
+      logs.find(
+        (line) => line.message === "collecting the entity-hour failed; handing it to the next invocation",
+      ),
+    ).toMatchObject({ entity: "users", hour: HOUR, reason: expect.stringContaining("S3 answered 503") });
+    const sessionsRequests = simulator.requests.filter((request) => request.entity === "sessions").length;
+
+    await expect(collectRun(failing, first, LONG)).rejects.toBeInstanceOf(StorageUnavailableError);
+    // The entity-hour that finished is not collected again.
+    expect(simulator.requests.filter((request) => request.entity === "sessions")).toHaveLength(
+      sessionsRequests,
+    );
+  });
+
+  it("fails at once on a fault that needs an operator, even after entity-hours finished", async () => {
+    simulator.inject({ kind: "wrongEnvelope", times: 1, entity: "users" });
+    await expect(collectRun(deps(), run(), LONG)).rejects.toMatchObject({ name: "CitrixResponseError" });
+    expect(await resultOf("sessions", HOUR)).toBeDefined();
   });
 });

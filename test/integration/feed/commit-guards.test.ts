@@ -72,7 +72,7 @@ describe("an hour another execution published with fewer entities", () => {
     const [hour] = backfill.commit?.hours ?? [];
     expect(hour?.outcome).toBe("published");
     expect(hour?.publisher).toBe("more-1");
-    expect(backfill.plan?.items).toEqual([{ entity: "users", hourUtc: HOURS[0] }]);
+    expect(backfill.plan?.items).toEqual([{ entity: "users", hourUtc: HOURS[0], rest: [] }]);
     expect(hour?.records).toEqual({
       sessions: { published: 2500, outcome: "already-published", publisher: "fewer-1" },
       users: { collected: 300, published: 300, outcome: "published", publisher: "more-1" },

@@ -12,6 +12,7 @@ import {
   publishedMarkerKey,
 } from "../../../functions/lib/feed/keys";
 import { type ExecutionStatus, type PlanDeps, planRun } from "../../../functions/lib/feed/plan-run";
+import { entityHoursOf } from "../../../functions/lib/feed/planner";
 import {
   advanceWatermark,
   firstRunHour,
@@ -369,7 +370,9 @@ describe("planRun", () => {
       maxConcurrency: 1,
       lagHours: 4,
     });
-    expect(output.items).toEqual([H(8), H(9), H(10)].map((hourUtc) => ({ entity: "sessions", hourUtc })));
+    expect(entityHoursOf(output.items)).toEqual(
+      [H(8), H(9), H(10)].map((hourUtc) => ({ entity: "sessions", hourUtc })),
+    );
     expect(JSON.parse((await store.getText(leaseKey(CONTROL, "run-1")))?.body ?? "")).toEqual({
       runId: "run-1",
       hours: [H(8), H(9), H(10)],
@@ -389,7 +392,8 @@ describe("planRun", () => {
         watermark: H(6),
         firstHour: H(8),
         lastHour: H(10),
-        items: 3,
+        entityHours: 3,
+        runs: 1,
         deferredHours: 1,
         lagHours: 4,
       }),
@@ -404,7 +408,7 @@ describe("planRun", () => {
     expect(output).toMatchObject({ hours: [], items: [], deferred: { "running-1": [H(9)] } });
     expect(await store.getText(leaseKey(CONTROL, "run-1"))).toBeUndefined();
     expect(logged("planned collection")).toEqual([
-      expect.objectContaining({ firstHour: null, lastHour: null, items: 0, deferredHours: 1 }),
+      expect.objectContaining({ firstHour: null, lastHour: null, entityHours: 0, runs: 0, deferredHours: 1 }),
     ]);
   });
 
@@ -444,14 +448,18 @@ describe("planRun", () => {
 
     const backfill = await plan({ backfill: { from: H(5), to: H(7) } }, {}, both);
     expect(backfill.hours).toEqual([H(5), H(6), H(7)]);
-    expect(backfill.items).toEqual([item("sessions", 5), item("users", 6)]);
+    expect(entityHoursOf(backfill.items)).toEqual([item("sessions", 5), item("users", 6)]);
     expect(logged("planned collection")).toEqual([
-      expect.objectContaining({ items: 2, alreadyPublished: 4 }),
+      expect.objectContaining({ entityHours: 2, alreadyPublished: 4 }),
     ]);
 
     const scheduled = await plan({}, {}, both);
     expect(scheduled.hours).toEqual([H(9), H(10)]);
-    expect(scheduled.items).toEqual([item("sessions", 9), item("users", 9), item("sessions", 10)]);
+    expect(entityHoursOf(scheduled.items)).toEqual([
+      item("sessions", 9),
+      item("users", 9),
+      item("sessions", 10),
+    ]);
   });
 
   it("starts a first run at FIRST_HOUR_UTC, or at the newest eligible hour, and records where", async () => {
@@ -512,7 +520,7 @@ describe("planRun", () => {
     expect(output.hours).toEqual([H(9), H(10)]);
   });
 
-  it("runs as many iterations as the items when the API's limit allows more, and says nothing of it", async () => {
+  it("runs as many iterations as the entity-hours when the API's limit allows more, and says nothing of it", async () => {
     await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}');
     await store.put(pageWindowHintKey(CONTROL), pageWindowHint(NOW, { limit: 9 }), "application/json");
     const output = await plan();

@@ -120,10 +120,10 @@ describe("paging", () => {
 
     expect(result.status).toBe("SUCCEEDED");
     const item = result.collected?.[0];
-    expect(item?.progress.pages).toBe(9); // 8 full pages of 500, then the short page of 321
-    expect(item?.progress.invocations).toBe(9);
+    expect(item?.pages).toBe(9); // 8 full pages of 500, then the short page of 321
+    expect(item?.invocations).toBe(9);
     expect(result.invocations.collect).toBe(9);
-    expect(item?.progress.records).toBe(4321);
+    expect(item?.records).toBe(4321);
     await expectFeedMatchesSimulator(stand, "sessions", HOURS[2] as string);
   });
 

@@ -9,7 +9,7 @@ const PLAN: PlanOutput = {
   hours: HOURS,
   entities: ["sessions", "users"],
   deferred: {},
-  items: HOURS.flatMap((hourUtc) => ["sessions", "users"].map((entity) => ({ entity, hourUtc }))),
+  items: HOURS.flatMap((hourUtc) => ["sessions", "users"].map((entity) => ({ entity, hourUtc, rest: [] }))),
   watermark: { hourUtc: null, etag: null },
   maxConcurrency: 4,
   lagHours: 0,
@@ -22,6 +22,7 @@ function output(
   pages: number,
   records: number,
 ): CollectOutput {
+  const invocations = 1;
   return {
     runId: "local-1",
     entity,
@@ -33,8 +34,15 @@ function output(
       parts: 1,
       records,
       pages,
-      invocations: 1,
+      invocations,
       largestPage: 1000,
+    },
+    finished: done ? [{ entity, hourUtc, pages, records, parts: 1, invocations }] : [],
+    runTotals: {
+      entityHours: done ? 1 : 0,
+      pages: done ? pages : 0,
+      records: done ? records : 0,
+      parts: done ? 1 : 0,
     },
   };
 }

@@ -199,7 +199,9 @@ describe("loadConfig errors", () => {
   it("rejects more hours × entities than one execution's history holds, with the numbers and the fix", () => {
     const tenEntities = Array.from({ length: 10 }, (_, i) => `entity${i}`).join(",");
     const error = configError({ ...base, MAX_HOURS_PER_RUN: "168", ENTITIES: tenEntities });
-    expect(error.message).toContain("MAX_HOURS_PER_RUN (168) × ENTITIES (10) = 1680 Map items per execution");
+    expect(error.message).toContain(
+      "MAX_HOURS_PER_RUN (168) × ENTITIES (10) = 1680 entity-hours per execution",
+    );
     expect(error.message).toContain("set MAX_HOURS_PER_RUN to 100 or less");
     // The largest combinations accepted: 100 hours of 10 entities, 168 hours of the default 3 (and of 5).
     expect(loadConfig({ ...base, MAX_HOURS_PER_RUN: "100", ENTITIES: tenEntities }).maxHoursPerRun).toBe(100);

@@ -1,10 +1,14 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { InvalidInputError } from "../../../functions/lib/config/errors";
 import {
+  entityHoursOf,
   lagHours,
+  MAX_ENTITY_HOURS_PER_RUN,
   newestEligibleHour,
   planBackfillHours,
   planHours,
+  planRuns,
   planWorkItems,
   scheduleMinute,
 } from "../../../functions/lib/feed/planner";
@@ -258,6 +262,52 @@ describe("planWorkItems", () => {
 
   it("is empty when there are no hours", () => {
     expect(planWorkItems([], ["sessions"], new Map())).toEqual([]);
+  });
+});
+
+describe("planRuns", () => {
+  const entityHours = (count: number) =>
+    Array.from({ length: count }, (_, index) => ({
+      entity: `e${index % 3}`,
+      hourUtc: utcHour("2026-11-24T00:00:00Z", Math.floor(index / 3)),
+    }));
+
+  it("gives each iteration at once a contiguous run, the first runs one longer when they do not divide evenly", () => {
+    const items = entityHours(7);
+    expect(planRuns(items, 3)).toEqual([
+      { ...items[0], rest: [items[1], items[2]] },
+      { ...items[3], rest: [items[4]] },
+      { ...items[5], rest: [items[6]] },
+    ]);
+  });
+
+  it("is one run of everything for one iteration, and a run of one per entity-hour when there are fewer", () => {
+    const items = entityHours(4);
+    expect(planRuns(items, 1)).toEqual([{ ...items[0], rest: items.slice(1) }]);
+    expect(planRuns(items, 10)).toEqual(items.map((item) => ({ ...item, rest: [] })));
+    expect(planRuns([], 4)).toEqual([]);
+  });
+
+  it("makes more runs than iterations rather than one longer than MAX_ENTITY_HOURS_PER_RUN", () => {
+    const runs = planRuns(entityHours(2 * MAX_ENTITY_HOURS_PER_RUN + 1), 1);
+    const third = Math.ceil((2 * MAX_ENTITY_HOURS_PER_RUN + 1) / 3);
+    expect(runs.map((run) => 1 + run.rest.length)).toEqual([third, third, third]);
+  });
+
+  it("holds every entity-hour once, in order, in at most the iterations' runs of lengths one apart", () => {
+    fc.assert(
+      fc.property(fc.nat(1000), fc.integer({ min: 1, max: 40 }), (count, iterations) => {
+        const items = entityHours(count);
+        const runs = planRuns(items, iterations);
+        expect(entityHoursOf(runs)).toEqual(items);
+        const lengths = runs.map((run) => 1 + run.rest.length);
+        if (count === 0) return;
+        expect(Math.max(...lengths) - Math.min(...lengths)).toBeLessThanOrEqual(1);
+        expect(Math.max(...lengths)).toBeLessThanOrEqual(MAX_ENTITY_HOURS_PER_RUN);
+        const wanted = Math.max(iterations, Math.ceil(count / MAX_ENTITY_HOURS_PER_RUN));
+        expect(runs).toHaveLength(Math.min(count, wanted));
+      }),
+    );
   });
 });
 
