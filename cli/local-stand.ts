@@ -133,9 +133,13 @@ export async function openLocalStand(options: LocalStandOptions, io: LocalStandI
         : directoryExecutionStore(path.join(dataDirectory, EXECUTIONS_FOLDER));
     const progress = new CollectionProgress(io.stdout);
     const results = new Map<string, LocalCollectionResult>();
-    const logSink = options.verbose
+    const write = options.verbose
       ? (line: string) => io.stderr.write(line)
       : (line: string) => appendFileSync(logFile, line);
+    const logSink = (line: string) => {
+      write(line);
+      progress.logged(line);
+    };
     const localApi = await startLocalStepFunctions({
       store,
       execute: async ({ name, input, redrive }) => {

@@ -1,4 +1,10 @@
-import type { CollectOutput, CommitOutput, PlanOutput } from "../functions/lib/config/contracts";
+import type {
+  CollectOutput,
+  CommitOutput,
+  EntityHourFigures,
+  PlanOutput,
+} from "../functions/lib/config/contracts";
+import { parseJson } from "../functions/lib/feed/manifest";
 import { entityHoursOf } from "../functions/lib/feed/planner";
 import { formatCount, type Output } from "./context";
 
@@ -67,18 +73,34 @@ export class CollectionProgress {
     this.redraw();
   }
 
-  /** Each entity-hour the invocation finished gets its line; the one it handed over stays live. */
+  /** Each entity-hour the invocation finished gets its line (if a log line did not give it one); the one it handed over stays live. */
   invoked(output: CollectOutput): void {
-    for (const { entity, hourUtc, pages, records, parts, invocations } of output.finished) {
-      const row = this.row(entity, hourUtc);
-      Object.assign(row, { state: "collected", pages, records, parts, invocations });
-      this.print(rowLine(row));
-    }
+    for (const figures of output.finished) this.collected(figures);
     if (output.done) return;
     const row = this.row(output.entity, output.hourUtc);
     const { pages = 0, records = 0, parts = 0, invocations = 0 } = output.progress ?? {};
     Object.assign(row, { state: "collecting", pages, records, parts, invocations });
     this.redraw();
+  }
+
+  /**
+   * A log line of the functions: an invocation collects a run of entity-hours, so each one's line is printed
+   * when it logs that it is collected, not when the invocation ends.
+   */
+  logged(line: string): void {
+    const fields = parseJson(line) as Record<string, unknown> | null | undefined;
+    if (typeof fields !== "object" || fields?.message !== "entity-hour collected") return;
+    const { entity, hour, pages, records, parts, invocation } = fields;
+    if (typeof entity !== "string" || typeof hour !== "string") return;
+    const count = (value: unknown) => (typeof value === "number" ? value : 0);
+    this.collected({
+      entity,
+      hourUtc: hour,
+      pages: count(pages),
+      records: count(records),
+      parts: count(parts),
+      invocations: count(invocation),
+    });
   }
 
   failed(entity: string, hourUtc: string, error: unknown): void {
@@ -103,6 +125,13 @@ export class CollectionProgress {
   /** Leaves the terminal with no live area, before a summary is printed below. */
   finish(): void {
     this.erase();
+  }
+
+  private collected({ entity, hourUtc, pages, records, parts, invocations }: EntityHourFigures): void {
+    const row = this.row(entity, hourUtc);
+    if (row.state === "collected") return;
+    Object.assign(row, { state: "collected", pages, records, parts, invocations });
+    this.print(rowLine(row));
   }
 
   private row(entity: string, hourUtc: string): Row {

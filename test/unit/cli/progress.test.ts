@@ -105,6 +105,40 @@ describe("the local run's progress display", () => {
     for (const line of tty.screen()) expect(line.length).toBeLessThan(40);
   });
 
+  it("prints an entity-hour of a run when its log line says it is collected, and once only", () => {
+    let text = "";
+    const progress = new CollectionProgress({ write: (chunk: string) => (text += chunk) });
+    progress.planned(PLAN);
+    progress.invoking("sessions", HOURS[0] as string);
+    progress.logged("not JSON\n");
+    progress.logged(`${JSON.stringify({ message: "fetched page", entity: "sessions", hour: HOURS[0] })}\n`);
+    const logLine = { message: "entity-hour collected", entity: "sessions", hour: HOURS[0] };
+    progress.logged(`${JSON.stringify({ ...logLine, pages: 3, records: 12500, parts: 1, invocation: 1 })}\n`);
+    const printed = text.split("\n").slice(1, -1);
+    expect(printed).toEqual([
+      "sessions    2026-11-24T08:00:00Z  collected   pages 3  records 12,500  parts 1  invocations 1",
+    ]);
+    // The invocation's output names it among those it finished: it is not printed again.
+    progress.invoked({
+      ...output("users", HOURS[0] as string, true, 1, 300),
+      finished: [
+        {
+          entity: "sessions",
+          hourUtc: HOURS[0] as string,
+          pages: 3,
+          records: 12500,
+          parts: 1,
+          invocations: 1,
+        },
+        { entity: "users", hourUtc: HOURS[0] as string, pages: 1, records: 300, parts: 1, invocations: 1 },
+      ],
+    });
+    expect(text.split("\n").slice(1, -1)).toEqual([
+      ...printed,
+      "users       2026-11-24T08:00:00Z  collected   pages 1  records 300  parts 1  invocations 1",
+    ]);
+  });
+
   it("elsewhere writes one plain line per entity-hour, when it is collected, and never moves the cursor", () => {
     let text = "";
     const progress = new CollectionProgress({ write: (chunk: string) => (text += chunk) });
