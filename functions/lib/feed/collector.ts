@@ -155,7 +155,9 @@ async function pageEntityHour(
   run: { deadlineMs: number; pagesBefore: number; servedTop: number | undefined },
 ): Promise<PagedEntityHour> {
   const { deadlineMs, pagesBefore } = run;
-  limit.logTo(deps.log);
+  // Pages before it in this invocation: it follows another entity-hour of the run.
+  if (pagesBefore > 0) limit.nextEntityHour(deps.log);
+  else limit.logTo(deps.log);
   const segment = new SegmentWriter(deps, input);
   const pacer = new PagePacer(deps, limit, deadlineMs);
   const source = new PageSource(deps, input, pacer, deadlineMs, pagesBefore);

@@ -93,6 +93,22 @@ export class SharedLimit {
     return this.sharedHint?.servedTop;
   }
 
+  /**
+   * The run goes on to its next entity-hour, whose lines go to `log`. Under a limit the API enforced, it
+   * starts at its share, as a fresh entity-hour would (see startingWindow): the window an entity-hour ends with
+   * may be part way to a probe above the limit, and carried on, every run would probe more often than once per
+   * probeRounds windows of an entity-hour, and be refused more. Otherwise the window carries on growing.
+   */
+  nextEntityHour(log: Logger): void {
+    this.deps = { ...this.deps, log };
+    const hint = this.sharedHint;
+    if (!hint?.throttled) return;
+    this.current = new PageWindow(
+      this.deps.config.maxPagesInFlight,
+      startingWindow(hint, this.iterations, this.item),
+    );
+  }
+
   /** Where its lines go from now on: the log of the entity-hour of the run being collected. */
   logTo(log: Logger): void {
     this.deps = { ...this.deps, log };

@@ -4,7 +4,7 @@ import { createLogger } from "../../../functions/lib/aws/log";
 import { S3Store } from "../../../functions/lib/aws/s3-store";
 import type { CitrixClientOptions } from "../../../functions/lib/citrix/citrix-client";
 import { FIRST_PROBE_ROUNDS, FIRST_WINDOW } from "../../../functions/lib/citrix/page-window";
-import type { CollectOutput, CollectProgress } from "../../../functions/lib/config/contracts";
+import type { CollectOutput, CollectProgress, WorkItem } from "../../../functions/lib/config/contracts";
 import { type CollectDeps, collectRun } from "../../../functions/lib/feed/collector";
 import { pageWindowHintKey } from "../../../functions/lib/feed/keys";
 import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
@@ -274,6 +274,24 @@ describe("the adaptive page window", () => {
     expect(output.progress?.records).toBe(simulator.recordCount("sessions", HOUR));
     // At its own two requests, never the hint's eight.
     expect(throttled()).toEqual([]);
+  });
+
+  it("starts each entity-hour of a run at its share of a limit the API enforced, not part way to a probe", async () => {
+    simulator.setOptions({ concurrencyLimit: { requests: 2 } });
+    await storeHint(2, true);
+    // Each entity-hour is 40 pages: under the 128 full pages (32 windows of at least four) a window waits at its
+    // limit before probing above it. Carried on from one to the next, the window of the run's fourth entity-hour
+    // would probe, and be refused.
+    const [first, ...rest] = HOURS.map((hourUtc) => ({ entity: "sessions", hourUtc }));
+    const output = await collectRun(
+      deps("run-1"),
+      { runId: "run-1", ...(first as WorkItem), rest },
+      () => 600_000,
+    );
+    expect(output.done).toBe(true);
+    expect(output.finished.map((figures) => figures.records)).toEqual([4000, 4000, 4000, 4000]);
+    expect(throttled()).toEqual([]);
+    expect(simulator.meanConcurrentRequests).toBeGreaterThan(1.5);
   });
 
   it("shares a refusal of a resumed invocation: its window is known from the start", async () => {
