@@ -40,6 +40,7 @@ interface PageRequest {
 export class PageSource {
   private readonly walker: PageWalker;
   private readonly inFlight: PageRequest[] = [];
+  private pagesRead = 0;
   /** When the API will serve the page this invocation could not get: the next invocation waits until then. */
   retryAtMs: number | undefined;
 
@@ -65,8 +66,6 @@ export class PageSource {
   get done(): boolean {
     return this.walker.done;
   }
-
-  private pagesRead = 0;
 
   /** Pages of this entity-hour read by this invocation. */
   get pagesThisInvocation(): number {

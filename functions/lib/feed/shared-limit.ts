@@ -15,7 +15,7 @@ import type { CollectInput, PageWindowHint } from "../config/contracts";
 import { collectedResultPrefix, runFinishedPrefix } from "./keys";
 import { readPageWindowHint, sharePageWindow } from "./page-window-hint";
 
-/** How often an iteration sharing a known limit counts those of its run that finished (one S3 LIST). */
+/** How often an iteration sharing a known limit counts the Map items of its execution that finished (one S3 LIST). */
 const RECOUNT_MS = 2_000;
 
 export interface SharedLimitDeps {
