@@ -5,6 +5,7 @@ import { manifestKey } from "../../../functions/lib/feed/keys";
 import {
   currentGenerations,
   hourReport,
+  hoursInParallel,
   publishedEntitiesOfHour,
   stagingLostError,
   stagingVerdict,
@@ -16,6 +17,17 @@ const part = (n: number, sourceExists: boolean, destinationExists: boolean) => (
   destination: `feed/${n}`,
   sourceExists,
   destinationExists,
+});
+
+describe("hoursInParallel", () => {
+  it("publishes about 36 entity-hours at once, whole hours, never fewer than four hours", () => {
+    expect(hoursInParallel(1)).toBe(36);
+    expect(hoursInParallel(3)).toBe(12);
+    expect(hoursInParallel(5)).toBe(7);
+    expect(hoursInParallel(9)).toBe(4);
+    expect(hoursInParallel(10)).toBe(4);
+    expect(hoursInParallel(40)).toBe(4);
+  });
 });
 
 describe("stagingVerdict", () => {
