@@ -249,7 +249,8 @@ function figuresOf({ entity, hourUtc }: WorkItem, progress: CollectProgress): En
 
 /**
  * Writes each page the source serves to the segment, asking for the next page(s) before a page is turned into
- * NDJSON and uploaded. Returns the entity-hour's record count, `records` before.
+ * NDJSON and uploaded (the first request went out before the hint was read). Returns the entity-hour's record
+ * count, `records` before.
  */
 async function pageIntoParts(
   source: PageSource,
@@ -260,7 +261,6 @@ async function pageIntoParts(
 ): Promise<number> {
   let total = records;
   try {
-    source.sendAhead();
     for (let page = await source.next(); page; page = await source.next()) {
       if (page.fresh) total += page.records.length;
       log.info("fetched page", { page: source.pages, records: page.records.length, total });

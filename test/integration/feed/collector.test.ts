@@ -416,6 +416,50 @@ describe("collectRun over a run of entity-hours", () => {
     expect(second.runTotals).toEqual({ entityHours: 4, pages: 8, records: 5300, parts: 3 });
   });
 
+  it("resumes the entity-hour it was handed part way, and starts the next of the run afresh", async () => {
+    let clock = 0;
+    const d = deps({ partMaxRecords: 1000 }, () => clock);
+    const getPage = d.citrix.getPage.bind(d.citrix);
+    d.citrix.getPage = async (...args) => {
+      clock += 1000;
+      return getPage(...args);
+    };
+    const twoOfOne = { ...run(), rest: [{ entity: "users", hourUtc: HOUR }] };
+    // Time for two of the first entity-hour's three pages.
+    const first = await collectRun(d, twoOfOne, () => 1500);
+    expect(first).toMatchObject({ done: false, entity: "sessions", hourUtc: HOUR, rest: twoOfOne.rest });
+    expect(first.progress).toMatchObject({ pages: 2, records: 2000, parts: 2, invocations: 1 });
+    // The window it paged with goes on in the next invocation.
+    expect(first.progress?.window).toBeDefined();
+    expect(first.finished).toEqual([]);
+
+    const second = await collectRun(d, first, LONG);
+    expect(second.done).toBe(true);
+    expect(second.finished).toEqual([
+      { entity: "sessions", hourUtc: HOUR, pages: 3, records: 2500, parts: 3, invocations: 2 },
+      { entity: "users", hourUtc: HOUR, pages: 1, records: 300, parts: 1, invocations: 1 },
+    ]);
+    for (const { entity, hourUtc } of second.finished) {
+      const result = collectedResultSchema.parse(JSON.parse((await resultOf(entity, hourUtc)) ?? ""));
+      expect(
+        await staged({
+          ...second,
+          entity,
+          hourUtc,
+          progress: { ...emptyProgress, segments: result.segments },
+        }),
+      ).toEqual(simulator.records(entity, hourUtc));
+    }
+  });
+
+  it("marks only a run finished, not a Map item of one entity-hour (which the recount counts by its result)", async () => {
+    const { rest: _, ...single } = run(1);
+    const output = await collectRun(deps(), single, LONG);
+    expect(output).toMatchObject({ done: true, itemIndex: 1 });
+    expect(output.rest).toBeUndefined();
+    expect(await store.listKeys(runFinishedPrefix(CONTROL, "run-1"))).toEqual([]);
+  });
+
   it("hands over the entity-hour that fails after others finished on a fault Retry retries; the next fails on it", async () => {
     class FailingStore extends S3Store {
       override async put(...args: Parameters<S3Store["put"]>) {
