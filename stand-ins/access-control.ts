@@ -39,6 +39,7 @@ export interface PolicyStatement {
   Effect: string;
   Action?: string | string[];
   Resource?: string | string[];
+  NotResource?: string | string[];
   Condition?: unknown;
 }
 
@@ -133,15 +134,16 @@ export async function authorize(
 }
 
 /** What the simulator decided for one principal's request, and which statements allowed it. */
-interface Decision {
+export interface Decision {
   overallResult: string;
   allowedBy: string[];
 }
 
 /**
  * Decisions already made, per principal (whose policies a key id fixes): the simulator's matching of resource
- * types is most of what a local collection costs in CPU, and requests repeat (the state file, the page window's
- * hint, listings of one prefix). Bounded: a principal's cache is emptied when it reaches DECISIONS_KEPT.
+ * types is most of what a local collection costs in CPU. Requests repeat (the state file, the page window's
+ * hint, listings of one prefix), and S3 objects that the policies cannot tell apart share one decision (see
+ * s3ObjectClass). Bounded: a principal's cache is emptied when it reaches DECISIONS_KEPT.
  */
 const decisions = new WeakMap<Principal, Map<string, Decision>>();
 const DECISIONS_KEPT = 10_000;
@@ -151,13 +153,13 @@ async function evaluate(principal: Principal, check: AccessCheck): Promise<strin
   decisions.set(principal, known);
   const key = JSON.stringify([
     check.action,
-    check.resource,
+    s3ObjectClass(principal, check.resource) ?? check.resource,
     check.context ?? {},
     check.resourcePolicy ?? null,
   ]);
   let decision = known.get(key);
   if (!decision) {
-    decision = await simulate(principal, check);
+    decision = await simulateAccess(principal, check);
     if (known.size >= DECISIONS_KEPT) known.clear();
     known.set(key, decision);
   }
@@ -173,7 +175,63 @@ async function evaluate(principal: Principal, check: AccessCheck): Promise<strin
   return decision.overallResult;
 }
 
-async function simulate(principal: Principal, check: AccessCheck): Promise<Decision> {
+/**
+ * What of an S3 object's ARN the principal's policies can see: its bucket, and which of their Resource and
+ * NotResource patterns match it. The simulator looks at the object's key only through those patterns (its
+ * resource type is an object's whatever the key), so objects alike in both get the same decision: a
+ * catch-up's Commit names hundreds of keys, each once, and would otherwise simulate each. Undefined, to decide
+ * on the exact ARN, for any other resource, a key with characters a pattern treats apart (`:`, `*`, `?`), or
+ * policies with a pattern this whole-ARN matching could read differently from the simulator (see
+ * plainPatterns).
+ */
+export function s3ObjectClass(principal: Principal, resource: string): string | undefined {
+  const object = /^arn:aws:s3:::([^/:*?]+)\/[^:*?]*$/.exec(resource);
+  const patterns = object && patternsOf(principal);
+  if (!object || !patterns) return undefined;
+  return `arn:aws:s3:::${object[1]}/ matching ${patterns.map((pattern) => (pattern.test(resource) ? 1 : 0)).join("")}`;
+}
+
+const patternsByPrincipal = new WeakMap<Principal, RegExp[] | null>();
+
+function patternsOf(principal: Principal): RegExp[] | null {
+  let patterns = patternsByPrincipal.get(principal);
+  if (patterns === undefined) {
+    patterns = plainPatterns(principal);
+    patternsByPrincipal.set(principal, patterns);
+  }
+  return patterns;
+}
+
+/**
+ * Every Resource and NotResource pattern of the principal's policies as a whole-ARN glob, if each reads the
+ * same that way as segment by segment: `*`, one without wildcards, or one whose wildcards come after a
+ * literal `arn:aws:<service>:` (and, for S3, after `arn:aws:s3:::`, where the rest is one segment). Null when
+ * one does not, or holds a policy variable.
+ */
+function plainPatterns(principal: Principal): RegExp[] | null {
+  const patterns = principal.policies.flatMap(({ document }) =>
+    [document.Statement]
+      .flat()
+      .flatMap((statement) => [statement.Resource, statement.NotResource].flat())
+      .filter((pattern): pattern is string => pattern !== undefined),
+  );
+  const plain = (pattern: string) =>
+    !pattern.includes("${") &&
+    (pattern === "*" ||
+      !/[*?]/.test(pattern) ||
+      (/^arn:aws:[a-z0-9-]+:/.test(pattern) &&
+        (!pattern.startsWith("arn:aws:s3:") || pattern.startsWith("arn:aws:s3:::"))));
+  if (!patterns.every(plain)) return null;
+  return patterns.map(
+    (pattern) =>
+      new RegExp(
+        `^${[...pattern].map((c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[.+^${}()|[\]\\/-]/g, "\\$&"))).join("")}$`,
+      ),
+  );
+}
+
+/** One decision of the IAM policy simulator, with no cache. */
+export async function simulateAccess(principal: Principal, check: AccessCheck): Promise<Decision> {
   const simulation = {
     identityPolicies: principal.policies.map((policy) => ({ name: policy.name, policy: policy.document })),
     serviceControlPolicies: [],
