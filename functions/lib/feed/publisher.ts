@@ -149,9 +149,13 @@ export function currentGenerations(
 }
 
 async function publishHour(deps: PublishDeps, input: CommitInput, hourUtc: string): Promise<HourReport> {
-  const state = await readHourState(deps, hourUtc);
-  // A redrive after this execution cleared its staging finds every entity-hour published and needs no results.
-  const collected = await readCollected(deps, input, hourUtc);
+  // Read side by side (one round trip less per hour): the results are this execution's own, written before
+  // the Map ended and deleted only after every marker. A redrive after this execution cleared its staging
+  // finds no results and needs none: every entity-hour is published.
+  const [state, collected] = await Promise.all([
+    readHourState(deps, hourUtc),
+    readCollected(deps, input, hourUtc),
+  ]);
   const missing = input.entities.filter((entity) => !state.published.has(entity) && !collected.has(entity));
   if (missing.length > 0) {
     throw new InvalidInputError(
