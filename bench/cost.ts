@@ -192,9 +192,9 @@ export async function measureExecution(options: {
       ENTITIES: options.entities.join(","),
       FIRST_HOUR_UTC: WARM_UP_HOUR,
       GZIP: String(options.gzip),
-      // One item at a time: each handler's duration is then its own, as each invocation has its own Lambda
-      // container on AWS, not shared with the others on this machine's event loop. Counts do not change.
-      MAP_MAX_CONCURRENCY: "1",
+      // The Map as Plan plans it with the defaults: how many runs of entity-hours it makes, and so the
+      // invocations and state transitions, depend on how many iterations run at once. Their durations are
+      // an upper bound: here they share this machine's event loop, on AWS each has a container of its own.
       ...options.env,
     };
     // The AWS SDK reads its region, credentials and endpoint from the process environment itself.
