@@ -189,7 +189,7 @@ async function finishEntityHour(
   { segment, source, pacer, limit, records }: PagedEntityHour,
 ): Promise<CollectProgress> {
   const written = await segment.finish();
-  await limit.settle(source.done, pacer.peakServed, source.servedTop);
+  await limit.settle(source.done, pacer.peakServed, source.servedTop, deps.log);
   const progress = progressAfter(input.progress, written, records, source, limit);
   if (source.done) await storeResult(deps, input, progress);
   deps.log.info(

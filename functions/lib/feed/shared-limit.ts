@@ -145,15 +145,16 @@ export class SharedLimit {
    * Waits for the recount and the writes of the hint under way. `peakServed` is the most requests the API
    * served at once for this invocation: if it never refused one in an entity-hour that is `done`, that is a
    * floor of the limit, from which later executions start. `servedTop` is the $top the API served a full page
-   * of, if it did.
+   * of, if it did. It runs while the run's next entity-hour pages: `log` is the settled entity-hour's.
    */
-  async settle(done: boolean, peakServed: number, servedTop: number | undefined): Promise<void> {
+  async settle(done: boolean, peakServed: number, servedTop: number | undefined, log: Logger): Promise<void> {
     await this.ready;
     await this.recount;
     const served = done && this.window.state.limit === undefined && peakServed > 0;
     this.share(
       served ? { limit: peakServed, throttled: false, probeRounds: FIRST_PROBE_ROUNDS } : undefined,
       servedTop,
+      log,
     );
     await this.hintWrite;
   }
@@ -191,8 +192,8 @@ export class SharedLimit {
     });
   }
 
-  private share(learnedLimit: LearnedLimit | undefined, servedTop?: number): void {
-    const { store, config, now, log } = this.deps;
+  private share(learnedLimit: LearnedLimit | undefined, servedTop?: number, log = this.deps.log): void {
+    const { store, config, now } = this.deps;
     const nowMs = now();
     const learned = learnedLimit && { ...learnedLimit, at: new Date(nowMs).toISOString() };
     const merged = learnedHint(this.sharedHint, learned, servedTop);

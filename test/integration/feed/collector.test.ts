@@ -10,7 +10,12 @@ import {
 } from "../../../functions/lib/config/contracts";
 import { CitrixUnavailableError, StorageUnavailableError } from "../../../functions/lib/config/errors";
 import { type CollectDeps, collectRun } from "../../../functions/lib/feed/collector";
-import { collectedResultKey, runFinishedKey, runFinishedPrefix } from "../../../functions/lib/feed/keys";
+import {
+  collectedResultKey,
+  pageWindowHintKey,
+  runFinishedKey,
+  runFinishedPrefix,
+} from "../../../functions/lib/feed/keys";
 import { type CitrixSimulator, startCitrixSimulator } from "../../../stand-ins/citrix-simulator";
 import { type LocalS3, startLocalS3 } from "../../../stand-ins/s3-server";
 import { simulatorClient, stagedRecords } from "../../support/collect";
@@ -485,6 +490,22 @@ describe("collectRun over a run of entity-hours", () => {
     expect(simulator.requests.filter((request) => request.entity === "sessions")).toHaveLength(
       sessionsRequests,
     );
+  });
+
+  it("logs what an entity-hour shares of the limit with its own entity and hour, while the next one pages", async () => {
+    class HintRefusingStore extends S3Store {
+      override async put(...args: Parameters<S3Store["put"]>) {
+        if (args[0] === pageWindowHintKey(CONTROL)) throw new StorageUnavailableError("S3 answered 503");
+        return super.put(...args);
+      }
+    }
+    const d = { ...deps(), store: new HintRefusingStore(store.client, BUCKET) };
+    const output = await collectRun(d, { ...run(), rest: [{ entity: "users", hourUtc: HOUR }] }, LONG);
+    expect(output.done).toBe(true);
+    const unshared = logs.filter((line) => line.message === "could not share the page window");
+    // The first entity-hour learned the page size and the requests served at once: written while users paged.
+    expect(unshared[0]).toMatchObject({ entity: "sessions", hour: HOUR });
+    expect(unshared.every((line) => line.entity !== undefined && line.hour !== undefined)).toBe(true);
   });
 
   it("fails at once on a fault that needs an operator, even after entity-hours finished", async () => {
