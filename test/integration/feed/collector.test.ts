@@ -323,6 +323,16 @@ describe("collectRun over a run of entity-hours", () => {
   });
   const resultOf = async (entity: string, hourUtc: string) =>
     (await store.getText(collectedResultKey(CONTROL, "run-1", entity, hourUtc)))?.body;
+  /** Each finished entity-hour's result names parts that hold exactly the records the simulator served. */
+  const expectEveryFinishedStaged = async (output: CollectOutput) => {
+    for (const { entity, hourUtc } of output.finished) {
+      const result = collectedResultSchema.parse(JSON.parse((await resultOf(entity, hourUtc)) ?? ""));
+      const progress = { ...emptyProgress, segments: result.segments };
+      expect(await staged({ ...output, entity, hourUtc, progress })).toEqual(
+        simulator.records(entity, hourUtc),
+      );
+    }
+  };
 
   it("collects every entity-hour of the run in one invocation, each with its result, and marks the run finished", async () => {
     const output = await collectRun(deps({ partMaxRecords: 1000 }), run(2), LONG);
@@ -342,17 +352,7 @@ describe("collectRun over a run of entity-hours", () => {
       { entity: "sessions", hourUtc: NEXT_HOUR, pages: 3, records: 2500, parts: 3, invocations: 1 },
     ]);
     expect(output.runTotals).toEqual({ entityHours: 4, pages: 8, records: 5300, parts: 7 });
-    for (const { entity, hourUtc } of output.finished) {
-      const result = collectedResultSchema.parse(JSON.parse((await resultOf(entity, hourUtc)) ?? ""));
-      expect(
-        await staged({
-          ...output,
-          entity,
-          hourUtc,
-          progress: { ...emptyProgress, segments: result.segments },
-        }),
-      ).toEqual(simulator.records(entity, hourUtc));
-    }
+    await expectEveryFinishedStaged(output);
     expect(await store.listKeys(runFinishedPrefix(CONTROL, "run-1"))).toEqual([
       runFinishedKey(CONTROL, "run-1", 2),
     ]);
@@ -444,17 +444,7 @@ describe("collectRun over a run of entity-hours", () => {
       { entity: "sessions", hourUtc: HOUR, pages: 3, records: 2500, parts: 3, invocations: 2 },
       { entity: "users", hourUtc: HOUR, pages: 1, records: 300, parts: 1, invocations: 1 },
     ]);
-    for (const { entity, hourUtc } of second.finished) {
-      const result = collectedResultSchema.parse(JSON.parse((await resultOf(entity, hourUtc)) ?? ""));
-      expect(
-        await staged({
-          ...second,
-          entity,
-          hourUtc,
-          progress: { ...emptyProgress, segments: result.segments },
-        }),
-      ).toEqual(simulator.records(entity, hourUtc));
-    }
+    await expectEveryFinishedStaged(second);
   });
 
   it("marks only a run finished, not a Map item of one entity-hour (which the recount counts by its result)", async () => {
