@@ -87,6 +87,7 @@ function collect(
     iterationsAtOnce,
     iterationsInAll,
     itemIndex,
+    rest,
   }: {
     remainingMs?: number;
     tuning?: Partial<CitrixClientOptions>;
@@ -94,6 +95,8 @@ function collect(
     iterationsAtOnce?: number;
     iterationsInAll?: number;
     itemIndex?: number;
+    /** The entity-hours after it, when the Map item is a run of them. */
+    rest?: WorkItem[];
   } = {},
 ): Promise<CollectOutput> {
   return collectRun(
@@ -105,6 +108,7 @@ function collect(
       ...(iterationsAtOnce ? { iterationsAtOnce } : {}),
       ...(iterationsInAll ? { iterationsInAll } : {}),
       ...(itemIndex === undefined ? {} : { itemIndex }),
+      ...(rest === undefined ? {} : { rest }),
     },
     () => remainingMs,
   );
@@ -380,6 +384,29 @@ describe("the adaptive page window", () => {
     expect(Math.min(...recounts) - startedMs).toBeGreaterThanOrEqual(1900);
     // The Choice loop hands both counts to the next invocation.
     for (const output of outputs) expect(output).toMatchObject(shared);
+  });
+
+  it("counts a run as finished when its last entity-hour is, not when one of its entity-hours is", async () => {
+    // Two runs side by side at one request each: the first's two machines entity-hours finish within a second,
+    // the second run (one sessions entity-hour) before the first run's sessions entity-hour.
+    simulator.setOptions({ concurrencyLimit: { requests: 2 }, pageLatencyMs: 100 });
+    await storeHint(2, true);
+    const shared = { iterationsAtOnce: 2, iterationsInAll: 2 };
+    const firstRun = [
+      { entity: "machines", hourUtc: HOURS[1] ?? "" },
+      { entity: "sessions", hourUtc: HOURS[2] ?? "" },
+    ];
+    const outputs = await Promise.all([
+      collect("run-1", HOURS[0] ?? "", { ...shared, itemIndex: 0, entity: "machines", rest: firstRun }),
+      collect("run-1", HOUR, { ...shared, itemIndex: 1, rest: [] }),
+    ]);
+    expect(outputs.map((output) => output.finished.length)).toEqual([3, 1]);
+    // The second run never ran beside fewer others: the first had not finished while it paged.
+    const grown = logs.filter(
+      (line) => line.message === "fewer iterations share the Citrix API's limit; a larger share for this one",
+    );
+    expect(grown.filter((line) => line.hour === HOUR)).toEqual([]);
+    expect(throttled()).toEqual([]);
   });
 
   it("with more entity-hours than the API serves at once, reads every record once and lowers the limit", async () => {
