@@ -209,10 +209,11 @@ function printSummary(result: LocalCollectionResult, out: (line?: string) => voi
   out();
   const collected = result.collected ?? [];
   if (collected.length > 0) {
-    const total = (count: "pages" | "records" | "parts" | "invocations") =>
+    const total = (count: "pages" | "records" | "parts") =>
       formatCount(collected.reduce((sum, item) => sum + item[count], 0));
+    // Invocations of the collect function, not summed over entity-hours: one collects a run of them in turn.
     out(
-      `Collected ${formatCount(collected.length)} entity-hour(s): ${total("pages")} pages, ${total("records")} records, ${total("parts")} parts, ${total("invocations")} invocations`,
+      `Collected ${formatCount(collected.length)} entity-hour(s): ${total("pages")} pages, ${total("records")} records, ${total("parts")} parts, ${formatCount(result.invocations.collect ?? 0)} collect invocation(s)`,
     );
   }
   if (result.status === "FAILED") {

@@ -633,7 +633,7 @@ describe("citrix-collector run --data (a local bucket kept between runs)", () =>
     expect(first.stdout).toContain("records 2,500");
     expect(first.stdout).not.toMatch(/\b2500\b/);
     expect(first.stdout).toContain(
-      "Collected 6 entity-hour(s): 12 pages, 8,400 records, 6 parts, 6 invocations",
+      "Collected 6 entity-hour(s): 12 pages, 8,400 records, 6 parts, 1 collect invocation(s)",
     );
 
     const again = await run(["--data", "bucket"]);
