@@ -191,7 +191,12 @@ async function finishEntityHour(
   const written = await segment.finish();
   await limit.settle(source.done, pacer.peakServed, source.servedTop, deps.log);
   const progress = progressAfter(input.progress, written, records, source, limit);
-  if (source.done) await storeResult(deps, input, progress);
+  // The hint is advice and the result does not wait for it; the invocation does, so no write outlives it.
+  const [stored] = await Promise.allSettled([
+    source.done ? storeResult(deps, input, progress) : undefined,
+    limit.shared,
+  ]);
+  if (stored.status === "rejected") throw stored.reason;
   deps.log.info(
     source.done ? "entity-hour collected" : "time budget spent, continuing in the next invocation",
     {

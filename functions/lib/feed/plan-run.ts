@@ -77,12 +77,14 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
   const backfill = isBackfill(input.request)
     ? parseStateInput(backfillRequestSchema, input.request, "PlanHours (backfill request)").backfill
     : undefined;
+  // Read beside the watermark and the listings: only the Map's concurrency depends on it.
+  const hintRead = readHint(deps, nowMs);
   const read = await readWatermark(store, config.stateKey, config.seedStateKey);
   const { watermark, hours, deferred, published } = backfill
     ? await planBackfill(deps, backfill, read, nowMs)
     : await planScheduled(deps, input, read, nowMs);
   const entityHours = planWorkItems(hours, config.entities, published);
-  const iterations = await mapConcurrency(deps, nowMs, entityHours.length);
+  const iterations = mapConcurrency(deps, await hintRead, entityHours.length);
   const output: PlanOutput = {
     runId: input.executionName,
     mode: backfill ? "backfill" : "scheduled",
@@ -196,21 +198,24 @@ export function hoursToCollect(
   return { hours, deferred };
 }
 
-/**
- * The Map's concurrency from the page window's hint (see planIterations): one iteration at a time until the
- * Citrix API's limit is known, then as many as it allows. The hint is advice: unreadable, it is none.
- */
-async function mapConcurrency(
+/** The page window's hint. It is advice: unreadable, it is none (and this never rejects). */
+async function readHint(
   { store, config, log }: PlanDeps,
   nowMs: number,
-  items: number,
-): Promise<number> {
-  let hint: PageWindowHint | undefined;
+): Promise<PageWindowHint | undefined> {
   try {
-    hint = await readPageWindowHint(store, config.controlPrefix, nowMs);
+    return await readPageWindowHint(store, config.controlPrefix, nowMs);
   } catch (error) {
     log.warn("could not read the shared page window", { reason: String(error) });
+    return undefined;
   }
+}
+
+/**
+ * The Map's concurrency from the page window's hint (see planIterations): one iteration at a time until the
+ * Citrix API's limit is known, then as many as it allows.
+ */
+function mapConcurrency({ config, log }: PlanDeps, hint: PageWindowHint | undefined, items: number): number {
   const iterations = planIterations(hint, config.mapMaxConcurrency, items);
   if (!hint && items > 1) log.info("the Citrix API's limit is not known yet; one iteration at a time");
   else if (iterations < Math.min(config.mapMaxConcurrency, items))

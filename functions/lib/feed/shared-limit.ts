@@ -142,10 +142,11 @@ export class SharedLimit {
   }
 
   /**
-   * Waits for the recount and the writes of the hint under way. `peakServed` is the most requests the API
-   * served at once for this invocation: if it never refused one in an entity-hour that is `done`, that is a
-   * floor of the limit, from which later executions start. `servedTop` is the $top the API served a full page
-   * of, if it did. It runs while the run's next entity-hour pages: `log` is the settled entity-hour's.
+   * Waits for the hint's read and the recount, and shares what the entity-hour learned. `peakServed` is the
+   * most requests the API served at once for this invocation: if it never refused one in an entity-hour that
+   * is `done`, that is a floor of the limit, from which later executions start. `servedTop` is the $top the API
+   * served a full page of, if it did. It runs while the run's next entity-hour pages: `log` is the settled
+   * entity-hour's. The write of the hint goes on until `shared`.
    */
   async settle(done: boolean, peakServed: number, servedTop: number | undefined, log: Logger): Promise<void> {
     await this.ready;
@@ -156,7 +157,11 @@ export class SharedLimit {
       servedTop,
       log,
     );
-    await this.hintWrite;
+  }
+
+  /** Settles once the writes of the hint under way are done (or failed, which is logged); never rejects. */
+  get shared(): Promise<unknown> {
+    return this.hintWrite;
   }
 
   private async readHint(fresh: boolean): Promise<void> {
