@@ -498,6 +498,20 @@ describe("collectRun over a run of entity-hours", () => {
     expect(unshared.every((line) => line.entity !== undefined && line.hour !== undefined)).toBe(true);
   });
 
+  it("fails, to be retried, when the result of its last entity-hour cannot be written", async () => {
+    const result = collectedResultKey(CONTROL, "run-1", "users", HOUR);
+    class ResultRefusingStore extends S3Store {
+      override async put(...args: Parameters<S3Store["put"]>) {
+        if (args[0] === result) throw new StorageUnavailableError("S3 answered 503");
+        return super.put(...args);
+      }
+    }
+    const d = { ...deps(), store: new ResultRefusingStore(store.client, BUCKET) };
+    const single = { ...run(), entity: "users", rest: [] };
+    await expect(collectRun(d, single, LONG)).rejects.toBeInstanceOf(StorageUnavailableError);
+    expect(await resultOf("users", HOUR)).toBeUndefined();
+  });
+
   it("fails at once on a fault that needs an operator, even after entity-hours finished", async () => {
     simulator.inject({ kind: "wrongEnvelope", times: 1, entity: "users" });
     await expect(collectRun(deps(), run(), LONG)).rejects.toMatchObject({ name: "CitrixResponseError" });
