@@ -13,7 +13,7 @@ import {
 } from "node:fs";
 import path from "node:path";
 import type { Env } from "../functions/lib/config/config";
-import { type IdentityPolicy, registerPrincipal } from "../stand-ins/access-control";
+import { escapeRegExp, type IdentityPolicy, registerPrincipal } from "../stand-ins/access-control";
 
 // The local twin of IAM: each function's role exactly as `serverless package` writes it into the
 // CloudFormation template, evaluated by an IAM policy simulator (@cloud-copilot/iam-simulate) for every request
@@ -243,10 +243,6 @@ export function resolveTemplateValue(
   };
   const resolved = resolve(resolution, node);
   return resolved === NO_VALUE ? undefined : resolved;
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 function resolve(r: Resolution, node: unknown): unknown {

@@ -222,12 +222,22 @@ function plainPatterns(principal: Principal): RegExp[] | null {
       (/^arn:aws:[a-z0-9-]+:/.test(pattern) &&
         (!pattern.startsWith("arn:aws:s3:") || pattern.startsWith("arn:aws:s3:::"))));
   if (!patterns.every(plain)) return null;
+  // IAM's wildcards: `*` any run of characters, `?` any one; the rest literal.
+  const wildcards: Record<string, string> = { "*": ".*", "?": "." };
   return patterns.map(
     (pattern) =>
       new RegExp(
-        `^${[...pattern].map((c) => (c === "*" ? ".*" : c === "?" ? "." : c.replace(/[.+^${}()|[\]\\/-]/g, "\\$&"))).join("")}$`,
+        `^${pattern
+          .split(/([*?])/)
+          .map((piece) => wildcards[piece] ?? escapeRegExp(piece))
+          .join("")}$`,
       ),
   );
+}
+
+/** `text` as a regular expression that matches it literally. */
+export function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /** One decision of the IAM policy simulator, with no cache. */
