@@ -73,6 +73,7 @@ const USAGE = `npm run bench -- [options]
   --gzip true|false   GZIP (default: the configuration's default)
   --lambda-timeout S  emulated collect Lambda timeout in seconds (default: serverless.yml's)
   --runs 3            runs of each case in the phases table
+  --limits 1,2,4      the catch-up table's limits K (requests at a time)
   --aws-overheads X   add AWS-like latencies to every execution: "default" (bench/aws-overheads.ts), or
                       some of transition=50,invoke=25,cold=300,s3=30 (milliseconds; the others default)
   --profile DIR       write a V8 CPU profile of each process (collection, simulator, S3 server) into DIR
@@ -387,7 +388,12 @@ function fewestRequests(volume: Record<string, number>, hours: number, top: numb
  * give its collecting time. The bound is the fewest requests × the page latency / K. A first execution of
  * 24 hours, which must learn the limit as it goes, is shown against the same bound.
  */
-async function catchUpTable(top: number, env: NodeJS.ProcessEnv, nodeFlags: string[]): Promise<void> {
+async function catchUpTable(
+  top: number,
+  limits: number[],
+  env: NodeJS.ProcessEnv,
+  nodeFlags: string[],
+): Promise<void> {
   const rows: (string | number)[][] = [];
   const row = (
     limit: number,
@@ -420,7 +426,7 @@ async function catchUpTable(top: number, env: NodeJS.ProcessEnv, nodeFlags: stri
       exactness(figures),
     ]);
   };
-  for (const limit of [1, 2, 4]) {
+  for (const limit of limits) {
     const scenario = {
       volume: CATCH_UP_HOUR,
       pageLatencyMs: CATCH_UP_LATENCY_MS,
@@ -569,6 +575,7 @@ async function main(): Promise<void> {
       scenarios: { type: "string", default: "10000:0,100000:0,1000000:0,100000:200" },
       top: { type: "string", default: "1000" },
       runs: { type: "string", default: "3" },
+      limits: { type: "string", default: "1,2,4" },
       gzip: { type: "string" },
       "in-flight": { type: "string" },
       "lambda-timeout": { type: "string" },
@@ -587,6 +594,10 @@ async function main(): Promise<void> {
   // A bad figure fails before anything runs.
   const overheads =
     values["aws-overheads"] === undefined ? undefined : parseAwsOverheads(values["aws-overheads"]);
+  const limits = values.limits.split(",").map(Number);
+  if (!limits.every((limit) => Number.isInteger(limit) && limit > 0)) {
+    throw new Error(`--limits takes whole numbers above 0, not "${values.limits}"\n${USAGE}`);
+  }
   // AWS checks the definition when it is deployed, not per execution: once here, not in each execution's
   // process (the local engine's check compiles its schemas each time, about 0.3 s of CPU).
   checkDefinition(loadDefinition());
@@ -623,7 +634,7 @@ async function main(): Promise<void> {
   }
   if (runs("latency")) await latencyTable(env, nodeFlags);
   if (runs("throttling")) await throttlingTable(env, nodeFlags);
-  if (runs("catch-up")) await catchUpTable(top, env, nodeFlags);
+  if (runs("catch-up")) await catchUpTable(top, limits, env, nodeFlags);
   if (runs("phases")) await phasesTable(top, Number(values.runs), env, nodeFlags);
 }
 

@@ -83,6 +83,7 @@ const PLAN_READS: Record<keyof PlanDeps["config"] | "bucket", true> = {
   maxHoursPerRun: true,
   firstHourUtc: true,
   mapMaxConcurrency: true,
+  pageSize: true,
 };
 const COLLECT_READS: Record<keyof CollectDeps["config"] | "bucket" | "citrix", true> = {
   bucket: true,

@@ -14,6 +14,7 @@ import { leaseKey, leasePrefix } from "./keys";
 import { parseJson } from "./manifest";
 import { readPageWindowHint } from "./page-window-hint";
 import {
+  expectedRequestsOf,
   lagHours,
   newestEligibleHour,
   planBackfillHours,
@@ -51,6 +52,7 @@ export interface PlanDeps {
     | "maxHoursPerRun"
     | "firstHourUtc"
     | "mapMaxConcurrency"
+    | "pageSize"
   >;
   log: Logger;
   now: () => number;
@@ -85,13 +87,14 @@ export async function planRun(deps: PlanDeps, input: PlanInput): Promise<PlanOut
     : await planScheduled(deps, input, read, nowMs);
   const entityHours = planWorkItems(hours, config.entities, published);
   const iterations = mapConcurrency(deps, await hintRead, entityHours.length);
+  const expectedRequests = expectedRequestsOf(read.recordsPerHour, config.pageSize);
   const output: PlanOutput = {
     runId: input.executionName,
     mode: backfill ? "backfill" : "scheduled",
     hours,
     entities: config.entities,
-    items: planRuns(entityHours, iterations),
-    watermark,
+    items: planRuns(entityHours, iterations, expectedRequests),
+    watermark: { hourUtc: watermark.hourUtc, etag: watermark.etag },
     deferred,
     maxConcurrency: iterations,
     lagHours: lagHours(nowMs, config.lookbackMinutes, watermark.hourUtc ?? undefined),

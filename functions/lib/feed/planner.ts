@@ -122,27 +122,72 @@ export const MAX_ENTITY_HOURS_PER_RUN = 100;
 
 /**
  * The Map's items: the entity-hours in `iterations` runs (more when that would make a run longer than
- * MAX_ENTITY_HOURS_PER_RUN), each a contiguous stretch of them in order, their lengths at most one apart. A
- * stretch of hours holds every entity, so runs that start together finish at about the same time. Each
- * iteration pays the Map's states and its invocations once per run instead of once per entity-hour.
+ * MAX_ENTITY_HOURS_PER_RUN), each in hour order. Runs that start together should end together: a run that ends
+ * early leaves its share of the customer's limit to runs that can use it only on entity-hours of several pages.
+ * So the entity-hours are dealt out heaviest entity first, one entity's hours in order, each to the run with the
+ * fewest expected requests so far (`expectedRequests`, by entity; the fewest entity-hours on a tie): each
+ * entity's hours are spread over every run, so the runs share its quiet and its busy hours alike. With every entity-hour expected to cost the same, run
+ * lengths are at most one apart. Each iteration pays the Map's states and its invocations once per run.
  */
-export function planRuns(entityHours: readonly WorkItem[], iterations: number): RunItem[] {
+export function planRuns(
+  entityHours: readonly WorkItem[],
+  iterations: number,
+  expectedRequests: (entity: string) => number = () => 1,
+): RunItem[] {
   const count = Math.min(
     entityHours.length,
     Math.max(iterations, Math.ceil(entityHours.length / MAX_ENTITY_HOURS_PER_RUN)),
   );
-  const runs: RunItem[] = [];
-  let start = 0;
-  for (let run = 0; run < count; run++) {
-    const length = Math.floor(entityHours.length / count) + (run < entityHours.length % count ? 1 : 0);
-    const [first, ...rest] = entityHours.slice(start, start + length) as [WorkItem, ...WorkItem[]];
-    runs.push({ ...first, rest });
-    start += length;
+  const runs = Array.from({ length: count }, () => ({ requests: 0, positions: [] as number[] }));
+  // One entity's hours after another's, so that each is spread over the runs even when all cost the same.
+  const entities = [...new Set(entityHours.map(({ entity }) => entity))];
+  const heaviestFirst = entityHours
+    .map((item, position) => ({
+      position,
+      entity: entities.indexOf(item.entity),
+      requests: expectedRequests(item.entity),
+    }))
+    .sort((a, b) => b.requests - a.requests || a.entity - b.entity || a.position - b.position);
+  for (const { position, requests } of heaviestFirst) {
+    let lightest: (typeof runs)[number] | undefined;
+    for (const run of runs) {
+      if (run.positions.length >= MAX_ENTITY_HOURS_PER_RUN) continue;
+      if (
+        lightest === undefined ||
+        run.requests < lightest.requests ||
+        (run.requests === lightest.requests && run.positions.length < lightest.positions.length)
+      )
+        lightest = run;
+    }
+    // count runs of at most MAX_ENTITY_HOURS_PER_RUN hold every entity-hour, so one always has room.
+    (lightest as (typeof runs)[number]).requests += requests;
+    (lightest as (typeof runs)[number]).positions.push(position);
   }
-  return runs;
+  // Runs in the order of their first entity-hour, so that the Map's items read chronologically in the console.
+  return runs
+    .map(({ positions }) => positions.sort((a, b) => a - b))
+    .sort((a, b) => (a[0] as number) - (b[0] as number))
+    .map((positions) => {
+      const [first, ...rest] = positions.map((position) => entityHours[position] as WorkItem);
+      return { ...(first as WorkItem), rest };
+    });
 }
 
-/** Every entity-hour of the Map's items, in order. */
+/**
+ * What an entity-hour of `entity` is expected to cost in requests, from the records per hour Commit last stored
+ * beside the watermark (see advanceWatermark): its pages, and the empty one after a full last page. An entity
+ * with none on record counts as one request, the least any entity-hour costs.
+ */
+export function expectedRequestsOf(
+  recordsPerHour: Readonly<Record<string, number>> | undefined,
+  pageSize: number,
+): (entity: string) => number {
+  return (entity) => Math.floor((recordsPerHour?.[entity] ?? 0) / pageSize) + 1;
+}
+
+/** Every entity-hour of the Map's items, hours in order (an hour's entities in the order of the runs). */
 export function entityHoursOf(items: readonly RunItem[]): WorkItem[] {
-  return items.flatMap(({ entity, hourUtc, rest }) => [{ entity, hourUtc }, ...rest]);
+  return items
+    .flatMap(({ entity, hourUtc, rest }) => [{ entity, hourUtc }, ...rest])
+    .sort((a, b) => (a.hourUtc < b.hourUtc ? -1 : a.hourUtc > b.hourUtc ? 1 : 0));
 }

@@ -36,7 +36,7 @@ import {
   parseJson,
   readLegacyManifest,
 } from "./manifest";
-import { advanceWatermark, type PublishedMarker } from "./watermark";
+import { advanceWatermark, type PublishedMarker, type RecordsPerHour } from "./watermark";
 
 /**
  * Commit's parallelism: entity-hours at a time (whole hours, at least four), and copies at a time within an
@@ -83,7 +83,14 @@ export async function publishRun(deps: PublishDeps, input: CommitInput): Promise
   // Configured as well as planned: an execution planned before an entity was added (and redriven after) must
   // not carry the watermark over hours that entity still lacks.
   const entities = [...new Set([...input.entities, ...deps.config.entities])];
-  const after = await advanceWatermark(deps.store, deps.config, input.watermark, input.runId, entities);
+  const after = await advanceWatermark(
+    deps.store,
+    deps.config,
+    input.watermark,
+    input.runId,
+    entities,
+    recordsPerHourOf(reports),
+  );
   deps.log.info("watermark checked", { from: before, to: after });
   // Every entity-hour this execution claimed has its marker now, so nobody needs this staging any more.
   const staging = await deps.store.listKeys(stagingRunPrefix(deps.config.controlPrefix, input.runId));
@@ -95,6 +102,25 @@ export async function publishRun(deps: PublishDeps, input: CommitInput): Promise
     hours: reports,
     watermark: { before, after },
   };
+}
+
+/**
+ * Each entity's records per hour, on average over the hours of `reports` (what their feed holds, whoever
+ * published it): stored beside the watermark for the next Plan to balance its runs by (see planRuns). Undefined
+ * for a Commit of no hours, which leaves the stored figures as they are.
+ */
+export function recordsPerHourOf(reports: readonly HourReport[]): RecordsPerHour | undefined {
+  const sums = new Map<string, { records: number; hours: number }>();
+  for (const report of reports) {
+    for (const [entity, { published }] of Object.entries(report.records)) {
+      const sum = sums.get(entity) ?? { records: 0, hours: 0 };
+      sums.set(entity, { records: sum.records + published, hours: sum.hours + 1 });
+    }
+  }
+  if (sums.size === 0) return undefined;
+  return Object.fromEntries(
+    [...sums].map(([entity, { records, hours }]) => [entity, Math.round(records / hours)]),
+  );
 }
 
 /** What one hour's markers and manifests say, read with two listings (and the legacy manifest if any). */

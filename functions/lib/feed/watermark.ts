@@ -21,7 +21,14 @@ export interface Watermark {
   hourUtc: string | null;
   /** ETag of the state object, or null when it does not exist yet (first run or seed migration). */
   etag: string | null;
+  /**
+   * Records an hour of each entity held, on average over the hours the last Commit that moved the watermark
+   * published (`records_per_hour`): what Plan balances the Map's runs by (see planRuns). Advice only.
+   */
+  recordsPerHour?: RecordsPerHour;
 }
+
+export type RecordsPerHour = Record<string, number>;
 
 export async function readWatermark(
   store: S3Store,
@@ -29,16 +36,20 @@ export async function readWatermark(
   seedStateKey?: string,
 ): Promise<Watermark> {
   const current = await store.getText(stateKey);
-  if (current) return { hourUtc: parseStateFile(current.body, store.bucket, stateKey), etag: current.etag };
+  if (current) return { ...parseStateFile(current.body, store.bucket, stateKey), etag: current.etag };
   if (seedStateKey) {
     // Migration: continue after the seed Lambda's last hour; our own state file is created on first commit.
     const seed = await store.getText(seedStateKey);
-    if (seed) return { hourUtc: parseStateFile(seed.body, store.bucket, seedStateKey), etag: null };
+    if (seed) return { hourUtc: parseStateFile(seed.body, store.bucket, seedStateKey).hourUtc, etag: null };
   }
   return { hourUtc: null, etag: null };
 }
 
-function parseStateFile(body: string, bucket: string, key: string): string | null {
+function parseStateFile(
+  body: string,
+  bucket: string,
+  key: string,
+): Pick<Watermark, "hourUtc" | "recordsPerHour"> {
   const where = `state file s3://${bucket}/${key}`;
   let parsed: unknown;
   try {
@@ -49,15 +60,28 @@ function parseStateFile(body: string, bucket: string, key: string): string | nul
     );
   }
   // JSON that is not an object (null, a number, a string, an array) has no last_hour_utc: no watermark yet.
-  const value = (parsed as { last_hour_utc?: unknown } | null)?.last_hour_utc;
-  if (value === undefined || value === null) return null;
+  const fields = parsed as { last_hour_utc?: unknown; records_per_hour?: unknown } | null;
+  const value = fields?.last_hour_utc;
+  if (value === undefined || value === null) return { hourUtc: null };
   const ms = typeof value === "string" ? parseWatermarkHour(value) : undefined;
   if (ms === undefined) {
     throw new InvalidInputError(
       `${where} has last_hour_utc ${JSON.stringify(value)}, which is not a whole UTC hour`,
     );
   }
-  return formatHour(ms);
+  const recordsPerHour = parseRecordsPerHour(fields?.records_per_hour);
+  return { hourUtc: formatHour(ms), ...(recordsPerHour ? { recordsPerHour } : {}) };
+}
+
+/** `records_per_hour` as stored, if it is an object of counts; anything else is no advice (never an error). */
+export function parseRecordsPerHour(value: unknown): RecordsPerHour | undefined {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
+  const entries = Object.entries(value);
+  return entries.every(
+    ([, records]) => typeof records === "number" && Number.isFinite(records) && records >= 0,
+  )
+    ? Object.fromEntries(entries)
+    : undefined;
 }
 
 /** The newest hour H such that every hour after `base` up to H is in `published` (base itself when none). */
@@ -254,7 +278,9 @@ export interface WatermarkLayout {
  * Moves the watermark forward over every hour published contiguously after it for every one of `entities`
  * (by this execution or any other), never backwards; a missing one is left alone (Plan creates it, a backfill never does). Writes only
  * over the state object it last read (If-Match on its ETag, or create-only when there was none); when
- * another execution moved it in between, re-reads and tries again. Returns the watermark after.
+ * another execution moved it in between, re-reads and tries again. Returns the watermark after. The state
+ * object keeps `recordsPerHour` beside it (Commit's, from the hours it published), else the records per hour it
+ * held.
  */
 export async function advanceWatermark(
   store: S3Store,
@@ -262,6 +288,7 @@ export async function advanceWatermark(
   planned: Watermark,
   runId: string,
   entities: readonly string[],
+  recordsPerHour?: RecordsPerHour,
 ): Promise<string | null> {
   let current = planned;
   for (let attempt = 1; attempt <= WATERMARK_WRITE_ATTEMPTS; attempt++) {
@@ -271,10 +298,12 @@ export async function advanceWatermark(
     const target = newestContiguousHour(from, hoursPublishedForEvery(published, entities));
     // A watermark known but not stored (a first run's start, recovered, or the seed's) is written as it is.
     if (from >= target && current.etag !== null) return from;
+    const records = recordsPerHour ?? current.recordsPerHour;
     const body = JSON.stringify({
       last_hour_utc: target,
       updated_at: new Date().toISOString(),
       execution: runId,
+      ...(records ? { records_per_hour: records } : {}),
     });
     const condition = current.etag === null ? { ifNoneMatch: "*" as const } : { ifMatch: current.etag };
     if ((await store.put(layout.stateKey, body, "application/json", condition)).written) return target;

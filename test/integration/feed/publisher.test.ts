@@ -197,7 +197,12 @@ describe("publishRun", () => {
         mode: "scheduled",
         watermark: "2026-11-24T07:00:00Z",
       });
-    expect(await json(CONFIG.stateKey)).toMatchObject({ last_hour_utc: H8, execution: "run-1" });
+    // Beside the watermark: what the hour held, for the next Plan to balance its runs by.
+    expect(await json(CONFIG.stateKey)).toMatchObject({
+      last_hour_utc: H8,
+      execution: "run-1",
+      records_per_hour: { machines: 20, users: 30 },
+    });
     // Per-entity counts in entity order, whatever order the results were read in.
     expect(Object.keys(output.hours[0]?.records ?? {})).toEqual(["machines", "users"]);
     const published = logs.filter((line) => line.message === "hour published");

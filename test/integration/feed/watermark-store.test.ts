@@ -99,6 +99,16 @@ describe("readWatermark", () => {
     expect((await readWatermark(store, STATE, SEED)).hourUtc).toBe(H(8));
   });
 
+  it("reads the records per hour Commit stored beside it; figures that are not counts are no advice, not an error", async () => {
+    const records = { sessions: 3_000, machines: 0 };
+    await state(JSON.stringify({ last_hour_utc: H(8), records_per_hour: records }));
+    expect(await readWatermark(store, STATE)).toMatchObject({ hourUtc: H(8), recordsPerHour: records });
+    for (const bad of [{ sessions: "3000" }, { sessions: -1 }, [3000], "3000", null]) {
+      await state(JSON.stringify({ last_hour_utc: H(8), records_per_hour: bad }));
+      expect(await readWatermark(store, STATE)).not.toHaveProperty("recordsPerHour");
+    }
+  });
+
   it("is empty when neither file exists, a seed key included", async () => {
     expect(await readWatermark(store, STATE, SEED)).toEqual({ hourUtc: null, etag: null });
   });
@@ -267,6 +277,22 @@ describe("advanceWatermark", () => {
     expect(await contentType(STATE)).toBe("application/json");
   });
 
+  it("stores the records per hour it is given, else keeps those the state file held", async () => {
+    const { etag } = (await state(
+      JSON.stringify({ last_hour_utc: H(7), records_per_hour: { sessions: 10 } }),
+    )) as { etag: string };
+    await publish(8);
+    const read = await readWatermark(store, STATE);
+    expect(await advanceWatermark(store, LAYOUT, read, "plan-1", SESSIONS)).toBe(H(8));
+    expect(await stored()).toMatchObject({ last_hour_utc: H(8), records_per_hour: { sessions: 10 } });
+    await publish(9);
+    // Commit's own figures win; so do they when its write is lost to another execution's and tried again.
+    expect(
+      await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "commit-1", SESSIONS, { sessions: 20 }),
+    ).toBe(H(9));
+    expect(await stored()).toMatchObject({ last_hour_utc: H(9), records_per_hour: { sessions: 20 } });
+  });
+
   it("leaves a stored watermark alone when nothing after it is published", async () => {
     const { etag } = (await state('{"last_hour_utc":"2026-11-24T07:00:00Z"}')) as { etag: string };
     expect(await advanceWatermark(store, LAYOUT, { hourUtc: H(7), etag }, "run-1", SESSIONS)).toBe(H(7));
@@ -333,6 +359,7 @@ describe("planRun", () => {
         maxHoursPerRun: 24,
         firstHourUtc: undefined,
         mapMaxConcurrency: 4,
+        pageSize: 1000,
         ...config,
       },
       log: createLogger({}, (line) => {
@@ -530,6 +557,29 @@ describe("planRun", () => {
     expect((await plan()).maxConcurrency).toBe(2);
     expect(logged("fewer iterations at once: the Citrix API allows no more")).toEqual([
       expect.objectContaining({ limit: 2, iterations: 2 }),
+    ]);
+  });
+
+  it("balances the runs by the records per hour stored beside the watermark, each entity's hours spread", async () => {
+    const entities = ["sessions", "machines", "users"];
+    const runs = async (records: Record<string, number> | undefined) => {
+      await store.deleteKeys(await store.listKeys(""));
+      await state(JSON.stringify({ last_hour_utc: H(7), records_per_hour: records }));
+      await store.put(pageWindowHintKey(CONTROL), pageWindowHint(NOW, { limit: 2 }), "application/json");
+      const output = await plan({}, {}, { entities });
+      return output.items.map((run) =>
+        [run, ...run.rest].map(({ entity, hourUtc }) => `${entity.slice(0, 1)}${hourUtc.slice(11, 13)}`),
+      );
+    };
+    // Hours 08–10, 2 runs. With sessions at 4 requests an hour (3,000 records at TOP_N 1,000) and the others at
+    // 1, each run costs 9; without figures on record, every entity-hour counts as 1, and the runs cost 11 and 7.
+    expect(await runs({ sessions: 3_000, machines: 300, users: 300 })).toEqual([
+      ["s08", "u09", "s10"],
+      ["m08", "u08", "s09", "m09", "m10", "u10"],
+    ]);
+    expect(await runs(undefined)).toEqual([
+      ["s08", "u08", "m09", "s10", "u10"],
+      ["m08", "s09", "u09", "m10"],
     ]);
   });
 

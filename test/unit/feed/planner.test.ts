@@ -1,8 +1,10 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import type { RunItem, WorkItem } from "../../../functions/lib/config/contracts";
 import { InvalidInputError } from "../../../functions/lib/config/errors";
 import {
   entityHoursOf,
+  expectedRequestsOf,
   lagHours,
   MAX_ENTITY_HOURS_PER_RUN,
   newestEligibleHour,
@@ -266,24 +268,46 @@ describe("planWorkItems", () => {
 });
 
 describe("planRuns", () => {
-  const entityHours = (count: number) =>
+  const entityHours = (count: number, entities = ["e0", "e1", "e2"]) =>
     Array.from({ length: count }, (_, index) => ({
-      entity: `e${index % 3}`,
-      hourUtc: utcHour("2026-11-24T00:00:00Z", Math.floor(index / 3)),
+      entity: entities[index % entities.length] as string,
+      hourUtc: utcHour("2026-11-24T00:00:00Z", Math.floor(index / entities.length)),
     }));
+  const cost = (weights: Record<string, number>) => (entity: string) => weights[entity] ?? 1;
+  const runOf = (items: readonly WorkItem[], positions: number[]) => {
+    const [first, ...rest] = positions.map((position) => items[position] as WorkItem);
+    return { ...(first as WorkItem), rest };
+  };
 
-  it("gives each iteration at once a contiguous run, the first runs one longer when they do not divide evenly", () => {
+  it("deals each entity's hours over the runs in turn when every entity-hour costs the same", () => {
     const items = entityHours(7);
-    expect(planRuns(items, 3)).toEqual([
-      { ...items[0], rest: [items[1], items[2]] },
-      { ...items[3], rest: [items[4]] },
-      { ...items[5], rest: [items[6]] },
-    ]);
+    // e0 at 0, 3, 6 goes to each run; e1 and e2 go on in turn; each run is in hour order.
+    expect(planRuns(items, 3)).toEqual([runOf(items, [0, 1, 5]), runOf(items, [2, 6]), runOf(items, [3, 4])]);
+  });
+
+  it("balances runs by expected requests, heaviest entity first, where runs of hours would not", () => {
+    const items = entityHours(9, ["sessions", "machines", "users"]);
+    // Three hours of a 4-request entity and two 1-request ones: 18 requests, 9 per run. Two runs of
+    // consecutive hours would cost 11 and 7.
+    const runs = planRuns(items, 2, cost({ sessions: 4 }));
+    expect(runs).toEqual([runOf(items, [0, 5, 6]), runOf(items, [1, 2, 3, 4, 7, 8])]);
+    const costOf = (run: RunItem) =>
+      [run, ...run.rest].reduce((sum, { entity }) => sum + cost({ sessions: 4 })(entity), 0);
+    expect(runs.map(costOf)).toEqual([9, 9]);
+  });
+
+  it("lists the runs' entity-hours back in hour order (entityHoursOf)", () => {
+    const items = entityHours(7);
+    // The runs are positions [0, 1, 5], [2, 6] and [3, 4]: hours 0, 0, 1 / 0, 2 / 1, 1.
+    expect(entityHoursOf(planRuns(items, 3))).toEqual(
+      [0, 1, 2, 5, 3, 4, 6].map((position) => items[position]),
+    );
   });
 
   it("is one run of everything for one iteration, and a run of one per entity-hour when there are fewer", () => {
     const items = entityHours(4);
     expect(planRuns(items, 1)).toEqual([{ ...items[0], rest: items.slice(1) }]);
+    expect(planRuns(items, 1, cost({ e1: 5 }))).toEqual([{ ...items[0], rest: items.slice(1) }]);
     expect(planRuns(items, 10)).toEqual(items.map((item) => ({ ...item, rest: [] })));
     expect(planRuns([], 4)).toEqual([]);
   });
@@ -292,22 +316,71 @@ describe("planRuns", () => {
     const runs = planRuns(entityHours(2 * MAX_ENTITY_HOURS_PER_RUN + 1), 1);
     const third = Math.ceil((2 * MAX_ENTITY_HOURS_PER_RUN + 1) / 3);
     expect(runs.map((run) => 1 + run.rest.length)).toEqual([third, third, third]);
+    // However uneven the costs, no run holds more: two heavy entity-hours take two runs, and the third fills up
+    // with light ones before the heavy runs get the rest.
+    const uneven = [
+      ...entityHours(2, ["heavy"]),
+      ...entityHours(2 * MAX_ENTITY_HOURS_PER_RUN - 1, ["light"]),
+    ];
+    const lengths = planRuns(uneven, 1, cost({ heavy: 1_000 })).map((run) => 1 + run.rest.length);
+    expect(lengths.sort((a, b) => a - b)).toEqual([50, 51, MAX_ENTITY_HOURS_PER_RUN]);
   });
 
-  it("holds every entity-hour once, in order, in at most the iterations' runs of lengths one apart", () => {
+  it("holds every entity-hour once, each run in hour order, runs by their first, within the iterations' runs", () => {
     fc.assert(
-      fc.property(fc.nat(1000), fc.integer({ min: 1, max: 40 }), (count, iterations) => {
-        const items = entityHours(count);
-        const runs = planRuns(items, iterations);
-        expect(entityHoursOf(runs)).toEqual(items);
-        const lengths = runs.map((run) => 1 + run.rest.length);
-        if (count === 0) return;
-        expect(Math.max(...lengths) - Math.min(...lengths)).toBeLessThanOrEqual(1);
-        expect(Math.max(...lengths)).toBeLessThanOrEqual(MAX_ENTITY_HOURS_PER_RUN);
-        const wanted = Math.max(iterations, Math.ceil(count / MAX_ENTITY_HOURS_PER_RUN));
-        expect(runs).toHaveLength(Math.min(count, wanted));
-      }),
+      fc.property(
+        fc.nat(1000),
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 3, maxLength: 3 }),
+        fc.boolean(),
+        (count, iterations, [w0, w1, w2], weighted) => {
+          const items = entityHours(count);
+          const weights: Record<string, number> = weighted ? { e0: w0 ?? 1, e1: w1 ?? 1, e2: w2 ?? 1 } : {};
+          const runs = planRuns(items, iterations, cost(weights));
+          const positionOf = new Map(
+            items.map((item, position) => [`${item.entity} ${item.hourUtc}`, position]),
+          );
+          const positions = runs.map((run) =>
+            [run, ...run.rest].map(({ entity, hourUtc }) => positionOf.get(`${entity} ${hourUtc}`) ?? -1),
+          );
+          expect(positions.flat().sort((a, b) => a - b)).toEqual(items.map((_, position) => position));
+          for (const run of positions) expect(run).toEqual([...run].sort((a, b) => a - b));
+          const firsts = positions.map((run) => run[0] as number);
+          expect(firsts).toEqual([...firsts].sort((a, b) => a - b));
+          if (count === 0) return;
+          const lengths = runs.map((run) => 1 + run.rest.length);
+          expect(Math.max(...lengths)).toBeLessThanOrEqual(MAX_ENTITY_HOURS_PER_RUN);
+          const wanted = Math.max(iterations, Math.ceil(count / MAX_ENTITY_HOURS_PER_RUN));
+          expect(runs).toHaveLength(Math.min(count, wanted));
+          const costs = runs.map((run) =>
+            [run, ...run.rest].reduce((sum, { entity }) => sum + cost(weights)(entity), 0),
+          );
+          if (Math.max(...lengths) < MAX_ENTITY_HOURS_PER_RUN) {
+            // Each entity-hour goes to the cheapest run: no run costs more than the cheapest and one entity-hour.
+            expect(Math.max(...costs) - Math.min(...costs)).toBeLessThanOrEqual(
+              Math.max(1, ...Object.values(weights)),
+            );
+          }
+          if (!weighted) {
+            expect(Math.max(...lengths) - Math.min(...lengths)).toBeLessThanOrEqual(1);
+            for (const entity of ["e0", "e1", "e2"]) {
+              const perRun = runs.map(
+                (run) => [run, ...run.rest].filter((item) => item.entity === entity).length,
+              );
+              expect(Math.max(...perRun) - Math.min(...perRun)).toBeLessThanOrEqual(1);
+            }
+          }
+        },
+      ),
     );
+  });
+});
+
+describe("expectedRequestsOf", () => {
+  it("counts an entity-hour's pages and the empty one after a full last page; one for an entity not on record", () => {
+    const expected = expectedRequestsOf({ sessions: 3_000, machines: 300, users: 2_999, none: 0 }, 1_000);
+    expect(["sessions", "machines", "users", "none", "unknown"].map(expected)).toEqual([4, 1, 3, 1, 1]);
+    expect(expectedRequestsOf(undefined, 1_000)("sessions")).toBe(1);
   });
 });
 

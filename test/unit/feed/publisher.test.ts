@@ -7,6 +7,7 @@ import {
   hourReport,
   hoursInParallel,
   publishedEntitiesOfHour,
+  recordsPerHourOf,
   stagingLostError,
   stagingVerdict,
 } from "../../../functions/lib/feed/publisher";
@@ -144,6 +145,32 @@ describe("hourReport", () => {
       ["sessions", entity("completed-for-another", "dead-1")],
     ]);
     expect([report.outcome, report.publisher]).toEqual(["completed-for-another", "dead-1"]);
+  });
+});
+
+describe("recordsPerHourOf", () => {
+  const report = (hourUtc: string, records: Record<string, number>) => ({
+    hourUtc,
+    outcome: "published" as const,
+    publisher: "run-1",
+    records: Object.fromEntries(
+      Object.entries(records).map(([entity, published]) => [
+        entity,
+        { published, outcome: "published" as const, publisher: "run-1" },
+      ]),
+    ),
+  });
+
+  it("averages each entity's published records over the hours it appears in, rounded", () => {
+    const reports = [
+      report(HOUR, { sessions: 3_000, machines: 10 }),
+      report("2026-11-24T09:00:00Z", { sessions: 1_001, machines: 11, users: 7 }),
+    ];
+    expect(recordsPerHourOf(reports)).toEqual({ sessions: 2_001, machines: 11, users: 7 });
+  });
+
+  it("is undefined for a Commit of no hours, which leaves the stored figures alone", () => {
+    expect(recordsPerHourOf([])).toBeUndefined();
   });
 });
 
