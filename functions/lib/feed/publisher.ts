@@ -75,9 +75,10 @@ export interface PublishDeps {
  */
 export async function publishRun(deps: PublishDeps, input: CommitInput): Promise<CommitOutput> {
   const hours = [...input.hours].sort();
+  const listHour = dayListings(deps.store);
   // Hours are independent (each has its own manifests and markers); the watermark is derived afterwards.
   const reports = await mapConcurrently(hours, hoursInParallel(input.entities.length), (hourUtc) =>
-    publishHour(deps, input, hourUtc),
+    publishHour(deps, input, hourUtc, listHour),
   );
   const before = input.watermark.hourUtc;
   // Configured as well as planned: an execution planned before an entity was added (and redriven after) must
@@ -123,7 +124,7 @@ export function recordsPerHourOf(reports: readonly HourReport[]): RecordsPerHour
   );
 }
 
-/** What one hour's markers and manifests say, read with two listings (and the legacy manifest if any). */
+/** What one hour's markers and manifests say, from its day's listings (and the legacy manifest if any). */
 interface HourState {
   hourUtc: string;
   /** Entities with a marker: their own, or a legacy whole-hour marker whose manifest lists them. */
@@ -133,12 +134,35 @@ interface HourState {
   generations: Map<string, number>;
 }
 
-async function readHourState(deps: PublishDeps, hourUtc: string): Promise<HourState> {
+/** The keys under an hour's prefix (publishedHourPrefix, manifestHourPrefix), as S3 would list them. */
+type HourListing = (hourPrefix: string) => Promise<string[]>;
+
+/**
+ * Lists each day once for all of its hours: a Commit of 23 hours lists two or three days' markers and
+ * manifests instead of 23 hours' (a day holds 24 × entities of each, one ListObjectsV2 page). An hour may be
+ * published from a listing made a while before its turn; that is as safe as one made just before it, since
+ * whatever another execution writes in between is met by the create-only writes (a claim that loses adopts
+ * the winner's manifest, a copy or a marker already there is left as it is).
+ */
+export function dayListings(store: Pick<S3Store, "listKeys">): HourListing {
+  const days = new Map<string, Promise<string[]>>();
+  return async (hourPrefix) => {
+    const day = hourPrefix.slice(0, hourPrefix.lastIndexOf("/") + 1);
+    let listing = days.get(day);
+    if (listing === undefined) {
+      listing = store.listKeys(day);
+      days.set(day, listing);
+    }
+    return (await listing).filter((key) => key.startsWith(hourPrefix));
+  };
+}
+
+async function readHourState(deps: PublishDeps, hourUtc: string, listHour: HourListing): Promise<HourState> {
   const { store, config } = deps;
   const manifestPrefix = manifestHourPrefix(config.controlPrefix, hourUtc);
   const [markerKeys, manifestKeys] = await Promise.all([
-    store.listKeys(publishedHourPrefix(config.controlPrefix, hourUtc)),
-    store.listKeys(manifestPrefix),
+    listHour(publishedHourPrefix(config.controlPrefix, hourUtc)),
+    listHour(manifestPrefix),
   ]);
   const legacy = manifestKeys.includes(legacyManifestKey(config.controlPrefix, hourUtc))
     ? await readLegacyManifest(store, config.controlPrefix, hourUtc)
@@ -174,12 +198,17 @@ export function currentGenerations(
   return generations;
 }
 
-async function publishHour(deps: PublishDeps, input: CommitInput, hourUtc: string): Promise<HourReport> {
+async function publishHour(
+  deps: PublishDeps,
+  input: CommitInput,
+  hourUtc: string,
+  listHour: HourListing,
+): Promise<HourReport> {
   // Read side by side (one round trip less per hour): the results are this execution's own, written before
   // the Map ended and deleted only after every marker. A redrive after this execution cleared its staging
   // finds no results and needs none: every entity-hour is published.
   const [state, collected] = await Promise.all([
-    readHourState(deps, hourUtc),
+    readHourState(deps, hourUtc, listHour),
     readCollected(deps, input, hourUtc),
   ]);
   const missing = input.entities.filter((entity) => !state.published.has(entity) && !collected.has(entity));

@@ -634,11 +634,12 @@ describe("publishRun", () => {
     await publishRun(deps(), input("first-1", [H8]));
     const marker = await text(publishedMarkerKey(CONTROL, H8, "sessions"));
     await collected("late-1", "sessions", H8);
-    // late-1 listed the hour's markers before first-1's landed: it finishes first-1's manifest too.
+    // late-1 listed the day's markers before first-1's landed: it finishes first-1's manifest too.
     const late = new S3Store(store.client, BUCKET);
     const list = late.listKeys.bind(late);
+    const markersOfTheDay = publishedHourPrefix(CONTROL, H8).replace(/hour=08$/, "");
     late.listKeys = async (prefix, startAfter) =>
-      prefix === publishedHourPrefix(CONTROL, H8) ? [] : list(prefix, startAfter);
+      prefix === markersOfTheDay ? [] : list(prefix, startAfter);
 
     const output = await publishRun({ ...deps(), store: late }, input("late-1", [H8]));
 

@@ -4,6 +4,7 @@ import { StagingLostError } from "../../../functions/lib/config/errors";
 import { manifestKey } from "../../../functions/lib/feed/keys";
 import {
   currentGenerations,
+  dayListings,
   hourReport,
   hoursInParallel,
   publishedEntitiesOfHour,
@@ -145,6 +146,36 @@ describe("hourReport", () => {
       ["sessions", entity("completed-for-another", "dead-1")],
     ]);
     expect([report.outcome, report.publisher]).toEqual(["completed-for-another", "dead-1"]);
+  });
+});
+
+describe("dayListings", () => {
+  it("lists each day once, and gives each hour the keys under its own prefix, as S3 would", async () => {
+    const stored = [
+      "c/published/year=2026/month=11/day=24/hour=07/sessions",
+      "c/published/year=2026/month=11/day=24/hour=08",
+      "c/published/year=2026/month=11/day=24/hour=08/sessions",
+      "c/published/year=2026/month=11/day=24/hour=08/users",
+      "c/published/year=2026/month=11/day=25/hour=08/sessions",
+    ];
+    const listed: string[] = [];
+    const listHour = dayListings({
+      listKeys: async (prefix: string) => {
+        listed.push(prefix);
+        return stored.filter((key) => key.startsWith(prefix));
+      },
+    });
+    const hour = (day: number, hour: number) => `c/published/year=2026/month=11/day=${day}/hour=0${hour}`;
+    expect(await Promise.all([listHour(hour(24, 8)), listHour(hour(24, 7)), listHour(hour(24, 9))])).toEqual([
+      stored.slice(1, 4),
+      stored.slice(0, 1),
+      [],
+    ]);
+    expect(await listHour(hour(25, 8))).toEqual(stored.slice(4));
+    expect(listed).toEqual([
+      "c/published/year=2026/month=11/day=24/",
+      "c/published/year=2026/month=11/day=25/",
+    ]);
   });
 });
 
