@@ -126,8 +126,9 @@ export const MAX_ENTITY_HOURS_PER_RUN = 100;
  * early leaves its share of the customer's limit to runs that can use it only on entity-hours of several pages.
  * So the entity-hours are dealt out heaviest entity first, one entity's hours in order, each to the run with the
  * fewest expected requests so far (`expectedRequests`, by entity; the fewest entity-hours on a tie): each
- * entity's hours are spread over every run, so the runs share its quiet and its busy hours alike. With every entity-hour expected to cost the same, run
- * lengths are at most one apart. Each iteration pays the Map's states and its invocations once per run.
+ * entity's hours are spread over every run, so the runs share its quiet and its busy hours alike. With every
+ * entity-hour expected to cost the same, run lengths are at most one apart. Each iteration pays the Map's states
+ * and its invocations once per run.
  */
 export function planRuns(
   entityHours: readonly WorkItem[],
@@ -147,7 +148,8 @@ export function planRuns(
       entity: entities.indexOf(item.entity),
       requests: expectedRequests(item.entity),
     }))
-    .sort((a, b) => b.requests - a.requests || a.entity - b.entity || a.position - b.position);
+    // A stable sort: each entity's hours stay in order.
+    .sort((a, b) => b.requests - a.requests || a.entity - b.entity);
   for (const { position, requests } of heaviestFirst) {
     let lightest: (typeof runs)[number] | undefined;
     for (const run of runs) {
@@ -189,5 +191,5 @@ export function expectedRequestsOf(
 export function entityHoursOf(items: readonly RunItem[]): WorkItem[] {
   return items
     .flatMap(({ entity, hourUtc, rest }) => [{ entity, hourUtc }, ...rest])
-    .sort((a, b) => (a.hourUtc < b.hourUtc ? -1 : a.hourUtc > b.hourUtc ? 1 : 0));
+    .sort((a, b) => Date.parse(a.hourUtc) - Date.parse(b.hourUtc));
 }

@@ -77,9 +77,8 @@ function parseStateFile(
 export function parseRecordsPerHour(value: unknown): RecordsPerHour | undefined {
   if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
   const entries = Object.entries(value);
-  return entries.every(
-    ([, records]) => typeof records === "number" && Number.isFinite(records) && records >= 0,
-  )
+  // JSON holds no infinities, so a number not below 0 is a count.
+  return entries.every(([, records]) => typeof records === "number" && records >= 0)
     ? Object.fromEntries(entries)
     : undefined;
 }

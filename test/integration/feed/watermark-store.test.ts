@@ -103,7 +103,14 @@ describe("readWatermark", () => {
     const records = { sessions: 3_000, machines: 0 };
     await state(JSON.stringify({ last_hour_utc: H(8), records_per_hour: records }));
     expect(await readWatermark(store, STATE)).toMatchObject({ hourUtc: H(8), recordsPerHour: records });
-    for (const bad of [{ sessions: "3000" }, { sessions: -1 }, [3000], "3000", null]) {
+    for (const bad of [
+      { sessions: "3000" },
+      { sessions: 3_000, users: "3000" },
+      { sessions: -1 },
+      [3000],
+      "3000",
+      null,
+    ]) {
       await state(JSON.stringify({ last_hour_utc: H(8), records_per_hour: bad }));
       expect(await readWatermark(store, STATE)).not.toHaveProperty("recordsPerHour");
     }

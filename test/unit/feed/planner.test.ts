@@ -304,6 +304,20 @@ describe("planRuns", () => {
     );
   });
 
+  it("gives each entity-hour to the run with the fewest expected requests, and on a tie to the one with fewest entity-hours", () => {
+    const costs = (runs: RunItem[], weights: Record<string, number>) =>
+      runs.map((run) => [run, ...run.rest].reduce((sum, { entity }) => sum + cost(weights)(entity), 0));
+    const abc = ["a", "b", "c"];
+    // 11 entity-hours of 5, 4 and 1 requests (a 0 3 6 9, b 1 4 7 10, c 2 5 8): 39 requests, 13 a run.
+    expect(
+      costs(planRuns(entityHours(11, abc), 3, cost({ a: 5, b: 4, c: 1 })), { a: 5, b: 4, c: 1 }),
+    ).toEqual([13, 13, 13]);
+    // 8 of 1, 4 and 3: after b, c and two a, both runs cost 10, the first with four entity-hours, the second with
+    // three; the last a goes to the second.
+    const runs = planRuns(entityHours(8, abc), 2, cost({ a: 1, b: 4, c: 3 }));
+    expect(runs.map((run) => 1 + run.rest.length)).toEqual([4, 4]);
+  });
+
   it("is one run of everything for one iteration, and a run of one per entity-hour when there are fewer", () => {
     const items = entityHours(4);
     expect(planRuns(items, 1)).toEqual([{ ...items[0], rest: items.slice(1) }]);
