@@ -293,6 +293,13 @@ export async function measureExecution(options: {
   }
 }
 
+/** How many CloudWatch alarms serverless.yml deploys: each is a line of the bill. */
+export function deployedAlarms(): number {
+  return Object.values(readServerlessYml().resources.Resources).filter(
+    (resource) => resource.Type === "AWS::CloudWatch::Alarm",
+  ).length;
+}
+
 /** Monthly cost in USD of running `counts`' execution every hour, by line of the bill. */
 export function monthlyBill(counts: ExecutionCounts, alarms: number): Record<string, number> {
   const perMonth = (perExecution: number) => perExecution * EXECUTIONS_PER_MONTH;
@@ -341,9 +348,7 @@ async function main(): Promise<void> {
   const latencyMs = Number(values["latency-ms"]);
   const entities = values.entities.split(",");
   if (volumes.some((n) => !(n > 0)) || !(latencyMs >= 0)) throw new Error(USAGE);
-  const alarms = Object.values(readServerlessYml().resources.Resources).filter(
-    (resource) => resource.Type === "AWS::CloudWatch::Alarm",
-  ).length;
+  const alarms = deployedAlarms();
 
   const scenarios: { label: string; counts: ExecutionCounts }[] = [];
   for (const recordsPerHour of volumes) {
