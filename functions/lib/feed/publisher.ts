@@ -160,10 +160,12 @@ export function dayListings(store: Pick<S3Store, "listKeys">): HourListing {
 async function readHourState(deps: PublishDeps, hourUtc: string, listHour: HourListing): Promise<HourState> {
   const { store, config } = deps;
   const manifestPrefix = manifestHourPrefix(config.controlPrefix, hourUtc);
-  const [markerKeys, manifestKeys] = await Promise.all([
-    listHour(publishedHourPrefix(config.controlPrefix, hourUtc)),
-    listHour(manifestPrefix),
-  ]);
+  // Markers first: a marker is written after its manifest, so every marker listed has its manifest in the
+  // listing after it. Listed side by side, a manifest created between the two answers could be missing beside
+  // its marker (another execution claiming, copying and marking in between), which reads as a manifest deleted.
+  // With a day's listings shared by its hours, that order costs one round trip a day.
+  const markerKeys = await listHour(publishedHourPrefix(config.controlPrefix, hourUtc));
+  const manifestKeys = await listHour(manifestPrefix);
   const legacy = manifestKeys.includes(legacyManifestKey(config.controlPrefix, hourUtc))
     ? await readLegacyManifest(store, config.controlPrefix, hourUtc)
     : undefined;

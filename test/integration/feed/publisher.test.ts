@@ -629,6 +629,23 @@ describe("publishRun", () => {
     expect(await store.listKeys(`${FEED}/`)).toEqual([]);
   });
 
+  it("reads an hour another execution publishes while this one lists it as published, not as a manifest gone", async () => {
+    await collected("first-1", "sessions", H8);
+    await collected("late-1", "sessions", H8);
+    // While late-1's listing of the day's markers is under way, first-1 claims, copies and marks the hour.
+    const late = new S3Store(store.client, BUCKET);
+    const list = late.listKeys.bind(late);
+    const markersOfTheDay = publishedHourPrefix(CONTROL, H8).replace(/hour=08$/, "");
+    late.listKeys = async (prefix, startAfter) => {
+      if (prefix === markersOfTheDay) await publishRun(deps(), input("first-1", [H8]));
+      return list(prefix, startAfter);
+    };
+
+    const output = await publishRun({ ...deps(), store: late }, input("late-1", [H8]));
+
+    expect(output.hours[0]).toMatchObject({ outcome: "already-published", publisher: "first-1" });
+  });
+
   it("leaves the marker another execution wrote first as it is", async () => {
     await collected("first-1", "sessions", H8);
     await publishRun(deps(), input("first-1", [H8]));
