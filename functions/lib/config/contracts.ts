@@ -141,6 +141,13 @@ export const pageWindowHintSchema = z.object({
 });
 export type PageWindowHint = z.infer<typeof pageWindowHintSchema>;
 
+/**
+ * The state file's `records_per_hour`: each entity's records an hour, on average over the hours the last Commit
+ * that moved the watermark published. Plan balances the Map's runs by it (see planRuns); it is advice only.
+ */
+export const recordsPerHourSchema = z.record(entity, count);
+export type RecordsPerHour = z.infer<typeof recordsPerHourSchema>;
+
 /** How many Map iterations share the Citrix API's limit at once (see planIterations); 1 when absent. */
 const iterationsAtOnce = z.optional(positive);
 /** How many iterations the Map has in all: its last ones run beside fewer others (see runningIterations). */

@@ -9,6 +9,7 @@ import {
   type EntityHourReport,
   type HourOutcome,
   type HourReport,
+  type RecordsPerHour,
 } from "../config/contracts";
 import { InvalidInputError, StagingLostError } from "../config/errors";
 import { mapConcurrently } from "./concurrency";
@@ -36,7 +37,7 @@ import {
   parseJson,
   readLegacyManifest,
 } from "./manifest";
-import { advanceWatermark, type PublishedMarker, type RecordsPerHour } from "./watermark";
+import { advanceWatermark, type PublishedMarker } from "./watermark";
 
 /**
  * Commit's parallelism: entity-hours at a time (whole hours, at least four), and copies at a time within an

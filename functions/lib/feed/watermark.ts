@@ -1,5 +1,5 @@
 import type { S3Store } from "../aws/s3-store";
-import type { RunMode } from "../config/contracts";
+import { type RecordsPerHour, type RunMode, recordsPerHourSchema } from "../config/contracts";
 import { InvalidInputError, StorageUnavailableError } from "../config/errors";
 import { formatHour, HOUR_MS, parseHour, parseWatermarkHour } from "../config/hours";
 import { mapConcurrently } from "./concurrency";
@@ -21,14 +21,9 @@ export interface Watermark {
   hourUtc: string | null;
   /** ETag of the state object, or null when it does not exist yet (first run or seed migration). */
   etag: string | null;
-  /**
-   * Records an hour of each entity held, on average over the hours the last Commit that moved the watermark
-   * published (`records_per_hour`): what Plan balances the Map's runs by (see planRuns). Advice only.
-   */
+  /** The state file's `records_per_hour` (see recordsPerHourSchema), when it holds one. */
   recordsPerHour?: RecordsPerHour;
 }
-
-export type RecordsPerHour = Record<string, number>;
 
 export async function readWatermark(
   store: S3Store,
@@ -69,18 +64,12 @@ function parseStateFile(
       `${where} has last_hour_utc ${JSON.stringify(value)}, which is not a whole UTC hour`,
     );
   }
-  const recordsPerHour = parseRecordsPerHour(fields?.records_per_hour);
-  return { hourUtc: formatHour(ms), ...(recordsPerHour ? { recordsPerHour } : {}) };
-}
-
-/** `records_per_hour` as stored, if it is an object of counts; anything else is no advice (never an error). */
-export function parseRecordsPerHour(value: unknown): RecordsPerHour | undefined {
-  if (typeof value !== "object" || value === null || Array.isArray(value)) return undefined;
-  const entries = Object.entries(value);
-  // JSON holds no infinities, so a number not below 0 is a count.
-  return entries.every(([, records]) => typeof records === "number" && records >= 0)
-    ? Object.fromEntries(entries)
-    : undefined;
+  // Advice: one that is not a record of counts is none, never an error.
+  const recordsPerHour = recordsPerHourSchema.safeParse(fields?.records_per_hour);
+  return {
+    hourUtc: formatHour(ms),
+    ...(recordsPerHour.success ? { recordsPerHour: recordsPerHour.data } : {}),
+  };
 }
 
 /** The newest hour H such that every hour after `base` up to H is in `published` (base itself when none). */
