@@ -274,6 +274,9 @@ describe("planRuns", () => {
       hourUtc: utcHour("2026-11-24T00:00:00Z", Math.floor(index / entities.length)),
     }));
   const cost = (weights: Record<string, number>) => (entity: string) => weights[entity] ?? 1;
+  /** What each run is expected to cost in requests, at `weights` by entity. */
+  const costsOf = (runs: RunItem[], weights: Record<string, number>) =>
+    runs.map((run) => [run, ...run.rest].reduce((sum, { entity }) => sum + cost(weights)(entity), 0));
   const runOf = (items: readonly WorkItem[], positions: number[]) => {
     const [first, ...rest] = positions.map((position) => items[position] as WorkItem);
     return { ...(first as WorkItem), rest };
@@ -291,9 +294,7 @@ describe("planRuns", () => {
     // consecutive hours would cost 11 and 7.
     const runs = planRuns(items, 2, cost({ sessions: 4 }));
     expect(runs).toEqual([runOf(items, [0, 5, 6]), runOf(items, [1, 2, 3, 4, 7, 8])]);
-    const costOf = (run: RunItem) =>
-      [run, ...run.rest].reduce((sum, { entity }) => sum + cost({ sessions: 4 })(entity), 0);
-    expect(runs.map(costOf)).toEqual([9, 9]);
+    expect(costsOf(runs, { sessions: 4 })).toEqual([9, 9]);
   });
 
   it("lists the runs' entity-hours back in hour order (entityHoursOf)", () => {
@@ -305,12 +306,10 @@ describe("planRuns", () => {
   });
 
   it("gives each entity-hour to the run with the fewest expected requests, and on a tie to the one with fewest entity-hours", () => {
-    const costs = (runs: RunItem[], weights: Record<string, number>) =>
-      runs.map((run) => [run, ...run.rest].reduce((sum, { entity }) => sum + cost(weights)(entity), 0));
     const abc = ["a", "b", "c"];
     // 11 entity-hours of 5, 4 and 1 requests (a 0 3 6 9, b 1 4 7 10, c 2 5 8): 39 requests, 13 a run.
     expect(
-      costs(planRuns(entityHours(11, abc), 3, cost({ a: 5, b: 4, c: 1 })), { a: 5, b: 4, c: 1 }),
+      costsOf(planRuns(entityHours(11, abc), 3, cost({ a: 5, b: 4, c: 1 })), { a: 5, b: 4, c: 1 }),
     ).toEqual([13, 13, 13]);
     // 8 of 1, 4 and 3: after b, c and two a, both runs cost 10, the first with four entity-hours, the second with
     // three; the last a goes to the second.
@@ -366,9 +365,7 @@ describe("planRuns", () => {
           expect(Math.max(...lengths)).toBeLessThanOrEqual(MAX_ENTITY_HOURS_PER_RUN);
           const wanted = Math.max(iterations, Math.ceil(count / MAX_ENTITY_HOURS_PER_RUN));
           expect(runs).toHaveLength(Math.min(count, wanted));
-          const costs = runs.map((run) =>
-            [run, ...run.rest].reduce((sum, { entity }) => sum + cost(weights)(entity), 0),
-          );
+          const costs = costsOf(runs, weights);
           if (Math.max(...lengths) < MAX_ENTITY_HOURS_PER_RUN) {
             // Each entity-hour goes to the cheapest run: no run costs more than the cheapest and one entity-hour.
             expect(Math.max(...costs) - Math.min(...costs)).toBeLessThanOrEqual(
