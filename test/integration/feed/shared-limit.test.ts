@@ -52,10 +52,10 @@ function countingStore(failListings = false): S3Store {
   return counted;
 }
 
-function open(input: Partial<CollectInput> = {}, failListings = false): SharedLimit {
+function open(input: Partial<CollectInput> = {}, limitStore: S3Store = countingStore()): SharedLimit {
   return SharedLimit.open(
     {
-      store: countingStore(failListings),
+      store: limitStore,
       config: { controlPrefix: CONTROL, maxPagesInFlight: 32 },
       now: () => nowMs,
       log: createLogger({}, (line) => {
@@ -197,7 +197,7 @@ describe("SharedLimit", () => {
       expect.objectContaining({ iterations: 2 }),
     ]);
 
-    const failing = open({ iterationsAtOnce: 4, iterationsInAll: 4, itemIndex: 3 }, true);
+    const failing = open({ iterationsAtOnce: 4, iterationsInAll: 4, itemIndex: 3 }, countingStore(true));
     await failing.ready;
     nowMs += 2_000;
     failing.recountIterations();
@@ -233,17 +233,7 @@ describe("SharedLimit", () => {
     unreadable.getText = async () => {
       throw new Error("read refused");
     };
-    const limit = SharedLimit.open(
-      {
-        store: unreadable,
-        config: { controlPrefix: CONTROL, maxPagesInFlight: 32 },
-        now: () => nowMs,
-        log: createLogger({}, (line) => {
-          logs.push(JSON.parse(line) as Record<string, unknown>);
-        }),
-      },
-      { runId: RUN, entity: "sessions", hourUtc: HOUR, rest: [], iterationsAtOnce: 2 },
-    );
+    const limit = open({ iterationsAtOnce: 2 }, unreadable);
     await limit.ready;
     expect(limit.window.state).toEqual({ size: 4, growing: true });
     expect(
